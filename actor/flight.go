@@ -1,0 +1,363 @@
+package actor
+
+import (
+	"context"
+	"time"
+
+	"github.com/actorflight/flight/mailbox"
+)
+
+// Errors are the error values a key actor answers with. The root package
+// supplies them so that callers can match them with errors.Is / errors.As.
+type Errors struct {
+	Closed     error
+	Overloaded error
+	Goexit     error
+	Timeout    error                              // wraps context.DeadlineExceeded
+	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
+}
+
+// Env is what a shard gives its key actors: limits, counters, the worker pool
+// and the way back into the shard's mailbox. There is one Env per shard, owned
+// by the shard actor: only its handlers read or write Closed.
+type Env[K comparable, V any] struct {
+	Pool       *Pool
+	Limit      *mailbox.Limit // flights across the coordinator (WithMaxInFlight); nil: unbounded
+	MaxWaiters int            // callers per flight (WithMaxWaiters); 0: unbounded
+	Timeout    time.Duration  // WithTimeout; 0: none
+	Stats      *Stats
+	Errors     Errors
+	// Post sends a message to the shard's mailbox from any goroutine.
+	Post func(msg any)
+	// Started and Finished bracket every execution of fn, so that Close can
+	// wait for all of them.
+	Started, Finished func()
+	// OnPanic is told of each panic in fn, once, with the key (for logging).
+	OnPanic func(key K, value any, stack []byte)
+
+	Closed bool // set by the shard on Close: refuse joins, start nothing
+}
+
+// Key is the actor of one key: it exists while the key has a flight and is
+// retired as soon as it has none (Idle), so an idle key costs nothing.
+//
+// It serializes executions: at most one fn of the key runs at a time. A flight
+// that was detached while its fn runs (abandoned, forgotten or timed out)
+// keeps running as exec, and a new flight for the key waits as open until exec
+// returns; its callers can leave meanwhile and its WithTimeout deadline counts
+// from its creation.
+//
+// A Key belongs to its shard actor: every method is called from the shard's
+// handlers only, one message at a time.
+type Key[K comparable, V any] struct {
+	K    K
+	env  *Env[K, V]
+	open *Flight[K, V] // the flight new callers join; nil if none
+	exec *Flight[K, V] // the flight whose fn runs now; nil if none
+}
+
+// NewKey returns the actor of key k.
+func NewKey[K comparable, V any](k K, env *Env[K, V]) *Key[K, V] {
+	return &Key[K, V]{K: k, env: env}
+}
+
+// Key returns the key actor that owns f.
+func (f *Flight[K, V]) Key() *Key[K, V] { return f.key }
+
+// Idle reports whether the key has no flight left, so that its shard retires it.
+func (k *Key[K, V]) Idle() bool { return k.open == nil && k.exec == nil }
+
+// Flight is one execution of a key's fn and the callers that share it.
+//
+// All fields belong to the owning shard actor, except val, err, outcome,
+// panicValue and panicStack, which the worker running fn writes before it
+// posts Done (the mailbox hand-off orders those writes before the shard reads
+// them), and ctx and fn, which are set before fn starts and never change.
+type Flight[K comparable, V any] struct {
+	mailbox.Broadcast[V]
+
+	key    *Key[K, V]
+	fn     func(context.Context) (V, error)
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   func() bool // stops the WithTimeout watch; nil without a timeout
+
+	waiters   int // callers attached and not answered
+	joined    int // callers ever admitted
+	started   bool
+	finished  bool // fn has returned
+	abandoned bool
+	timedOut  bool
+
+	// Written by the worker.
+	val        V
+	err        error
+	outcome    Outcome
+	panicValue any
+	panicStack []byte
+}
+
+// Waiter is one caller's place in a flight. A Do caller waits on Done; a
+// DoChan caller has an Out, and its Waiter subscribes to the flight's
+// broadcast and forwards the one delivery to Out.
+//
+// Ctx, Fn and Out are set by the caller before it posts the Waiter; the shard
+// sets the rest while it handles the join, and the caller reads Flight, Done
+// and Err only after the shard has signalled that the join was handled.
+type Waiter[K comparable, V any] struct {
+	Ctx context.Context
+	Fn  func(context.Context) (V, error)
+	Out mailbox.Subscriber[V] // DoChan callers; nil for Do
+
+	Flight *Flight[K, V]
+	Done   <-chan struct{} // Do callers: closed when Flight's result is published
+	Err    error           // set when the join was refused
+
+	slot int         // index among Flight's subscribers
+	stop func() bool // stops the ctx watch of a DoChan caller
+	left bool
+}
+
+// Join admits w to the key's flight, starting one if there is none. On
+// refusal (closed, overloaded, ctx already done) it sets w.Err and, for a
+// DoChan caller, delivers it.
+func (k *Key[K, V]) Join(w *Waiter[K, V]) {
+	env := k.env
+	if env.Closed {
+		k.refuse(w, env.Errors.Closed)
+		return
+	}
+	if err := w.Ctx.Err(); err != nil {
+		k.refuse(w, err)
+		return
+	}
+	f := k.open
+	if f == nil {
+		if !env.Limit.TryAcquire() {
+			env.Stats.Overloaded.Add(1)
+			k.refuse(w, env.Errors.Overloaded)
+			return
+		}
+		f = k.newFlight(w)
+		k.open = f
+		if k.exec == nil {
+			k.start(f)
+		}
+	} else {
+		if env.MaxWaiters > 0 && f.waiters >= env.MaxWaiters {
+			env.Stats.Overloaded.Add(1)
+			k.refuse(w, env.Errors.Overloaded)
+			return
+		}
+		env.Stats.Joins.Add(1)
+	}
+	f.waiters++
+	f.joined++
+	env.Stats.Waiters.Add(1)
+	w.Flight = f
+	if w.Out == nil {
+		w.Done = f.Wait()
+		return
+	}
+	w.slot = f.Subscribe(w)
+	if w.Ctx.Done() != nil {
+		post := env.Post
+		w.stop = context.AfterFunc(w.Ctx, func() { post(Leave[K, V]{w}) })
+	}
+}
+
+// Deliver forwards the flight's result to the DoChan caller and stops the
+// watch on its ctx. The shard calls it once, from Publish.
+func (w *Waiter[K, V]) Deliver(val V, err error, shared bool) {
+	if w.stop != nil {
+		w.stop()
+	}
+	w.Out.Deliver(val, err, shared)
+}
+
+func (k *Key[K, V]) refuse(w *Waiter[K, V], err error) {
+	w.Err = err
+	if w.Out != nil {
+		var zero V
+		w.Out.Deliver(zero, err, false)
+	}
+}
+
+func (k *Key[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
+	env := k.env
+	f := &Flight[K, V]{key: k, fn: w.Fn}
+	// The flight keeps the first caller's values but not its cancellation:
+	// it is cancelled only when every caller has left, on its deadline, or
+	// on Close.
+	base := context.WithoutCancel(w.Ctx)
+	if env.Timeout > 0 {
+		f.ctx, f.cancel = context.WithTimeout(base, env.Timeout)
+		post := env.Post
+		f.stop = context.AfterFunc(f.ctx, func() { post(Expired[K, V]{f}) })
+	} else {
+		f.ctx, f.cancel = context.WithCancel(base)
+	}
+	return f
+}
+
+func (k *Key[K, V]) start(f *Flight[K, V]) {
+	env := k.env
+	f.started = true
+	k.exec = f
+	env.Stats.Flights.Add(1)
+	env.Stats.InFlight.Add(1)
+	env.Started()
+	env.Pool.Go(f)
+}
+
+// Leave detaches a caller whose ctx is done. A DoChan caller gets ctx.Err()
+// on its channel. The last caller to leave abandons the flight: it is
+// cancelled and detached, so the next caller starts a fresh one.
+func (k *Key[K, V]) Leave(w *Waiter[K, V]) {
+	f := w.Flight
+	if f.Published() || w.left {
+		return // answered already; nothing to undo
+	}
+	w.left = true
+	f.waiters--
+	k.env.Stats.Waiters.Add(-1)
+	if w.Out != nil {
+		if moved := f.Unsubscribe(w.slot); moved != nil {
+			moved.(*Waiter[K, V]).slot = w.slot
+		}
+		var zero V
+		w.Out.Deliver(zero, w.Ctx.Err(), false)
+	}
+	if f.waiters == 0 {
+		f.abandoned = true
+		k.env.Stats.Abandoned.Add(1)
+		k.detach(f)
+	}
+}
+
+// Expire answers every waiter of a flight whose WithTimeout deadline passed
+// with the timeout error, and detaches it. Its fn, if running, goes on (its
+// ctx is already cancelled) and the key's next flight waits for it.
+func (k *Key[K, V]) Expire(f *Flight[K, V]) {
+	if f.Published() || f.abandoned || f.ctx.Err() != context.DeadlineExceeded {
+		return
+	}
+	k.timeout(f)
+	k.publish(f, *new(V), k.env.Errors.Timeout)
+	k.detach(f)
+}
+
+func (k *Key[K, V]) timeout(f *Flight[K, V]) {
+	if !f.timedOut {
+		f.timedOut = true
+		k.env.Stats.Timeouts.Add(1)
+	}
+}
+
+// Finish handles the return of fn: it answers the waiters (unless they were
+// already answered or all left), retires the execution and starts the key's
+// next flight if one is waiting.
+func (k *Key[K, V]) Finish(f *Flight[K, V]) {
+	defer k.Retire(f) // runs even if what follows panics: Close counts on it
+	env := k.env
+	err := f.err
+	switch f.outcome {
+	case Panicked:
+		env.Stats.Panics.Add(1)
+		if env.OnPanic != nil {
+			env.OnPanic(k.K, f.panicValue, f.panicStack)
+		}
+		err = env.Errors.Panic(f.panicValue, f.panicStack)
+	case Exited:
+		env.Stats.Panics.Add(1)
+		err = env.Errors.Goexit
+	}
+	if !f.abandoned && !f.Published() {
+		if err != nil && f.ctx.Err() == context.DeadlineExceeded {
+			k.timeout(f) // fn gave up on its deadline before Expire ran
+		}
+		k.publish(f, f.val, err)
+	}
+}
+
+// Retire ends the bookkeeping of f's execution after fn returned: the gauges,
+// the admission unit, the ctx, and the start of the key's next flight. It is
+// idempotent, so that the shard can call it again after a fault in Finish.
+func (k *Key[K, V]) Retire(f *Flight[K, V]) {
+	if f.finished {
+		return
+	}
+	env := k.env
+	f.finished = true
+	env.Stats.InFlight.Add(-1)
+	env.Finished()
+	env.Limit.Release()
+	if k.exec == f {
+		k.exec = nil
+	}
+	if k.open == f {
+		k.open = nil
+	}
+	if f.stop != nil {
+		f.stop()
+	}
+	f.cancel()
+	f.val, f.err, f.panicValue, f.panicStack = *new(V), nil, nil, nil
+	if next := k.open; next != nil && k.exec == nil && !env.Closed {
+		k.start(next)
+	}
+}
+
+// Forget detaches the key's running flight: callers already in it get its
+// result, later callers start a new flight, which runs after it. A flight
+// that has not started yet is left alone: it will run after the Forget anyway.
+// It reports whether a flight was detached.
+func (k *Key[K, V]) Forget() bool {
+	f := k.open
+	if f == nil || !f.started {
+		return false
+	}
+	k.open = nil
+	k.env.Stats.Forgotten.Add(1)
+	return true
+}
+
+// Close answers every waiter of the key with err, cancels its flights and
+// drops a flight that has not started. A running fn goes on until it returns
+// (Finish then retires it). The shard sets env.Closed first.
+func (k *Key[K, V]) Close(err error) {
+	for _, f := range [...]*Flight[K, V]{k.exec, k.open} {
+		if f == nil || f.finished {
+			continue
+		}
+		k.publish(f, *new(V), err)
+		k.detach(f)
+	}
+}
+
+// Fail answers every waiter of the key with err after a fault in the shard's
+// own handling of one of its messages, and detaches its flights so that the
+// key can be used again at once. Running fns go on and are retired normally.
+func (k *Key[K, V]) Fail(err error) { k.Close(err) }
+
+// detach takes f off the key so that no caller joins it again, cancels its
+// ctx, and drops it at once if its fn never started.
+func (k *Key[K, V]) detach(f *Flight[K, V]) {
+	if k.open == f {
+		k.open = nil
+	}
+	f.cancel()
+	if !f.started && !f.finished {
+		f.finished = true
+		if f.stop != nil {
+			f.stop()
+		}
+		k.env.Limit.Release()
+	}
+}
+
+func (k *Key[K, V]) publish(f *Flight[K, V], val V, err error) {
+	k.env.Stats.Waiters.Add(-int64(f.waiters))
+	f.waiters = 0
+	f.Publish(val, err, f.joined > 1)
+}

@@ -1,0 +1,293 @@
+package flight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	fa "github.com/actorflight/flight/actor"
+	"github.com/actorflight/flight/coordinator"
+)
+
+// Func is the function a flight runs. Its context carries the values of the
+// caller that started the flight and is cancelled when every caller has
+// left, when the WithTimeout deadline passes, or on Close.
+type Func[V any] func(ctx context.Context) (V, error)
+
+// Result is what DoChan delivers: the flight's value and error, and whether
+// the flight was shared.
+type Result[V any] struct {
+	Val    V
+	Err    error
+	Shared bool // the flight had more than one caller (true for the first caller too)
+}
+
+// Coordinator deduplicates concurrent calls by key: while fn runs for a key,
+// every other caller of that key waits for it and shares its result.
+//
+// Create one with [New]; the zero value is not usable. All methods are safe
+// for concurrent use. A Coordinator that is no longer needed should be
+// closed: Close waits for running functions and stops the coordinator's
+// actors. An idle Coordinator (no flight running) holds no goroutine and no
+// per-key memory, so one that is simply dropped while idle leaks nothing
+// but its shard actors' registration in the actor system.
+//
+// Cost: a flight for a fresh key costs a few microseconds (a message to the
+// key's shard actor, a hand-off of fn to a warm worker goroutine, a message
+// back); a caller joining a running flight costs about one message and one
+// wake-up. See the README's performance section for figures against
+// golang.org/x/sync/singleflight.
+type Coordinator[K comparable, V any] struct {
+	c *coordinator.Coordinator[K, V, Result[V]]
+}
+
+// Stats is a reading of a Coordinator's counters. Keys, InFlight and Waiters
+// are gauges: they return to 0 when the coordinator is idle. The other
+// fields count since New. Each field is exact; a Stats is not an atomic
+// snapshot of all of them together.
+type Stats struct {
+	Keys       int    // keys that currently own a live actor
+	InFlight   int    // flights whose fn is running now
+	Waiters    int    // callers waiting now (the first caller included)
+	Flights    uint64 // fn executions started, ever
+	Joins      uint64 // callers that shared another caller's flight, ever
+	Panics     uint64 // executions that panicked or called runtime.Goexit
+	Timeouts   uint64 // executions stopped by WithTimeout
+	Abandoned  uint64 // flights cancelled because every caller left
+	Forgotten  uint64 // Forget calls that detached a live flight
+	Overloaded uint64 // callers refused with ErrOverloaded
+}
+
+var (
+	// ErrClosed is returned to callers after Close, and to waiters that Close
+	// answered before their flight ended.
+	ErrClosed = errors.New("flight: coordinator closed")
+	// ErrOverloaded is returned to a caller refused by WithMaxWaiters or
+	// WithMaxInFlight. It is returned at once; callers already admitted are
+	// not affected.
+	ErrOverloaded = errors.New("flight: overloaded")
+	// ErrNilFunc is returned when fn is nil.
+	ErrNilFunc = errors.New("flight: nil function")
+	// ErrGoexit is returned to every waiter of a flight whose fn called
+	// runtime.Goexit (as t.FailNow does).
+	ErrGoexit = errors.New("flight: function called runtime.Goexit")
+)
+
+// PanicError is the error every waiter of a flight gets when fn panicked.
+// The process does not crash and the key is usable again at once.
+type PanicError struct {
+	Value any    // what fn panicked with
+	Stack []byte // the stack of the panicking goroutine
+}
+
+// Error returns the panic value and the stack.
+func (p *PanicError) Error() string {
+	return fmt.Sprintf("flight: function panicked: %v\n\n%s", p.Value, p.Stack)
+}
+
+// Unwrap returns Value when it is an error, else nil, so that errors.Is and
+// errors.As see through a panic(err).
+func (p *PanicError) Unwrap() error {
+	err, _ := p.Value.(error)
+	return err
+}
+
+// timeoutError is the error of a flight stopped by WithTimeout. It matches
+// context.DeadlineExceeded with errors.Is.
+type timeoutError struct{ d time.Duration }
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("flight: function exceeded WithTimeout(%v): %v", e.d, context.DeadlineExceeded)
+}
+func (e *timeoutError) Unwrap() error { return context.DeadlineExceeded }
+func (e *timeoutError) Timeout() bool { return true }
+
+// Option configures a Coordinator; pass options to New.
+type Option interface{ apply(*config) }
+
+type config struct {
+	timeout     time.Duration
+	maxWaiters  int
+	maxInFlight int
+	shards      int
+	system      *actor.ActorSystem
+	logger      *slog.Logger
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithTimeout sets a deadline on each execution: d after a flight is created
+// its context is cancelled and every waiter gets an error that matches
+// context.DeadlineExceeded (errors.Is), even if fn has not returned. 0, the
+// default, means no deadline. New panics if d < 0.
+func WithTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			panic(fmt.Sprintf("flight: WithTimeout(%v): negative duration", d))
+		}
+		c.timeout = d
+	})
+}
+
+// WithMaxWaiters bounds the callers of one flight (the first included): the
+// (n+1)th caller of a key whose flight already has n gets ErrOverloaded at
+// once. 0, the default, means no bound. New panics if n < 0.
+func WithMaxWaiters(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			panic(fmt.Sprintf("flight: WithMaxWaiters(%d): negative bound", n))
+		}
+		c.maxWaiters = n
+	})
+}
+
+// WithMaxInFlight bounds the flights across all keys: a call that would
+// start a new flight while n flights exist (running, or waiting for the
+// previous execution of their key) gets ErrOverloaded at once; calls that
+// join an existing flight are not affected. 0, the default, means no bound.
+// New panics if n < 0.
+func WithMaxInFlight(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 0 {
+			panic(fmt.Sprintf("flight: WithMaxInFlight(%d): negative bound", n))
+		}
+		c.maxInFlight = n
+	})
+}
+
+// WithShards sets the number of shard supervisor actors the keyspace is
+// split over. More shards mean less contention on each shard's mailbox; each
+// costs a protoactor actor (no goroutine). The default is 4×GOMAXPROCS. New
+// panics if n is not in [1, 65536].
+func WithShards(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 1 || n > 1<<16 {
+			panic(fmt.Sprintf("flight: WithShards(%d): out of range [1, 65536]", n))
+		}
+		c.shards = n
+	})
+}
+
+// WithActorSystem runs the coordinator's actors in s instead of the
+// process-wide system that coordinators share by default. Close stops the
+// coordinator's own actors and leaves s running. New panics if s is nil.
+func WithActorSystem(s *actor.ActorSystem) Option {
+	return optionFunc(func(c *config) {
+		if s == nil {
+			panic("flight: WithActorSystem(nil)")
+		}
+		c.system = s
+	})
+}
+
+// WithLogger sets where the coordinator logs: a panic in fn is logged once,
+// at ERROR, with the key and the stack. The default, and a nil l, discard
+// everything: the coordinator never prints unless asked to.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.logger = l })
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+// New returns a running Coordinator for keys of type K and values of type V.
+//
+// New panics if an option has an invalid value (each option says which), as
+// time.NewTicker does for a bad duration: that is a programming error, found
+// the first time the code runs. New spawns the shard actors, a few
+// microseconds each, and starts no goroutine.
+func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
+	cfg := config{shards: coordinator.DefaultShards(), logger: discard}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = discard
+	}
+	c, err := coordinator.New[K, V, Result[V]](coordinator.Config[V, Result[V]]{
+		Shards:      cfg.shards,
+		Timeout:     cfg.timeout,
+		MaxWaiters:  cfg.maxWaiters,
+		MaxInFlight: cfg.maxInFlight,
+		System:      cfg.system,
+		Logger:      cfg.logger,
+		Errors: fa.Errors{
+			Closed:     ErrClosed,
+			Overloaded: ErrOverloaded,
+			Goexit:     ErrGoexit,
+			Timeout:    &timeoutError{cfg.timeout},
+			Panic: func(v any, stack []byte) error {
+				return &PanicError{Value: v, Stack: stack}
+			},
+		},
+		ErrNilFunc: ErrNilFunc,
+		Result: func(v V, err error, shared bool) Result[V] {
+			return Result[V]{Val: v, Err: err, Shared: shared}
+		},
+	})
+	if err != nil {
+		panic(err) // unreachable: the options validated the shard count
+	}
+	return &Coordinator[K, V]{c: c}
+}
+
+// Do runs fn for key and returns its result, unless a flight for key is
+// already running, in which case it waits for that flight and returns its
+// result. shared reports whether the flight had more than one caller.
+//
+// Do returns ctx.Err() as soon as ctx is done; the flight goes on for the
+// other callers, and is cancelled (its context) when the last one leaves. A
+// nil ctx is taken as context.Background(). A panic in fn is returned as a
+// *PanicError, runtime.Goexit in fn as ErrGoexit; fn always runs on a
+// goroutine of the coordinator, never the caller's. Executions of one key
+// never overlap: a flight started after the previous one was detached
+// (abandoned, forgotten or timed out) runs its fn only once the previous fn
+// has returned.
+//
+// Do must not be called from fn with the same key (the flight would wait for
+// itself until a deadline or ctx ends it).
+func (c *Coordinator[K, V]) Do(ctx context.Context, key K, fn Func[V]) (v V, shared bool, err error) {
+	return c.c.Do(ctx, key, fn)
+}
+
+// DoChan is like Do but returns at once a channel that receives the Result.
+// The channel has a buffer of one, receives exactly one Result, and is never
+// closed; a caller that never reads it leaks nothing. When ctx is done before
+// the flight ends, the Result carries ctx.Err(); errors of Do (ErrNilFunc,
+// ErrClosed, ErrOverloaded) arrive on the channel too.
+func (c *Coordinator[K, V]) DoChan(ctx context.Context, key K, fn Func[V]) <-chan Result[V] {
+	return c.c.DoChan(ctx, key, fn)
+}
+
+// Forget detaches key's running flight: callers already waiting still get
+// its result, and the next call for key starts a new flight, whose fn runs
+// once the detached one has returned. The detached flight ending never
+// detaches the new one (golang/go#31420). A flight that has not started its
+// fn yet is left alone, since it will run after the Forget anyway. Forget is
+// ordered with the caller's later calls: a Do after Forget returns never
+// joins the forgotten flight. After Close it does nothing.
+func (c *Coordinator[K, V]) Forget(key K) { c.c.Forget(key) }
+
+// Stats returns the coordinator's counters. It takes no lock and sends no
+// message: about 20 ns per shard.
+func (c *Coordinator[K, V]) Stats() Stats {
+	s := c.c.Stats()
+	return Stats{
+		Keys: s.Keys, InFlight: s.InFlight, Waiters: s.Waiters,
+		Flights: s.Flights, Joins: s.Joins, Panics: s.Panics, Timeouts: s.Timeouts,
+		Abandoned: s.Abandoned, Forgotten: s.Forgotten, Overloaded: s.Overloaded,
+	}
+}
+
+// Close refuses new calls (they get ErrClosed), answers every waiting caller
+// with ErrClosed, cancels the context of every running flight, waits until
+// every fn has returned, and stops the coordinator's actors and goroutines.
+// It is idempotent: every call returns nil once the shutdown is complete.
+// Close waits for fn, so it must not be called from fn, and it returns only
+// when every fn does.
+func (c *Coordinator[K, V]) Close() error { return c.c.Close() }

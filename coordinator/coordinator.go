@@ -1,0 +1,272 @@
+// Package coordinator runs the shard supervisors of a flight coordinator:
+// protoactor actors that each own a share of the keys, spawn a key actor
+// (package actor) on a key's first call, route joins, leaves, Forget and
+// results to it, retire it when its last flight ends, and contain faults.
+// It also owns the coordinator's lifecycle: the actor system, the worker pool,
+// the counters, and Close.
+//
+// The root package flight is the public face of this package; nothing here is
+// meant to be used directly.
+package coordinator
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	fa "github.com/actorflight/flight/actor"
+	"github.com/actorflight/flight/keyspace"
+	"github.com/actorflight/flight/mailbox"
+)
+
+// Config is the resolved configuration of a Coordinator.
+type Config[V, R any] struct {
+	Shards      int
+	Timeout     time.Duration
+	MaxWaiters  int
+	MaxInFlight int
+	System      *actor.ActorSystem // nil: the process-wide shared system
+	Logger      *slog.Logger       // never nil
+
+	Errors     fa.Errors
+	ErrNilFunc error
+	// Result makes the value a DoChan caller receives.
+	Result func(val V, err error, shared bool) R
+}
+
+// DefaultShards is the shard count when none is configured: four per
+// processor, so that callers on different processors rarely post to the same
+// shard's mailbox at once.
+func DefaultShards() int { return 4 * runtime.GOMAXPROCS(0) }
+
+// Coordinator is the engine behind flight.Coordinator. R is the result type
+// DoChan delivers (flight.Result[V]); it is a type parameter so that this
+// package need not import the root package.
+type Coordinator[K comparable, V, R any] struct {
+	cfg     Config[V, R]
+	system  *actor.ActorSystem
+	ks      *keyspace.Keyspace[K]
+	shards  []*shard[K, V, R]
+	pool    *fa.Pool
+	running sync.WaitGroup // executions of fn not yet retired by their shard
+
+	closeOnce sync.Once
+}
+
+// New starts a coordinator: it spawns cfg.Shards shard actors on the actor
+// system. Spawning costs a few microseconds per shard and no goroutine.
+func New[K comparable, V, R any](cfg Config[V, R]) (*Coordinator[K, V, R], error) {
+	ks, err := keyspace.New[K](cfg.Shards)
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator[K, V, R]{
+		cfg:    cfg,
+		system: cfg.System,
+		ks:     ks,
+		pool:   fa.NewPool(fa.Linger),
+	}
+	if c.system == nil {
+		c.system = SharedSystem()
+	}
+	limit := mailbox.NewLimit(cfg.MaxInFlight)
+	c.shards = make([]*shard[K, V, R], cfg.Shards)
+	for i := range c.shards {
+		s := &shard[K, V, R]{
+			c:       c,
+			keys:    make(map[K]*fa.Key[K, V]),
+			api:     newGate(),
+			posts:   newGate(),
+			stopped: make(chan struct{}),
+		}
+		s.env = fa.Env[K, V]{
+			Pool:       c.pool,
+			Limit:      limit,
+			MaxWaiters: cfg.MaxWaiters,
+			Timeout:    cfg.Timeout,
+			Stats:      &s.stats,
+			Errors:     cfg.Errors,
+			Post:       s.postInternal,
+			Started:    func() { c.running.Add(1) },
+			Finished:   c.running.Done,
+			OnPanic:    c.logPanic,
+		}
+		// The producer returns the same shard each time: if protoactor ever
+		// restarted the actor, its keys and waiters would survive.
+		s.pid = c.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
+		c.shards[i] = s
+	}
+	return c, nil
+}
+
+func (c *Coordinator[K, V, R]) logPanic(key K, value any, stack []byte) {
+	c.cfg.Logger.Error("flight: function panicked",
+		slog.Any("key", key), slog.Any("panic", value), slog.String("stack", string(stack)))
+}
+
+// Do runs fn once per key at a time and returns its result to every caller
+// that asked while it ran. See flight.Coordinator.Do.
+func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context) (V, error)) (v V, shared bool, err error) {
+	if fn == nil {
+		return v, false, c.cfg.ErrNilFunc
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		return v, false, err
+	}
+	s := c.shards[c.ks.Shard(key)]
+	if !s.api.enter() {
+		return v, false, c.cfg.Errors.Closed
+	}
+	defer s.api.exit()
+
+	cl := &call[K, V, R]{key: key}
+	cl.w.Ctx, cl.w.Fn = ctx, fn
+	cl.reply.Add(1)
+	s.send(cl)
+	// The shard never blocks, so this wait is short; when this goroutine
+	// drained the mailbox itself (the synchronized dispatcher), it is over.
+	cl.reply.Wait()
+	if cl.w.Err != nil {
+		return v, false, cl.w.Err
+	}
+	f := cl.w.Flight
+	select {
+	case <-cl.w.Done:
+		return f.Val, f.Shared, f.Err
+	case <-ctx.Done():
+		s.send(fa.Leave[K, V]{W: &cl.w})
+		return v, false, ctx.Err()
+	}
+}
+
+// DoChan is Do that answers on a channel. See flight.Coordinator.DoChan.
+func (c *Coordinator[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Context) (V, error)) <-chan R {
+	ch := make(chan R, 1)
+	var zero V
+	if fn == nil {
+		ch <- c.cfg.Result(zero, c.cfg.ErrNilFunc, false)
+		return ch
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := ctx.Err(); err != nil {
+		ch <- c.cfg.Result(zero, err, false)
+		return ch
+	}
+	s := c.shards[c.ks.Shard(key)]
+	if !s.api.enter() {
+		ch <- c.cfg.Result(zero, c.cfg.Errors.Closed, false)
+		return ch
+	}
+	defer s.api.exit()
+	cl := &call[K, V, R]{key: key, ch: ch, mk: c.cfg.Result}
+	cl.w.Ctx, cl.w.Fn, cl.w.Out = ctx, fn, cl
+	s.send(cl)
+	return ch
+}
+
+// Forget detaches key's running flight. See flight.Coordinator.Forget.
+func (c *Coordinator[K, V, R]) Forget(key K) {
+	s := c.shards[c.ks.Shard(key)]
+	if !s.api.enter() {
+		return
+	}
+	defer s.api.exit()
+	s.send(&forgetMsg[K]{key: key})
+}
+
+// Stats is the sum of the shards' counters.
+type Stats struct {
+	Keys, InFlight, Waiters                                                int
+	Flights, Joins, Panics, Timeouts, Abandoned, Forgotten, Overloaded uint64
+}
+
+// Stats returns the counters. It takes no lock and sends no message.
+func (c *Coordinator[K, V, R]) Stats() Stats {
+	var st Stats
+	for _, s := range c.shards {
+		x := &s.stats
+		st.Keys += int(x.Keys.Load())
+		st.InFlight += int(x.InFlight.Load())
+		st.Waiters += int(x.Waiters.Load())
+		st.Flights += x.Flights.Load()
+		st.Joins += x.Joins.Load()
+		st.Panics += x.Panics.Load()
+		st.Timeouts += x.Timeouts.Load()
+		st.Abandoned += x.Abandoned.Load()
+		st.Forgotten += x.Forgotten.Load()
+		st.Overloaded += x.Overloaded.Load()
+	}
+	return st
+}
+
+// Close refuses new calls, answers every waiter with ErrClosed, cancels every
+// flight's context, waits for every fn to return, stops the worker pool and
+// the shard actors. It is idempotent and safe to call concurrently; every
+// call returns after the shutdown has finished.
+func (c *Coordinator[K, V, R]) Close() error {
+	c.closeOnce.Do(c.shutdown)
+	return nil
+}
+
+func (c *Coordinator[K, V, R]) shutdown() {
+	// 1. Refuse new calls, then have each shard answer its waiters and
+	//    cancel its flights. Calls that entered before the gate closed are
+	//    either answered by the close message or refused by the closed shard.
+	for _, s := range c.shards {
+		s.api.close()
+	}
+	for _, s := range c.shards {
+		m := &closeMsg{done: make(chan struct{})}
+		s.send(m)
+		<-m.done
+	}
+	for _, s := range c.shards {
+		s.api.wait()
+	}
+	// 2. Wait for every fn to return and be retired by its shard. No fn
+	//    starts after step 1, so the WaitGroup is not added to any more.
+	c.running.Wait()
+	// 3. Only stale posts are left (a caller's ctx or a deadline firing just
+	//    as its flight was answered): refuse them and wait for those under way.
+	for _, s := range c.shards {
+		s.posts.close()
+		s.posts.wait()
+	}
+	c.pool.Close()
+	// 4. Stop the actors. Nothing can post to them any more, so no dead letter.
+	for _, s := range c.shards {
+		c.system.Root.Stop(s.pid)
+		<-s.stopped
+	}
+}
+
+// call is one caller's request: the message a caller posts to join a flight.
+type call[K comparable, V, R any] struct {
+	key   K
+	w     fa.Waiter[K, V]
+	reply sync.WaitGroup // Do: done once the shard has handled the join
+	ch    chan R         // DoChan: buffer of one, receives exactly one R
+	mk    func(V, error, bool) R
+
+	replied bool // owned by the shard: reply.Done has been called
+}
+
+// Deliver sends the DoChan caller its one result. It never blocks: the
+// channel has a buffer of one and the shard delivers exactly once.
+func (cl *call[K, V, R]) Deliver(val V, err error, shared bool) {
+	cl.ch <- cl.mk(val, err, shared)
+}
+
+type forgetMsg[K comparable] struct{ key K }
+
+type closeMsg struct{ done chan struct{} }
+

@@ -1,0 +1,160 @@
+package coordinator
+
+import (
+	"runtime/debug"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	fa "github.com/actorflight/flight/actor"
+)
+
+// shard is a supervisor actor: it owns the key actors of its share of the
+// keyspace and handles every message about them, one at a time, on
+// protoactor's synchronized dispatcher (see package mailbox).
+type shard[K comparable, V, R any] struct {
+	c     *Coordinator[K, V, R]
+	pid   *actor.PID
+	keys  map[K]*fa.Key[K, V] // owned by the actor
+	env   fa.Env[K, V]        // owned by the actor (Closed)
+	stats fa.Stats
+
+	api     gate // callers of Do, DoChan and Forget that may post
+	posts   gate // timers, ctx watches and workers that may post
+	stopped chan struct{}
+}
+
+// testHookReceive, when set by a test, runs at the start of every message a
+// shard handles; a panic in it stands for a bug in the shard's own code.
+var testHookReceive func(msg any)
+
+// Receive handles one message. Supervision: a panic while handling a message
+// is contained here rather than escalated to protoactor, whose strategies
+// drop the failing message (its callers would never be answered) and, after
+// ten failures in ten seconds, stop the actor (every later caller of the
+// shard would hang). Containing it means: the key the message was about has
+// every waiter answered with a *PanicError and loses its flights, so it is
+// usable again at once; every other key is untouched; the shard goes on
+// serving — protoactor's Resume directive, applied to one key.
+func (s *shard[K, V, R]) Receive(ctx actor.Context) {
+	msg := ctx.Message()
+	defer func() {
+		if r := recover(); r != nil {
+			s.fault(msg, r, debug.Stack())
+		}
+	}()
+	if testHookReceive != nil {
+		testHookReceive(msg)
+	}
+	switch m := msg.(type) {
+	case *call[K, V, R]:
+		s.join(m)
+	case fa.Done[K, V]:
+		k := m.F.Key()
+		k.Finish(m.F)
+		s.retireIfIdle(k)
+	case fa.Leave[K, V]:
+		k := m.W.Flight.Key()
+		k.Leave(m.W)
+		s.retireIfIdle(k)
+	case fa.Expired[K, V]:
+		k := m.F.Key()
+		k.Expire(m.F)
+		s.retireIfIdle(k)
+	case *forgetMsg[K]:
+		if k := s.keys[m.key]; k != nil {
+			k.Forget()
+		}
+	case *closeMsg:
+		s.env.Closed = true
+		for _, k := range s.keys {
+			k.Close(s.env.Errors.Closed)
+			s.retireIfIdle(k)
+		}
+		close(m.done)
+	case *actor.Stopped:
+		close(s.stopped)
+	}
+}
+
+func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
+	k := s.keys[cl.key]
+	if k == nil {
+		k = fa.NewKey(cl.key, &s.env)
+		s.keys[cl.key] = k
+		s.stats.Keys.Add(1)
+	}
+	k.Join(&cl.w)
+	s.retireIfIdle(k) // a refused first caller leaves the key empty
+	s.replyTo(cl)
+}
+
+func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
+	if cl.ch == nil && !cl.replied {
+		cl.replied = true
+		cl.reply.Done()
+	}
+}
+
+// retireIfIdle removes a key actor that has no flight left. A key actor, once
+// retired, never comes back; a stale message about it (a late leave) finds it
+// idle and the map already pointing elsewhere or nowhere.
+func (s *shard[K, V, R]) retireIfIdle(k *fa.Key[K, V]) {
+	if k.Idle() && s.keys[k.K] == k {
+		delete(s.keys, k.K)
+		s.stats.Keys.Add(-1)
+	}
+}
+
+// fault contains a panic in the shard's own handling of msg (see Receive).
+func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
+	err := s.env.Errors.Panic(r, stack)
+	s.c.cfg.Logger.Error("flight: internal fault in shard; the key's waiters get a *PanicError",
+		"panic", r, "message", msg)
+	var k *fa.Key[K, V]
+	switch m := msg.(type) {
+	case *call[K, V, R]:
+		k = s.keys[m.key]
+		if m.w.Flight == nil && m.w.Err == nil {
+			m.w.Err = err
+			if m.ch != nil {
+				var zero V
+				m.Deliver(zero, err, false)
+			}
+		}
+		defer s.replyTo(m)
+	case fa.Done[K, V]:
+		k = m.F.Key()
+		k.Retire(m.F) // finish the bookkeeping of the execution if it did not
+	case fa.Leave[K, V]:
+		k = m.W.Flight.Key()
+	case fa.Expired[K, V]:
+		k = m.F.Key()
+	case *forgetMsg[K]:
+		k = s.keys[m.key]
+	case *closeMsg:
+		// Finish closing the other keys; this one is failed below.
+		for _, other := range s.keys {
+			other.Close(s.env.Errors.Closed)
+			s.retireIfIdle(other)
+		}
+		defer close(m.done)
+	}
+	if k != nil {
+		k.Fail(err)
+		s.retireIfIdle(k)
+	}
+}
+
+// send posts msg to the shard. Callers must be inside one of its gates (or
+// be Close, which stops the actor only after both gates are drained).
+func (s *shard[K, V, R]) send(msg any) {
+	s.c.system.Root.Send(s.pid, msg)
+}
+
+// postInternal is how timers, ctx watches and workers reach the shard.
+func (s *shard[K, V, R]) postInternal(msg any) {
+	if s.posts.enter() {
+		s.send(msg)
+		s.posts.exit()
+	}
+}
