@@ -13,7 +13,7 @@ type Errors struct {
 	Closed     error
 	Overloaded error
 	Goexit     error
-	Timeout    error                              // wraps context.DeadlineExceeded
+	Timeout    error                               // wraps context.DeadlineExceeded
 	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
 }
 

@@ -185,7 +185,7 @@ func (c *Coordinator[K, V, R]) Forget(key K) {
 
 // Stats is the sum of the shards' counters.
 type Stats struct {
-	Keys, InFlight, Waiters                                                int
+	Keys, InFlight, Waiters                                            int
 	Flights, Joins, Panics, Timeouts, Abandoned, Forgotten, Overloaded uint64
 }
 
@@ -269,4 +269,3 @@ func (cl *call[K, V, R]) Deliver(val V, err error, shared bool) {
 type forgetMsg[K comparable] struct{ key K }
 
 type closeMsg struct{ done chan struct{} }
-
