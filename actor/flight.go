@@ -34,6 +34,9 @@ type Env[K comparable, V any] struct {
 	Started, Finished func()
 	// OnPanic is told of each panic in fn, once, with the key (for logging).
 	OnPanic func(key K, value any, stack []byte)
+	// OnFinish, when set (metrics), is told of each execution's duration and
+	// of how many callers its flight had, when fn returns.
+	OnFinish func(d time.Duration, callers int)
 
 	Closed bool // set by the shard on Close: refuse joins, start nothing
 }
@@ -85,7 +88,8 @@ type Flight[K comparable, V any] struct {
 	waiters   int // callers attached and not answered
 	joined    int // callers ever admitted
 	started   bool
-	finished  bool // fn has returned
+	began     time.Time // when fn started; only recorded when Env.OnFinish is set
+	finished  bool      // fn has returned
 	abandoned bool
 	timedOut  bool
 
@@ -203,6 +207,9 @@ func (k *Key[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 func (k *Key[K, V]) start(f *Flight[K, V]) {
 	env := k.env
 	f.started = true
+	if env.OnFinish != nil {
+		f.began = time.Now()
+	}
 	k.exec = f
 	env.Stats.Flights.Add(1)
 	env.Stats.InFlight.Add(1)
@@ -271,6 +278,9 @@ func (k *Key[K, V]) Finish(f *Flight[K, V]) {
 	case Exited:
 		env.Stats.Panics.Add(1)
 		err = env.Errors.Goexit
+	}
+	if env.OnFinish != nil {
+		env.OnFinish(time.Since(f.began), f.joined)
 	}
 	if !f.abandoned && !f.Published() {
 		if err != nil && f.ctx.Err() == context.DeadlineExceeded {

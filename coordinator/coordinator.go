@@ -36,6 +36,10 @@ type Config[V, R any] struct {
 	ErrNilFunc error
 	// Result makes the value a DoChan caller receives.
 	Result func(val V, err error, shared bool) R
+	// OnFinish, when set, is told of each execution's duration and of how
+	// many callers its flight had (for metrics). It runs on the goroutine
+	// draining a shard's mailbox and must not block.
+	OnFinish func(d time.Duration, callers int)
 }
 
 // DefaultShards is the shard count when none is configured: four per
@@ -94,6 +98,7 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Coordinator[K, V, R], error
 			Started:    func() { c.running.Add(1) },
 			Finished:   c.running.Done,
 			OnPanic:    c.logPanic,
+			OnFinish:   cfg.OnFinish,
 		}
 		// The producer returns the same shard each time: if protoactor ever
 		// restarted the actor, its keys and waiters would survive.
