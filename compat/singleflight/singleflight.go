@@ -1,0 +1,194 @@
+package singleflight
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/actorflight/flight"
+	fa "github.com/actorflight/flight/actor"
+	"github.com/actorflight/flight/coordinator"
+)
+
+// Group represents a class of work and forms a namespace in which units of
+// work can be executed with duplicate suppression.
+//
+// The zero value is ready to use and costs one byte: a Group owns no map,
+// no actor and no goroutine. Its calls go to the process-wide coordinator
+// under keys made of the Group's address and the string key, so two Groups
+// never share a flight. Like x/sync's Group, a Group must not be copied
+// after first use (go vet's copylocks check reports copies). All methods
+// are safe for concurrent use.
+type Group struct {
+	_ noCopy
+	_ byte // a Group's address is part of its keys: distinct Groups need distinct addresses, so it must not be zero-size
+}
+
+// Result holds the results of Do, so they can be passed on a channel.
+type Result struct {
+	Val    interface{}
+	Err    error
+	Shared bool
+}
+
+// Do executes and returns the results of the given function, making sure
+// that only one execution is in-flight for a given key at a time. If a
+// duplicate comes in, the duplicate caller waits for the original to
+// complete and receives the same results. The return value shared indicates
+// whether v was given to multiple callers.
+//
+// fn runs on a worker goroutine of the coordinator, not on the caller's.
+// If fn panics, every Do caller of the flight panics with an error holding
+// the panic value and fn's stack; if fn calls runtime.Goexit, every Do
+// caller of the flight calls runtime.Goexit.
+func (g *Group) Do(key string, fn func() (interface{}, error)) (v interface{}, err error, shared bool) {
+	v, shared, err = engine().Do(context.Background(), groupKey{g, key}, adapt(fn))
+	if err != nil {
+		if p, ok := err.(*panicError); ok {
+			panic(p)
+		} else if err == errGoexit {
+			runtime.Goexit()
+		}
+	}
+	return v, err, shared
+}
+
+// DoChan is like Do but returns a channel that will receive the results
+// when they are ready.
+//
+// The returned channel will not be closed. It has a buffer of one, so a
+// caller that never reads it leaks nothing. If fn panics while a DoChan
+// caller waits for it, the process crashes, as with x/sync, because the
+// panic cannot be handed to a caller that may never read the channel. If
+// fn calls runtime.Goexit, the channel receives a Result whose Err matches
+// flight.ErrGoexit (errors.Is); x/sync's channel never receives anything
+// then (golang/go#52557).
+func (g *Group) DoChan(key string, fn func() (interface{}, error)) <-chan Result {
+	return engine().DoChan(context.Background(), groupKey{g, key}, adapt(fn))
+}
+
+// Forget tells the singleflight to forget about a key. Future calls to Do
+// for this key will call the function rather than waiting for an earlier
+// call to complete; callers already waiting still get the earlier call's
+// result, and its end never affects the later calls (golang/go#31420).
+// Forget takes effect before it returns for every call that starts after
+// it returns.
+//
+// Unlike x/sync, the function of the later call starts only once the
+// forgotten one has returned: executions of one key never overlap.
+func (g *Group) Forget(key string) {
+	engine().Forget(groupKey{g, key})
+}
+
+// groupKey is a key of the process-wide coordinator: the Group and the
+// caller's key. The pointer keeps the Group alive while it has a flight, so
+// its address cannot be reused by another Group meanwhile.
+type groupKey struct {
+	g   *Group
+	key string
+}
+
+// adapt turns an x/sync function into a flight function. fn ignores the
+// flight's context, which is never cancelled here (no caller can leave and
+// there is no timeout). A nil fn is called, and panics, on the worker, as
+// it panics in x/sync's doCall.
+func adapt(fn func() (interface{}, error)) func(context.Context) (interface{}, error) {
+	return func(context.Context) (interface{}, error) { return fn() }
+}
+
+// engine returns the process-wide coordinator, starting it on first use.
+// It is never closed: while no call runs it holds no goroutine (its worker
+// goroutines exit a moment after their last flight) and no per-key memory.
+var engine = sync.OnceValue(func() *coordinator.Coordinator[groupKey, interface{}, Result] {
+	c, err := coordinator.New[groupKey, interface{}, Result](coordinator.Config[interface{}, Result]{
+		Shards: coordinator.DefaultShards(),
+		Logger: slog.New(slog.DiscardHandler),
+		Errors: fa.Errors{
+			// Closed, Overloaded and Timeout cannot happen: the coordinator
+			// is never closed and has no bounds and no timeout.
+			Closed:     flight.ErrClosed,
+			Overloaded: flight.ErrOverloaded,
+			Timeout:    context.DeadlineExceeded,
+			Goexit:     errGoexit,
+			Panic:      newPanicError,
+		},
+		ErrNilFunc: flight.ErrNilFunc, // cannot happen: adapt never returns nil
+		Result:     deliver,
+	})
+	if err != nil {
+		panic(err) // unreachable: DefaultShards is a valid shard count
+	}
+	return c
+})
+
+// deliver makes the Result a DoChan caller receives. It runs on the
+// goroutine draining a shard's mailbox.
+//
+// A panic in fn must not be swallowed, and there is no caller goroutine to
+// re-panic in (the channel may never be read), so, as x/sync does, the
+// panic is re-raised on a goroutine of its own, which crashes the process,
+// and this goroutine blocks so that it appears in the crash dump and the
+// channel never receives a Result. The process is dying: nothing waits on
+// the blocked goroutine for more than a moment.
+func deliver(v interface{}, err error, shared bool) Result {
+	if p, ok := err.(*panicError); ok {
+		go panic(p)
+		select {}
+	}
+	return Result{Val: v, Err: err, Shared: shared}
+}
+
+// errGoexit is the error of a flight whose fn called runtime.Goexit: Do
+// callers call runtime.Goexit on seeing it, DoChan callers receive it.
+var errGoexit error = goexitError{}
+
+type goexitError struct{}
+
+func (goexitError) Error() string { return "runtime.Goexit was called" }
+
+// Unwrap makes errors.Is(err, flight.ErrGoexit) true.
+func (goexitError) Unwrap() error { return flight.ErrGoexit }
+
+// A panicError is an arbitrary value recovered from a panic with the stack
+// trace during the execution of the given function. Do panics with it.
+type panicError struct {
+	value interface{}
+	stack []byte
+}
+
+// Error implements the error interface.
+func (p *panicError) Error() string {
+	return fmt.Sprintf("%v\n\n%s", p.value, p.stack)
+}
+
+// Unwrap returns the panic value when it is an error.
+func (p *panicError) Unwrap() error {
+	err, ok := p.value.(error)
+	if !ok {
+		return nil
+	}
+	return err
+}
+
+// newPanicError records v and the stack of the goroutine that ran fn, taken
+// by the worker where it recovered the panic.
+func newPanicError(v interface{}, stack []byte) error {
+	// The first line of the stack trace is of the form "goroutine N
+	// [status]:", but by the time the panic reaches Do the goroutine may
+	// have moved on. Trim out the misleading line, as x/sync does.
+	if line := bytes.IndexByte(stack, '\n'); line >= 0 {
+		stack = stack[line+1:]
+	}
+	return &panicError{value: v, stack: stack}
+}
+
+// noCopy makes go vet's copylocks check report copies of a Group, as it
+// reports copies of x/sync's Group, whose sync.Mutex it sees. Copying a
+// Group would make the copy a different namespace.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
