@@ -29,9 +29,9 @@ type Env[K comparable, V any] struct {
 	Errors     Errors
 	// Post sends a message to the shard's mailbox from any goroutine.
 	Post func(msg any)
-	// Started and Finished bracket every execution of fn, so that Close can
-	// wait for all of them.
-	Started, Finished func()
+	// Finished runs after every execution of fn is retired, so that Close
+	// can wait for all of them.
+	Finished func()
 	// OnPanic is told of each panic in fn, once, with the key (for logging).
 	OnPanic func(key K, value any, stack []byte)
 	// OnFinish, when set (metrics), is told of each execution's duration and
@@ -79,11 +79,11 @@ func (k *Key[K, V]) Idle() bool { return k.open == nil && k.exec == nil }
 type Flight[K comparable, V any] struct {
 	mailbox.Broadcast[V]
 
-	key    *Key[K, V]
-	fn     func(context.Context) (V, error)
-	ctx    context.Context
-	cancel context.CancelFunc
-	stop   func() bool // stops the WithTimeout watch; nil without a timeout
+	key   *Key[K, V]
+	wake  chan struct{} // the first Do caller's own wake-up channel; see Waiter.Wake
+	fn    func(context.Context) (V, error)
+	ctx   flightCtx
+	timer *time.Timer // the WithTimeout deadline; nil without a timeout
 
 	waiters   int // callers attached and not answered
 	joined    int // callers ever admitted
@@ -114,8 +114,14 @@ type Waiter[K comparable, V any] struct {
 	Out mailbox.Subscriber[V] // DoChan callers; nil for Do
 
 	Flight *Flight[K, V]
-	Done   <-chan struct{} // Do callers: closed when Flight's result is published
+	Done   <-chan struct{} // Do callers: receives (or is closed) when Flight's result is published
 	Err    error           // set when the join was refused
+	// Wake, set by a Do caller, is a channel with a buffer of one that the
+	// caller owns and may reuse. The first Do caller of a flight is woken by
+	// one send on it instead of by the close of a channel made for the
+	// flight: that saves the channel's allocation for the common flight with
+	// one caller. Later Do callers wait on the flight's broadcast channel.
+	Wake chan struct{}
 
 	slot int         // index among Flight's subscribers
 	stop func() bool // stops the ctx watch of a DoChan caller
@@ -160,7 +166,12 @@ func (k *Key[K, V]) Join(w *Waiter[K, V]) {
 	env.Stats.Waiters.Add(1)
 	w.Flight = f
 	if w.Out == nil {
-		w.Done = f.Wait()
+		if f.wake == nil && w.Wake != nil && !f.Published() {
+			f.wake = w.Wake
+			w.Done = w.Wake
+		} else {
+			w.Done = f.Wait()
+		}
 		return
 	}
 	w.slot = f.Subscribe(w)
@@ -193,13 +204,14 @@ func (k *Key[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	// The flight keeps the first caller's values but not its cancellation:
 	// it is cancelled only when every caller has left, on its deadline, or
 	// on Close.
-	base := context.WithoutCancel(w.Ctx)
+	f.ctx.values = context.WithoutCancel(w.Ctx)
 	if env.Timeout > 0 {
-		f.ctx, f.cancel = context.WithTimeout(base, env.Timeout)
+		f.ctx.deadline = time.Now().Add(env.Timeout)
 		post := env.Post
-		f.stop = context.AfterFunc(f.ctx, func() { post(Expired[K, V]{f}) })
-	} else {
-		f.ctx, f.cancel = context.WithCancel(base)
+		f.timer = time.AfterFunc(env.Timeout, func() {
+			f.ctx.cancel(context.DeadlineExceeded)
+			post(Expired[K, V]{f})
+		})
 	}
 	return f
 }
@@ -213,7 +225,6 @@ func (k *Key[K, V]) start(f *Flight[K, V]) {
 	k.exec = f
 	env.Stats.Flights.Add(1)
 	env.Stats.InFlight.Add(1)
-	env.Started()
 	env.Pool.Go(f)
 }
 
@@ -308,10 +319,8 @@ func (k *Key[K, V]) Retire(f *Flight[K, V]) {
 	if k.open == f {
 		k.open = nil
 	}
-	if f.stop != nil {
-		f.stop()
-	}
-	f.cancel()
+	f.stopTimer()
+	f.ctx.cancel(context.Canceled)
 	f.val, f.err, f.panicValue, f.panicStack = *new(V), nil, nil, nil
 	if next := k.open; next != nil && k.exec == nil && !env.Closed {
 		k.start(next)
@@ -356,18 +365,25 @@ func (k *Key[K, V]) detach(f *Flight[K, V]) {
 	if k.open == f {
 		k.open = nil
 	}
-	f.cancel()
+	f.ctx.cancel(context.Canceled)
 	if !f.started && !f.finished {
 		f.finished = true
-		if f.stop != nil {
-			f.stop()
-		}
+		f.stopTimer()
 		k.env.Limit.Release()
+	}
+}
+
+func (f *Flight[K, V]) stopTimer() {
+	if f.timer != nil {
+		f.timer.Stop()
 	}
 }
 
 func (k *Key[K, V]) publish(f *Flight[K, V], val V, err error) {
 	k.env.Stats.Waiters.Add(-int64(f.waiters))
 	f.waiters = 0
-	f.Publish(val, err, f.joined > 1)
+	if f.Publish(val, err, f.joined > 1) && f.wake != nil {
+		f.wake <- struct{}{} // never blocks: buffer of one, one send per flight
+		f.wake = nil
+	}
 }

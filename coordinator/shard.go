@@ -18,9 +18,12 @@ type shard[K comparable, V, R any] struct {
 	env   fa.Env[K, V]        // owned by the actor (Closed)
 	stats fa.Stats
 
-	api     gate // callers of Do, DoChan and Forget that may post
-	posts   gate // timers, ctx watches and workers that may post
-	stopped chan struct{}
+	drainedClosed bool // owned by the actor
+
+	api     gate          // callers of Do, DoChan and Forget that may post
+	posts   gate          // timers, ctx watches and workers that may post
+	drained chan struct{} // closed once the shard is closed and no fn of it runs
+	stopped chan struct{} // closed when the actor has stopped
 }
 
 // testHookReceive, when set by a test, runs at the start of every message a
@@ -70,9 +73,21 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 			k.Close(s.env.Errors.Closed)
 			s.retireIfIdle(k)
 		}
+		s.finished()
 		close(m.done)
 	case *actor.Stopped:
 		close(s.stopped)
+	}
+}
+
+// finished runs after each execution is retired (Env.Finished) and on close:
+// it tells Close when the closed shard has no fn running. The counter it reads
+// is the shard's own, written only by the shard actor, so no global
+// WaitGroup is touched per flight.
+func (s *shard[K, V, R]) finished() {
+	if s.env.Closed && s.stats.InFlight.Load() == 0 && !s.drainedClosed {
+		s.drainedClosed = true
+		close(s.drained)
 	}
 }
 
@@ -133,11 +148,13 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 		k = s.keys[m.key]
 	case *closeMsg:
 		// Finish closing the other keys; this one is failed below.
+		s.env.Closed = true
 		for _, other := range s.keys {
 			other.Close(s.env.Errors.Closed)
 			s.retireIfIdle(other)
 		}
 		defer close(m.done)
+		defer s.finished()
 	}
 	if k != nil {
 		k.Fail(err)

@@ -1,0 +1,109 @@
+package actor
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// flightCtx is the context fn runs with. It is embedded in its Flight, so a
+// flight costs no context allocation beyond context.WithoutCancel's 16 bytes,
+// and its Done channel is made only if fn asks for it. Replacing
+// context.WithCancel(context.WithoutCancel(ctx)) with it removed two of the
+// nine allocations of a distinct-key flight and ≈ 10% of its CPU.
+//
+// It carries the first caller's values but not its cancellation, and is
+// cancelled by the shard (every caller left, Close) or by the WithTimeout
+// timer. It implements the AfterFunc method that package context looks for
+// on a parent ("afterFuncer"), so contexts that fn derives from it are
+// cancelled with it without a goroutine each, as with a stdlib parent.
+type flightCtx struct {
+	values   context.Context // context.WithoutCancel(first caller's ctx)
+	deadline time.Time       // zero: none
+
+	mu     sync.Mutex // protects the fields below
+	done   chan struct{}
+	err    error
+	afters []*afterFunc
+}
+
+type afterFunc struct{ f func() }
+
+var closedDone = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+func (c *flightCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+
+func (c *flightCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			c.done = closedDone
+		} else {
+			c.done = make(chan struct{})
+		}
+	}
+	return c.done
+}
+
+func (c *flightCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *flightCtx) Value(key any) any { return c.values.Value(key) }
+
+func (c *flightCtx) String() string { return "flight.Context" }
+
+// AfterFunc registers f to run when c is cancelled (at once if it already
+// is). package context calls it, with a non-blocking f, to propagate
+// cancellation to children.
+func (c *flightCtx) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f}
+	c.afters = append(c.afters, a)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, x := range c.afters {
+			if x == a {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// cancel cancels c with err (context.Canceled or DeadlineExceeded); only the
+// first call has an effect.
+func (c *flightCtx) cancel(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	if c.done == nil {
+		c.done = closedDone
+	} else {
+		close(c.done)
+	}
+	afters := c.afters
+	c.afters = nil
+	c.mu.Unlock()
+	for _, a := range afters {
+		a.f()
+	}
+}
