@@ -42,7 +42,8 @@ type Result[V any] struct {
 // wake-up. See the README's performance section for figures against
 // golang.org/x/sync/singleflight.
 type Coordinator[K comparable, V any] struct {
-	c *coordinator.Coordinator[K, V, Result[V]]
+	c   *coordinator.Coordinator[K, V, Result[V]]
+	tel *telemetry // metrics callback and log route to undo on Close; nil: none
 }
 
 // Stats is a reading of a Coordinator's counters. Keys, InFlight and Waiters
@@ -116,6 +117,7 @@ type config struct {
 	shards      int
 	system      *actor.ActorSystem
 	logger      *slog.Logger
+	telemetry   telemetryConfig // WithMeterProvider, WithMetricAttributes
 }
 
 type optionFunc func(*config)
@@ -187,8 +189,11 @@ func WithActorSystem(s *actor.ActorSystem) Option {
 }
 
 // WithLogger sets where the coordinator logs: a panic in fn is logged once,
-// at ERROR, with the key and the stack. The default, and a nil l, discard
-// everything: the coordinator never prints unless asked to.
+// at ERROR, with the key and the stack. While the coordinator runs on the
+// shared actor system (no WithActorSystem), protoactor's own lines (dead
+// letters, restarts) go to l too, with component=protoactor, until Close.
+// The default, and a nil l, discard everything: the coordinator never
+// prints unless asked to.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) { c.logger = l })
 }
@@ -209,6 +214,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 	if cfg.logger == nil {
 		cfg.logger = discard
 	}
+	onFinish, attach := startTelemetry(&cfg)
 	c, err := coordinator.New[K, V, Result[V]](coordinator.Config[V, Result[V]]{
 		Shards:      cfg.shards,
 		Timeout:     cfg.timeout,
@@ -229,11 +235,14 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		Result: func(v V, err error, shared bool) Result[V] {
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
+		OnFinish: onFinish,
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count
 	}
-	return &Coordinator[K, V]{c: c}
+	fc := &Coordinator[K, V]{c: c}
+	fc.tel = attach(fc.Stats)
+	return fc
 }
 
 // Do runs fn for key and returns its result, unless a flight for key is
@@ -290,4 +299,8 @@ func (c *Coordinator[K, V]) Stats() Stats {
 // It is idempotent: every call returns nil once the shutdown is complete.
 // Close waits for fn, so it must not be called from fn, and it returns only
 // when every fn does.
-func (c *Coordinator[K, V]) Close() error { return c.c.Close() }
+func (c *Coordinator[K, V]) Close() error {
+	err := c.c.Close()
+	c.tel.close()
+	return err
+}

@@ -51,12 +51,12 @@ func DefaultShards() int { return 4 * runtime.GOMAXPROCS(0) }
 // DoChan delivers (flight.Result[V]); it is a type parameter so that this
 // package need not import the root package.
 type Coordinator[K comparable, V, R any] struct {
-	cfg     Config[V, R]
-	system  *actor.ActorSystem
-	ks      *keyspace.Keyspace[K]
-	shards  []*shard[K, V, R]
-	pool    *fa.Pool
-	calls   sync.Pool // *call for Do, see getCall
+	cfg    Config[V, R]
+	system *actor.ActorSystem
+	ks     *keyspace.Keyspace[K]
+	shards []*shard[K, V, R]
+	pool   *fa.Pool
+	calls  sync.Pool // *call for Do, see getCall
 
 	closeOnce sync.Once
 }
