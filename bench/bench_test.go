@@ -1,0 +1,382 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	fa "github.com/actorflight/flight/actor"
+)
+
+func noop(context.Context) (int, error) { return 1, nil }
+
+// distinctKeys hands each goroutine of a parallel benchmark its own block of
+// 1,024 keys from a table of 65,536, so no two goroutines share a key and
+// every call starts a fresh flight; a key comes round again only after 1,023
+// other calls of its goroutine, long after its flight ended. Callers
+// reported as shared are counted (they would mean a collision).
+const keysPerGoroutine = 1024
+
+// BenchmarkDistinct is workload 1: distinct keys, a no-op fn, RunParallel
+// (GOMAXPROCS goroutines). ns/op is the cost of one flight nobody shares.
+func BenchmarkDistinct(b *testing.B) {
+	keys := keyTable(64 * keysPerGoroutine)
+	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) {
+			g := im.new(noop)
+			defer g.Close()
+			var next, sharedCalls atomic.Int64
+			var failed errs
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				base := int(next.Add(1)-1) * keysPerGoroutine
+				for i := 0; pb.Next(); i++ {
+					v, shared, err := g.Do(keys[(base+i%keysPerGoroutine)%len(keys)])
+					if err != nil || v != 1 {
+						failed.set("Do = %d, %v", v, err)
+					}
+					if shared {
+						sharedCalls.Add(1)
+					}
+				}
+			})
+			b.StopTimer()
+			if err := failed.err(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(sharedCalls.Load())/float64(b.N), "shared/op")
+		})
+	}
+}
+
+// BenchmarkDistinctSeq is BenchmarkDistinct on one goroutine: the plain
+// per-flight cost without contention, the one to profile.
+func BenchmarkDistinctSeq(b *testing.B) {
+	keys := keyTable(keysPerGoroutine)
+	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) {
+			g := im.new(noop)
+			defer g.Close()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				v, shared, err := g.Do(keys[i%len(keys)])
+				if err != nil || v != 1 || shared {
+					b.Fatalf("Do = %d, %v, %v", v, shared, err)
+				}
+			}
+			b.StopTimer()
+		})
+	}
+}
+
+// BenchmarkStampede is workload 2: n callers of one key. fn waits until
+// every caller has joined its flight (see stampedeRound.fn), then returns;
+// fanout-ns is the time from fn's return to the last caller's return,
+// averaged over the rounds. ns/op is a whole round (starting n goroutines,
+// waiting for them to join, the fan-out) and is not a figure of merit.
+func BenchmarkStampede(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("callers=%d", n), func(b *testing.B) {
+			for _, im := range impls {
+				b.Run(im.name, func(b *testing.B) { benchStampede(b, im, n) })
+			}
+		})
+	}
+}
+
+func benchStampede(b *testing.B, im impl, n int) {
+	b.ReportAllocs()
+	probe := newJoinProbe(".stampedeCaller")
+	var fanout time.Duration
+	retries := 0
+	for i := 0; i < b.N; i++ {
+		d, err := runStampede(im, n, probe)
+		if err != nil {
+			retries++
+			if retries > 3+b.N/10 {
+				b.Fatalf("round %d: %v (%d rounds redone)", i, err, retries)
+			}
+			i--
+			continue
+		}
+		fanout += d
+	}
+	b.ReportMetric(float64(fanout.Nanoseconds())/float64(b.N), "fanout-ns")
+	b.ReportMetric(float64(retries)/float64(b.N), "redone/op")
+}
+
+// stampedeRound is one stampede: n callers of key "hot".
+type stampedeRound struct {
+	n       int
+	g       group
+	probe   *joinProbe
+	base    time.Time       // the round's start; times below are since base
+	t0      time.Duration   // when fn returned; written by fn before it returns
+	ret     []time.Duration // ret[i]: when caller i's Do returned
+	execs   atomic.Int64
+	arrived atomic.Int64 // callers that are about to call Do
+	wg      sync.WaitGroup
+	failed  errs
+}
+
+// runStampede runs one round and returns its fan-out: the last caller's
+// return minus fn's return. It returns an error, and the round does not
+// count, if a caller did not join the one flight (fn ran more than once or
+// a caller was not shared) or the join did not happen within 30 s.
+func runStampede(im impl, n int, probe *joinProbe) (time.Duration, error) {
+	s := &stampedeRound{n: n, probe: probe, ret: make([]time.Duration, n)}
+	s.g = im.new(s.fn)
+	defer s.g.Close()
+	s.wg.Add(n)
+	s.base = time.Now()
+	for i := range n {
+		go stampedeCaller(s, i)
+	}
+	s.wg.Wait()
+	if err := s.failed.err(); err != nil {
+		return 0, err
+	}
+	if e := s.execs.Load(); e != 1 {
+		return 0, fmt.Errorf("fn ran %d times", e)
+	}
+	last := s.ret[0]
+	for _, r := range s.ret[1:] {
+		last = max(last, r)
+	}
+	return last - s.t0, nil
+}
+
+// fn is the stampede's flight function. Before returning it waits until all
+// n callers have joined: for flight until Stats().Waiters == n, for the
+// peers until all n callers are about to call Do; then, for every
+// implementation, until the goroutine profile shows every caller parked in
+// the implementation's wait (joinProbe). Only then is t0 taken, as the last
+// thing before returning.
+func (s *stampedeRound) fn(context.Context) (int, error) {
+	if s.execs.Add(1) != 1 {
+		return 1, nil // a late caller started a second flight: the round is void
+	}
+	cheap := func() bool { return s.arrived.Load() == int64(s.n) }
+	if st, ok := s.g.(statser); ok {
+		cheap = func() bool { return st.Stats().Waiters == s.n }
+	}
+	if !waitFor(30*time.Second, func() bool { return cheap() && s.probe.joined() >= s.n }) {
+		s.failed.set("callers did not join within 30 s (%d arrived)", s.arrived.Load())
+	}
+	s.t0 = time.Since(s.base)
+	return 1, nil
+}
+
+// stampedeCaller is one caller of a stampede. Its name is what joinProbe
+// looks for in the goroutine profile: keep it a named, non-inlined function.
+//
+//go:noinline
+func stampedeCaller(s *stampedeRound, i int) {
+	defer s.wg.Done()
+	s.arrived.Add(1)
+	v, shared, err := s.g.Do("hot")
+	s.ret[i] = time.Since(s.base)
+	if err != nil || v != 1 || !shared {
+		s.failed.set("caller %d: Do = %d, shared %v, %v", i, v, shared, err)
+	}
+}
+
+// BenchmarkZipf is workload 3: 64 goroutines call keys drawn from a Zipf
+// distribution (s = 1.1) over 10,000 keys; fn busy-waits 20 µs. ns/op is
+// wall time per call (b.N calls shared by the 64 goroutines); execs/call is
+// fn executions per call (lower: more deduplication).
+func BenchmarkZipf(b *testing.B) {
+	const keys, workers = 10000, 64
+	kt := keyTable(keys)
+	seq := zipfKeys(1<<16, keys, 1.1, 1)
+	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) {
+			var execs atomic.Int64
+			g := im.new(func(context.Context) (int, error) {
+				execs.Add(1)
+				spin(20 * time.Microsecond)
+				return 1, nil
+			})
+			defer g.Close()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			var failed errs
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						if v, _, err := g.Do(kt[seq[i%int64(len(seq))]]); err != nil || v != 1 {
+							failed.set("Do = %d, %v", v, err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			if err := failed.err(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(execs.Load())/float64(b.N), "execs/call")
+		})
+	}
+}
+
+// inFlightKeys is workload 4's key count.
+const inFlightKeys = 100000
+
+var warmGoroutines sync.Once
+
+// BenchmarkInFlight is workload 4: 100,000 keys in flight at once, each
+// with one caller whose fn blocks until released. Once every fn runs, after
+// two GCs: heap-B/key is the live heap delta from before the callers
+// started, per key; stack-B/key the same for goroutine stacks (the caller's
+// own stack included); goroutines/key is the goroutine count delta per key
+// minus 1 (the caller). ns/op is a whole round and not a figure of merit.
+func BenchmarkInFlight(b *testing.B) {
+	keys := keyTable(inFlightKeys)
+	// The runtime keeps the descriptors of exited goroutines for reuse and
+	// never frees them: start (and end) as many goroutines as the hungriest
+	// implementation needs once, so that no implementation pays for the
+	// first allocation of descriptors the others then reuse.
+	warmGoroutines.Do(func() { warmUp(3 * inFlightKeys) })
+	b.Run(fmt.Sprintf("keys=%d", inFlightKeys), func(b *testing.B) {
+		for _, im := range impls {
+			b.Run(im.name, func(b *testing.B) {
+				var heap, stack, gs float64
+				for range b.N {
+					h, s, g, err := inFlightRound(im, keys)
+					if err != nil {
+						b.Fatal(err)
+					}
+					heap, stack, gs = heap+h, stack+s, gs+g
+				}
+				n := float64(b.N)
+				b.ReportMetric(heap/n, "heap-B/key")
+				b.ReportMetric(stack/n, "stack-B/key")
+				b.ReportMetric(gs/n, "goroutines/key")
+			})
+		}
+	})
+}
+
+// warmUp starts n goroutines that block, then releases them.
+func warmUp(n int) {
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for range n {
+		go func() { defer wg.Done(); <-release }()
+	}
+	close(release)
+	wg.Wait()
+}
+
+// inFlightRound puts one flight per key in flight, measures, releases.
+func inFlightRound(im impl, keys []string) (heapPerKey, stackPerKey, goroutinesPerKey float64, err error) {
+	release := make(chan struct{})
+	var running atomic.Int64
+	g := im.new(func(context.Context) (int, error) {
+		running.Add(1)
+		<-release
+		return 1, nil
+	})
+	defer g.Close()
+	var wg sync.WaitGroup
+	var failed errs
+	n := len(keys)
+	g0 := stableGoroutines()
+	h0, s0 := heapAfterGC()
+	wg.Add(n)
+	for i := range n {
+		go func() {
+			defer wg.Done()
+			if v, shared, err := g.Do(keys[i]); err != nil || v != 1 || shared {
+				failed.set("Do(%s) = %d, shared %v, %v", keys[i], v, shared, err)
+			}
+		}()
+	}
+	ok := waitFor(60*time.Second, func() bool { return running.Load() == int64(n) })
+	h1, s1 := heapAfterGC()
+	g1 := runtime.NumGoroutine()
+	close(release)
+	wg.Wait()
+	if !ok {
+		return 0, 0, 0, fmt.Errorf("only %d of %d flights running after 60 s", running.Load(), n)
+	}
+	if err := failed.err(); err != nil {
+		return 0, 0, 0, err
+	}
+	fn := float64(n)
+	return (float64(h1) - float64(h0)) / fn, (float64(s1) - float64(s0)) / fn, float64(g1-g0)/fn - 1, nil
+}
+
+// BenchmarkIdle is workload 5: after a load (64 goroutines, 20,000 calls
+// over 1,000 Zipf keys, fn busy-waits 5 µs), once every caller has returned,
+// flight's Stats gauges are 0 (peers: at once) and twice the worker linger
+// has passed, idle-goroutines is the goroutine count above the baseline
+// taken before the load (polled for up to 100 ms more), and live-keys the
+// keys the implementation still holds state for. settle-us is the time from
+// the last caller's return until the goroutine count was back at the
+// baseline (polled every 100 µs; it includes the load's own 64 goroutines
+// exiting, and flight's worker linger). All three are maxima over the
+// rounds.
+func BenchmarkIdle(b *testing.B) {
+	const keys, workers, calls = 1000, 64, 20000
+	kt := keyTable(keys)
+	seq := zipfKeys(calls, keys, 1.1, 2)
+	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) {
+			var extra, live int
+			var settle time.Duration
+			for range b.N {
+				g := im.new(func(context.Context) (int, error) { spin(5 * time.Microsecond); return 1, nil })
+				base := stableGoroutines()
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := next.Add(1) - 1; i < calls; i = next.Add(1) - 1 {
+							g.Do(kt[seq[i]])
+						}
+					}()
+				}
+				wg.Wait()
+				end := time.Now()
+				if n := settleGoroutines(base, time.Second); n <= base {
+					settle = max(settle, time.Since(end))
+				}
+				if st, ok := g.(statser); ok {
+					if !waitFor(5*time.Second, func() bool {
+						s := st.Stats()
+						return s.Keys == 0 && s.InFlight == 0 && s.Waiters == 0
+					}) {
+						b.Fatalf("gauges not 0 after 5 s: %+v", st.Stats())
+					}
+				}
+				time.Sleep(2 * fa.Linger)
+				n := settleGoroutines(base, 100*time.Millisecond)
+				extra = max(extra, n-base)
+				live = max(live, g.LiveKeys())
+				g.Close()
+			}
+			b.ReportMetric(float64(extra), "idle-goroutines")
+			b.ReportMetric(float64(live), "live-keys")
+			b.ReportMetric(float64(settle.Microseconds()), "settle-us")
+		})
+	}
+}
