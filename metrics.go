@@ -1,0 +1,204 @@
+package flight
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/actorflight/flight/coordinator"
+)
+
+// MeterName is the instrumentation scope name of the meter a Coordinator
+// gets from the provider given with WithMeterProvider.
+const MeterName = "github.com/actorflight/flight"
+
+// WithMeterProvider makes the coordinator report OpenTelemetry metrics to
+// mp: its Stats as observable counters and up-down counters, read from
+// Stats only when mp collects, and two histograms, recorded as each
+// execution of fn returns: its duration and its number of callers. The
+// README lists the instruments. Close unregisters the observable ones.
+//
+// Without this option, the default, the coordinator reports nothing and
+// pays nothing; the global OpenTelemetry provider is never used. With it, a
+// returning fn costs one time.Now and two histogram records more, on its
+// shard's goroutine. New panics if mp is nil. If the meter refuses an
+// instrument, the error goes to otel.Handle and the coordinator runs
+// without metrics.
+//
+// Histogram buckets are the SDK's unless a View sets them: durations are in
+// seconds, so set boundaries that suit your fn (README, "Metrics").
+// Coordinators reporting to one provider with the same attributes add up;
+// tell them apart with WithMetricAttributes.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) {
+		if mp == nil {
+			panic("flight: WithMeterProvider(nil)")
+		}
+		c.telemetry.provider = mp
+	})
+}
+
+// WithMetricAttributes adds attrs to every measurement the coordinator
+// reports with WithMeterProvider, such as attribute.String("flight.name",
+// "users") to tell apart coordinators that share a provider. Without
+// WithMeterProvider it has no effect. Repeated, the lists are joined.
+func WithMetricAttributes(attrs ...attribute.KeyValue) Option {
+	attrs = slices.Clone(attrs)
+	return optionFunc(func(c *config) { c.telemetry.attrs = append(c.telemetry.attrs, attrs...) })
+}
+
+// telemetryConfig is what WithMeterProvider and WithMetricAttributes set.
+type telemetryConfig struct {
+	provider metric.MeterProvider // nil: no metrics
+	attrs    []attribute.KeyValue
+}
+
+// telemetry is what a Coordinator registered outside itself for metrics
+// and logs, undone by close. A nil *telemetry registered nothing.
+type telemetry struct {
+	reg     metric.Registration // the Stats callback; nil without metrics
+	unroute func()              // the shared system's log route; nil without
+	once    sync.Once
+}
+
+// close unregisters the Stats callback and the log route. It is idempotent.
+func (t *telemetry) close() {
+	if t == nil {
+		return
+	}
+	t.once.Do(func() {
+		if t.reg != nil {
+			if err := t.reg.Unregister(); err != nil {
+				otel.Handle(err)
+			}
+		}
+		if t.unroute != nil {
+			t.unroute()
+		}
+	})
+}
+
+// instruments are a coordinator's OpenTelemetry instruments.
+type instruments struct {
+	// Observed from Stats on collection.
+	flights, joins, panics, timeouts, abandoned, forgotten, overloaded metric.Int64ObservableCounter
+	inFlight, waiters, keys                                            metric.Int64ObservableUpDownCounter
+	// Recorded as each execution of fn returns.
+	duration metric.Float64Histogram
+	callers  metric.Int64Histogram
+
+	observe []metric.ObserveOption // the attributes, made once
+	record  []metric.RecordOption
+}
+
+// newInstruments makes the instruments on mp's meter. A nil result means
+// the meter refused one; the error went to otel.Handle.
+func newInstruments(tc telemetryConfig) *instruments {
+	m := tc.provider.Meter(MeterName)
+	in := &instruments{}
+	var errs []error
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		x, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return x
+	}
+	updown := func(name, unit, desc string) metric.Int64ObservableUpDownCounter {
+		x, err := m.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return x
+	}
+	in.flights = counter("flight.flights", "{flight}", "Executions of fn started.")
+	in.joins = counter("flight.joins", "{call}", "Calls that shared another call's flight.")
+	in.panics = counter("flight.panics", "{flight}", "Executions of fn that panicked or called runtime.Goexit.")
+	in.timeouts = counter("flight.timeouts", "{flight}", "Executions stopped by WithTimeout.")
+	in.abandoned = counter("flight.abandoned", "{flight}", "Flights cancelled because every caller left.")
+	in.forgotten = counter("flight.forgotten", "{flight}", "Forget calls that detached a running flight.")
+	in.overloaded = counter("flight.overloaded", "{call}", "Calls refused with ErrOverloaded.")
+	in.inFlight = updown("flight.in_flight", "{flight}", "Executions of fn running now.")
+	in.waiters = updown("flight.waiters", "{call}", "Calls waiting for a flight now, the first caller included.")
+	in.keys = updown("flight.keys", "{key}", "Keys with a live flight actor now.")
+	var err error
+	in.duration, err = m.Float64Histogram("flight.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of each execution of fn, from its start to its return."))
+	errs = append(errs, err)
+	in.callers, err = m.Int64Histogram("flight.callers", metric.WithUnit("{call}"),
+		metric.WithDescription("Callers each flight had, the first included, counted when fn returns."))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		otel.Handle(err)
+		return nil
+	}
+	set := metric.WithAttributeSet(attribute.NewSet(tc.attrs...))
+	in.observe = []metric.ObserveOption{set}
+	in.record = []metric.RecordOption{set}
+	return in
+}
+
+// onFinish records an execution's duration and callers. It runs on the
+// shard's goroutine (coordinator.Config.OnFinish).
+func (in *instruments) onFinish(d time.Duration, callers int) {
+	ctx := context.Background()
+	in.duration.Record(ctx, d.Seconds(), in.record...)
+	in.callers.Record(ctx, int64(callers), in.record...)
+}
+
+// register registers the callback that observes stats on each collection.
+func (in *instruments) register(mp metric.MeterProvider, stats func() Stats) (metric.Registration, error) {
+	return mp.Meter(MeterName).RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := stats()
+		o.ObserveInt64(in.flights, int64(s.Flights), in.observe...)
+		o.ObserveInt64(in.joins, int64(s.Joins), in.observe...)
+		o.ObserveInt64(in.panics, int64(s.Panics), in.observe...)
+		o.ObserveInt64(in.timeouts, int64(s.Timeouts), in.observe...)
+		o.ObserveInt64(in.abandoned, int64(s.Abandoned), in.observe...)
+		o.ObserveInt64(in.forgotten, int64(s.Forgotten), in.observe...)
+		o.ObserveInt64(in.overloaded, int64(s.Overloaded), in.observe...)
+		o.ObserveInt64(in.inFlight, int64(s.InFlight), in.observe...)
+		o.ObserveInt64(in.waiters, int64(s.Waiters), in.observe...)
+		o.ObserveInt64(in.keys, int64(s.Keys), in.observe...)
+		return nil
+	}, in.flights, in.joins, in.panics, in.timeouts, in.abandoned, in.forgotten, in.overloaded,
+		in.inFlight, in.waiters, in.keys)
+}
+
+// startTelemetry prepares what New registers outside the coordinator: the
+// instruments (and the OnFinish hook recording the histograms) when a meter
+// provider is given, and the route of the shared actor system's log lines
+// to the logger when one is given and the shared system is used. attach,
+// called once the coordinator exists, registers the Stats callback and
+// returns what Close must undo (nil when nothing was registered).
+func startTelemetry(cfg *config) (onFinish func(time.Duration, int), attach func(stats func() Stats) *telemetry) {
+	var in *instruments
+	if cfg.telemetry.provider != nil {
+		in = newInstruments(cfg.telemetry)
+	}
+	if in != nil {
+		onFinish = in.onFinish
+	}
+	routeLogs := cfg.logger != discard && cfg.system == nil
+	attach = func(stats func() Stats) *telemetry {
+		if in == nil && !routeLogs {
+			return nil
+		}
+		t := &telemetry{}
+		if in != nil {
+			reg, err := in.register(cfg.telemetry.provider, stats)
+			if err != nil {
+				otel.Handle(err)
+			} else {
+				t.reg = reg
+			}
+		}
+		if routeLogs {
+			t.unroute = coordinator.RouteSystemLogs(cfg.logger.Handler())
+		}
+		return t
+	}
+	return onFinish, attach
+}
