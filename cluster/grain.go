@@ -1,0 +1,119 @@
+package cluster
+
+import (
+	"context"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/cluster/internal/wire"
+)
+
+// grain is the virtual actor that owns the flight of one (loader, key)
+// identity on the member protoactor's identity lookup placed it on. Every
+// member's call for the key is a Join; the grain hands each to its
+// member's owner coordinator (a flight.Coordinator, which runs the loader
+// once for all of them) with a context of its own, and a goroutine per call
+// waits for the result and replies. Receive never blocks.
+//
+// All fields are owned by the actor and changed only in Receive.
+type grain struct {
+	node  *Node
+	entry *entry
+	key   string
+	calls map[string]*pending // by call name: calls not yet answered or left
+}
+
+// pending is one Join the grain has not answered yet.
+type pending struct {
+	from   *actor.PID         // the requester, watched: its death is a leave
+	cancel context.CancelFunc // leaves the owner coordinator's flight
+}
+
+// callDone tells the grain that a call's reply was sent (or skipped).
+type callDone struct{ call string }
+
+func (g *grain) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *pcluster.ClusterInit:
+		g.key = m.Identity.Identity
+		g.calls = map[string]*pending{}
+		ctx.SetReceiveTimeout(g.node.cfg.Idle)
+	case *wire.Join:
+		g.join(ctx, m)
+	case *wire.Leave:
+		g.drop(ctx, m.Call)
+	case *callDone:
+		g.drop(ctx, m.call)
+	case *actor.Terminated:
+		for call, p := range g.calls {
+			if p.from.Equal(m.Who) {
+				g.drop(ctx, call)
+			}
+		}
+	case *wire.Forget:
+		g.entry.owner.Forget(g.key)
+	case *actor.ReceiveTimeout:
+		if len(g.calls) == 0 {
+			ctx.Stop(ctx.Self()) // passivate; the next call activates it anew
+		}
+	case *actor.Stopping:
+		// Moved by a topology change, or the member is closing: leave every
+		// call. Requesters learn it from their watch and retry.
+		for call := range g.calls {
+			g.drop(ctx, call)
+		}
+	}
+}
+
+func (g *grain) join(ctx actor.Context, m *wire.Join) {
+	from := ctx.Sender()
+	if from == nil || m.Call == "" {
+		return
+	}
+	if _, dup := g.calls[m.Call]; dup {
+		return
+	}
+	ctx.CancelReceiveTimeout()
+	cctx, cancel := context.WithCancel(context.Background())
+	ch := g.entry.owner.DoChan(cctx, g.key, g.entry.load(g.key))
+	call, self, system := m.Call, ctx.Self(), ctx.ActorSystem()
+	owner := system.Address()
+	started := g.node.track(func() {
+		r := <-ch
+		if cctx.Err() == nil { // nobody left: reply
+			system.Root.Send(from, reply(call, owner, r))
+		}
+		system.Root.Send(self, &callDone{call: call})
+	})
+	if !started { // the member is closing: answer at once, the requester retries
+		cancel()
+		ctx.Send(from, &wire.Reply{Call: call, Code: wire.Code_CODE_CLOSED, Owner: owner, Message: flight.ErrClosed.Error()})
+		return
+	}
+	g.calls[call] = &pending{from: from, cancel: cancel}
+	ctx.Watch(from)
+}
+
+// drop forgets call, leaving the owner's flight if it still waits.
+func (g *grain) drop(ctx actor.Context, call string) {
+	p, ok := g.calls[call]
+	if !ok {
+		return
+	}
+	delete(g.calls, call)
+	p.cancel()
+	ctx.Unwatch(p.from)
+	if len(g.calls) == 0 {
+		ctx.SetReceiveTimeout(g.node.cfg.Idle)
+	}
+}
+
+func reply(call, owner string, r flight.Result[[]byte]) *wire.Reply {
+	if r.Err == nil {
+		return &wire.Reply{Call: call, Code: wire.Code_CODE_OK, Value: r.Val, Shared: r.Shared, Owner: owner}
+	}
+	code, msg, stack := failure(r.Err)
+	return &wire.Reply{Call: call, Code: code, Message: msg, Stack: stack, Shared: r.Shared, Owner: owner}
+}

@@ -1,0 +1,237 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/cluster/internal/wire"
+)
+
+// LoaderFunc loads the value of one key. It runs on the member that owns
+// the key, at most once at a time per key and activation (see the package
+// documentation), with a context cancelled when every caller in the
+// cluster has left, when the loader's WithTimeout passes, or when its member
+// closes.
+type LoaderFunc[V any] func(ctx context.Context, key string) (V, error)
+
+// Loader is a loader registered on a Node under a name: Do runs it once
+// cluster-wide per key while it is in flight; DoLocal runs it once per key
+// on this member only.
+//
+// Get one from Register; the zero value is not usable. Methods are safe for
+// concurrent use.
+type Loader[V any] struct {
+	node  *Node
+	entry *entry
+	fn    LoaderFunc[V]
+	codec Codec[V]
+
+	front *flight.Coordinator[string, answer[V]] // this member's callers of Do, one remote call per key
+	local *flight.Coordinator[string, V]         // DoLocal
+
+	lost    atomic.Uint64
+	retries atomic.Uint64
+}
+
+// answer is a decoded Reply: the value and whether the owner's flight was
+// shared by more than one member.
+type answer[V any] struct {
+	val    V
+	shared bool
+}
+
+// entry is the type-erased side of a Loader that the Node and its grains
+// use: the owner coordinator, which runs the loader for keys this member
+// owns, and how to run it for a key.
+type entry struct {
+	name, kind string
+	owner      *flight.Coordinator[string, []byte]
+	load       func(key string) flight.Func[[]byte]
+	closeFront func()
+}
+
+// Register makes fn the loader called name on node, with values encoded by
+// codec (nil means JSON). Every member that should own keys of this loader
+// must register it, under the same name, with the same codec and options,
+// before Start; a member that did not is never chosen as an owner for it.
+//
+// opts configure the in-process coordinators that run fn on this member
+// (flight.WithTimeout, WithMaxWaiters, WithMaxInFlight, WithShards,
+// WithLogger); WithMaxWaiters counts the members waiting on a key, not
+// their callers, when applied to cluster calls. The options must be valid
+// (flight.New panics otherwise). name must be non-empty and contain no '/'.
+func Register[V any](node *Node, name string, fn LoaderFunc[V], codec Codec[V], opts ...flight.Option) (*Loader[V], error) {
+	if fn == nil {
+		return nil, flight.ErrNilFunc
+	}
+	if codec == nil {
+		codec = JSON[V]()
+	}
+	opts = append(opts[:len(opts):len(opts)], flight.WithActorSystem(node.system))
+	l := &Loader[V]{
+		node:  node,
+		fn:    fn,
+		codec: codec,
+		front: flight.New[string, answer[V]](flight.WithActorSystem(node.system)),
+		local: flight.New[string, V](opts...),
+	}
+	l.entry = &entry{
+		name:  name,
+		kind:  kindPrefix + name,
+		owner: flight.New[string, []byte](opts...),
+		load:  l.encoded,
+		closeFront: func() {
+			_ = l.front.Close()
+			_ = l.local.Close()
+		},
+	}
+	if err := node.add(l.entry); err != nil {
+		_ = l.front.Close()
+		_ = l.local.Close()
+		_ = l.entry.owner.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// encoded returns the function the owner coordinator runs for key: fn, then
+// the codec.
+func (l *Loader[V]) encoded(key string) flight.Func[[]byte] {
+	return func(ctx context.Context) ([]byte, error) {
+		v, err := l.fn(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		b, err := l.codec.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: marshal: %v", errCodec, err)
+		}
+		return b, nil
+	}
+}
+
+// Do returns the value of key, running the loader once cluster-wide for
+// all the callers of key, on every member, while its flight is in the air.
+// shared reports whether the flight had more than one caller anywhere.
+//
+// Do returns ctx.Err() as soon as ctx is done; the flight goes on for the
+// other callers and is cancelled when the last caller in the cluster has
+// left. Errors: the loader's error as a *RemoteError (its text), a panic as
+// a *flight.PanicError (its text and stack), ErrOwnerLost when the owner
+// was lost and the retries were spent, flight.ErrClosed after Close,
+// ErrNotStarted before Start.
+//
+// Cost: callers of one key on one member share one remote call; a call
+// costs a protoactor actor spawn and two messages to the owner and back,
+// one codec round trip, and a network round trip when the owner is another
+// member (see the README for figures).
+func (l *Loader[V]) Do(ctx context.Context, key string) (v V, shared bool, err error) {
+	if err := l.node.usable(); err != nil {
+		return v, false, err
+	}
+	a, shared, err := l.front.Do(ctx, key, func(ctx context.Context) (answer[V], error) {
+		return l.call(ctx, key)
+	})
+	return a.val, shared || a.shared, err
+}
+
+// DoLocal is Do without the cluster: it deduplicates the callers of key on
+// this member only, running the loader here, as a flight.Coordinator does.
+// Use it for keys whose loads need not be unique cluster-wide; it works
+// before Start too. Errors are the in-process ones (the loader's own error
+// values, *flight.PanicError with the original value).
+func (l *Loader[V]) DoLocal(ctx context.Context, key string) (v V, shared bool, err error) {
+	return l.local.Do(ctx, key, func(ctx context.Context) (V, error) { return l.fn(ctx, key) })
+}
+
+// Forget detaches key's flight on this member and at the key's owner:
+// later calls of key, from any member, start a new execution (once the
+// detached one has returned on the owner); callers already waiting still
+// get the old result. Callers on other members that had already joined
+// their member's call for key also get the old result. Forget also forgets
+// key for DoLocal. It sends one message to the owner and may wait for
+// the owner to be resolved (a message round trip when not cached).
+func (l *Loader[V]) Forget(key string) {
+	l.front.Forget(key)
+	l.local.Forget(key)
+	if l.node.usable() != nil {
+		return
+	}
+	if pid := l.node.resolve(l.entry.kind, key); pid != nil {
+		l.node.system.Root.Send(pid, &wire.Forget{})
+	}
+}
+
+// Stats reports this member's view of the loader.
+type Stats struct {
+	// Callers counts this member's callers of Do: Flights is the remote
+	// calls made (one per key and burst of callers), Joins the callers that
+	// shared one.
+	Callers flight.Stats
+	// Owner counts the executions this member ran as the owner of keys:
+	// Flights is the loader's executions for Do, Joins the members' calls
+	// that shared one.
+	Owner flight.Stats
+	// Local counts DoLocal.
+	Local flight.Stats
+	// Lost counts remote calls whose owner was lost; Retries the calls sent
+	// again because of that.
+	Lost, Retries uint64
+}
+
+// Stats returns the loader's counters on this member; see flight.Stats for
+// each field's meaning. No message is sent.
+func (l *Loader[V]) Stats() Stats {
+	return Stats{
+		Callers: l.front.Stats(),
+		Owner:   l.entry.owner.Stats(),
+		Local:   l.local.Stats(),
+		Lost:    l.lost.Load(),
+		Retries: l.retries.Load(),
+	}
+}
+
+// call makes this member's remote call for key, retrying when the owner is
+// lost. ctx is the front flight's context: it is cancelled when every local
+// caller has left, and then the owner is told to drop this member's call.
+func (l *Loader[V]) call(ctx context.Context, key string) (answer[V], error) {
+	n := l.node
+	backoff := n.cfg.RetryBackoff
+	for attempt := 0; ; attempt++ {
+		r, err := n.send(ctx, l.entry.kind, key)
+		if err == nil && r.Code == wire.Code_CODE_CLOSED {
+			err = fmt.Errorf("%w: owner %s is closing", errLost, r.Owner)
+		}
+		if errors.Is(err, errLost) {
+			l.lost.Add(1)
+			if attempt >= n.cfg.Retries {
+				return answer[V]{}, fmt.Errorf("%w (%d attempts): %v", ErrOwnerLost, attempt+1, err)
+			}
+			l.retries.Add(1)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return answer[V]{}, ctx.Err()
+			}
+			backoff *= 2
+			continue
+		}
+		if err != nil {
+			return answer[V]{}, err
+		}
+		if r.Code != wire.Code_CODE_OK {
+			return answer[V]{shared: r.Shared}, replyErr(r)
+		}
+		v, err := l.codec.Unmarshal(r.Value)
+		if err != nil {
+			return answer[V]{}, fmt.Errorf("%w: unmarshal %q from %s: %v", errCodec, key, r.Owner, err)
+		}
+		return answer[V]{val: v, shared: r.Shared}, nil
+	}
+}

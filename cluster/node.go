@@ -1,0 +1,228 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+)
+
+// Config says how a Node joins its cluster. Only Name and Provider are
+// required; every other zero value picks the default named on the field.
+type Config struct {
+	// Name is the cluster's name: members of one cluster must agree on it.
+	Name string
+	// Host and Port are where this member listens for other members
+	// (protoactor remote, gRPC). Default "127.0.0.1" and 0 (a free port).
+	Host string
+	Port int
+	// Provider finds the other members: protoactor's automanaged provider
+	// (no external service), its in-memory test provider, or consul, etcd,
+	// k8s, zookeeper. Required.
+	Provider pcluster.ClusterProvider
+	// Lookup places each (loader, key) grain on a member. Default: disthash
+	// (rendezvous hashing over the members that registered the loader).
+	Lookup pcluster.IdentityLookup
+	// Retries is how many times a call is sent again after the key's owner
+	// was lost (it stopped, died, or became unreachable) before the call
+	// fails with ErrOwnerLost. Each retry resolves the owner anew, waiting
+	// RetryBackoff, doubled each time, before it. Default 3; -1 means none.
+	Retries int
+	// RetryBackoff is the wait before the first retry. Default 200ms.
+	RetryBackoff time.Duration
+	// Idle is how long a key's grain stays active with no call before it
+	// stops itself. Default 30s. A later call activates it again.
+	Idle time.Duration
+	// Logger receives protoactor's logs and this package's. Default:
+	// discard.
+	Logger *slog.Logger
+}
+
+// Node is one member of a flight cluster: it owns the flights of the keys
+// the cluster places on it, and forwards its callers' calls for other keys
+// to their owners.
+//
+// Create one with NewNode, register every loader with Register, then call
+// Start; Close it when done. The zero value is not usable. Methods are safe
+// for concurrent use. Each Node has its own protoactor ActorSystem (about
+// 3 MB), a gRPC server and the goroutines of protoactor's cluster (gossip,
+// the provider's loops), so plan one Node per process.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	system *actor.ActorSystem
+	pcfg   *pcluster.Config
+	cl     *pcluster.Cluster
+
+	mu      sync.Mutex        // guards the fields below
+	loaders map[string]*entry // by loader name; fixed once started
+	started bool
+	closed  bool
+
+	calls   atomic.Uint64  // numbers the calls this member sends
+	running sync.WaitGroup // owner-side goroutines waiting for a result
+	gate    sync.RWMutex   // running.Add holds it for reading; Close for writing
+	stopped bool           // guarded by gate: no new owner-side goroutine
+}
+
+// kindPrefix namespaces this package's cluster kinds among the user's own.
+const kindPrefix = "flight."
+
+// NewNode prepares a member; it does not contact anyone until Start.
+func NewNode(cfg Config) (*Node, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("flight: cluster: Config.Name is empty")
+	}
+	if cfg.Provider == nil {
+		return nil, errors.New("flight: cluster: Config.Provider is nil")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Lookup == nil {
+		cfg.Lookup = disthash.New()
+	}
+	switch {
+	case cfg.Retries == 0:
+		cfg.Retries = 3
+	case cfg.Retries < 0:
+		cfg.Retries = 0
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 200 * time.Millisecond
+	}
+	if cfg.Idle <= 0 {
+		cfg.Idle = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := cfg.Logger
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+	n := &Node{
+		cfg:     cfg,
+		log:     log,
+		system:  system,
+		loaders: map[string]*entry{},
+	}
+	n.pcfg = pcluster.Configure(cfg.Name, cfg.Provider, cfg.Lookup, remote.Configure(cfg.Host, cfg.Port))
+	return n, nil
+}
+
+// add registers a loader's grain kind; Register calls it before Start.
+func (n *Node) add(e *entry) error {
+	if e.name == "" || strings.ContainsAny(e.name, "/") {
+		return fmt.Errorf("%w: invalid name %q", ErrNoLoader, e.name)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started || n.closed {
+		return errors.New("flight: cluster: Register after Start")
+	}
+	if _, dup := n.loaders[e.name]; dup {
+		return fmt.Errorf("%w: %q registered twice", ErrNoLoader, e.name)
+	}
+	n.loaders[e.name] = e
+	props := actor.PropsFromProducer(func() actor.Actor { return &grain{node: n, entry: e} })
+	n.pcfg.Kinds[e.kind] = pcluster.NewKind(e.kind, props)
+	return nil
+}
+
+// Start joins the cluster: it starts the remote server, gossip and the
+// provider, and makes this member an owner for the loaders registered so
+// far. protoactor's StartMember waits a fixed second for the membership to
+// settle, so Start takes at least that long; calls made right after it may
+// still see a partial membership (they are correct either way; a key may
+// just be owned by another member a moment later).
+func (n *Node) Start() (err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return errors.New("flight: cluster: Start after Close")
+	}
+	if n.started {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil { // protoactor panics on listen/provider errors
+			err = fmt.Errorf("flight: cluster: start: %v", r)
+		}
+	}()
+	n.cl = pcluster.New(n.system, n.pcfg)
+	n.cl.StartMember()
+	n.started = true
+	return nil
+}
+
+// Address returns the member's remote address (host:port), empty before
+// Start.
+func (n *Node) Address() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return ""
+	}
+	return n.system.Address()
+}
+
+// Close leaves the cluster. Local callers waiting get flight.ErrClosed;
+// flights this member owns are cancelled and their callers on other
+// members are told to retry elsewhere; then protoactor's graceful cluster
+// shutdown runs (it deregisters from the provider and waits about 2s for
+// the rest of the cluster to notice). Close is idempotent; calls after it
+// get flight.ErrClosed.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	started := n.started
+	n.mu.Unlock()
+
+	for _, e := range n.loaders { // fixed: no Register after closed
+		e.closeFront()
+	}
+	for _, e := range n.loaders {
+		_ = e.owner.Close() // answers every owner-side call with ErrClosed
+	}
+	n.gate.Lock()
+	n.stopped = true
+	n.gate.Unlock()
+	n.running.Wait()
+	if started {
+		n.cl.Shutdown(true)
+	}
+	return nil
+}
+
+// track runs f on a new goroutine counted by Close, unless Close has begun,
+// in which case it returns false.
+func (n *Node) track(f func()) bool {
+	n.gate.RLock()
+	defer n.gate.RUnlock()
+	if n.stopped {
+		return false
+	}
+	n.running.Add(1)
+	go func() {
+		defer n.running.Done()
+		f()
+	}()
+	return true
+}
+
+func (n *Node) isStarted() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.started && !n.closed
+}

@@ -1,0 +1,130 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/cluster/internal/wire"
+)
+
+// errLost marks an attempt whose owner went away before answering.
+var errLost = errors.New("owner lost")
+
+func (n *Node) usable() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.closed:
+		return flight.ErrClosed
+	case !n.started:
+		return ErrNotStarted
+	}
+	return nil
+}
+
+// resolve returns the PID of key's grain, activating it on its owner if
+// needed (protoactor's identity lookup: a request to the owner's placement
+// actor, bounded by its fixed 5 s timeout), or nil when no owner answered.
+func (n *Node) resolve(kind, key string) *actor.PID {
+	if pid, ok := n.cl.PidCache.Get(key, kind); ok {
+		return pid
+	}
+	pid := n.cl.Get(key, kind)
+	if pid != nil {
+		n.cl.PidCache.Set(key, kind, pid)
+	}
+	return pid
+}
+
+// outcome is what a requester reports: the owner's reply, or why the owner
+// was lost.
+type outcome struct {
+	reply *wire.Reply
+	lost  string
+}
+
+// send makes one attempt: it resolves key's grain, and a requester actor
+// watches the grain, sends it a Join and waits for its Reply. It returns
+// the Reply, an error wrapping errLost when the grain could not be reached
+// or stopped before replying, or ctx.Err() when ctx ended first (the grain
+// is then sent a Leave).
+func (n *Node) send(ctx context.Context, kind, key string) (*wire.Reply, error) {
+	pid := n.resolve(kind, key)
+	if pid == nil {
+		return nil, fmt.Errorf("%w: no owner for %s/%s", errLost, kind, key)
+	}
+	out := make(chan outcome, 1)
+	call := n.system.Address() + "#" + strconv.FormatUint(n.calls.Add(1), 36)
+	req := n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
+		return &requester{grain: pid, call: call, out: out}
+	}))
+	select {
+	case o := <-out:
+		if o.reply == nil {
+			n.cl.PidCache.Remove(key, kind)
+			return nil, fmt.Errorf("%w: %s: %s", errLost, pid, o.lost)
+		}
+		return o.reply, nil
+	case <-ctx.Done():
+		n.system.Root.Send(req, leaveNow{})
+		return nil, ctx.Err()
+	}
+}
+
+// leaveNow tells a requester that its caller left.
+type leaveNow struct{}
+
+// requester is the actor through which one attempt of one member's call
+// talks to the key's grain. It lives for that attempt only. Watching the
+// grain is what makes the call never hang on a lost owner: protoactor
+// delivers Terminated when the grain stops (locally or through remote) and
+// when the owner's address terminates (its process died or its connection
+// failed), and answers a Watch of a grain that no longer exists with
+// Terminated at once.
+//
+// All fields are owned by the actor; out is written at most once (done).
+type requester struct {
+	grain *actor.PID
+	call  string
+	out   chan<- outcome
+	done  bool
+}
+
+func (r *requester) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		ctx.Watch(r.grain)
+		ctx.Request(r.grain, &wire.Join{Call: r.call})
+	case *wire.Reply:
+		if m.Call == r.call {
+			r.finish(ctx, outcome{reply: m})
+		}
+	case *actor.Terminated:
+		if m.Who.Equal(r.grain) {
+			r.finish(ctx, outcome{lost: "grain terminated: " + m.Why.String()})
+		}
+	case *actor.DeadLetterResponse:
+		r.finish(ctx, outcome{lost: "grain not found"})
+	case leaveNow:
+		if !r.done {
+			ctx.Send(r.grain, &wire.Leave{Call: r.call})
+		}
+		r.finish(ctx, outcome{})
+	}
+}
+
+// finish reports o (once) and stops the requester.
+func (r *requester) finish(ctx actor.Context, o outcome) {
+	if r.done {
+		return
+	}
+	r.done = true
+	r.out <- o // buffered: never blocks, written once
+	ctx.Unwatch(r.grain)
+	ctx.Stop(ctx.Self())
+}
