@@ -19,15 +19,24 @@ import (
 // cancelled with it without a goroutine each, as with a stdlib parent.
 type flightCtx struct {
 	values   context.Context // context.WithoutCancel(first caller's ctx)
-	deadline time.Time       // zero: none
+	deadline int64           // Unix nanoseconds; 0: none
 
 	mu     sync.Mutex // protects the fields below
+	state  uint8      // ctxLive, ctxCanceled or ctxExpired
 	done   chan struct{}
-	err    error
-	afters []*afterFunc
+	afters *afterFunc // registered by AfterFunc, newest first
 }
 
-type afterFunc struct{ f func() }
+const (
+	ctxLive uint8 = iota
+	ctxCanceled
+	ctxExpired
+)
+
+type afterFunc struct {
+	f    func()
+	next *afterFunc
+}
 
 var closedDone = func() chan struct{} {
 	c := make(chan struct{})
@@ -35,13 +44,18 @@ var closedDone = func() chan struct{} {
 	return c
 }()
 
-func (c *flightCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+func (c *flightCtx) Deadline() (time.Time, bool) {
+	if c.deadline == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, c.deadline), true
+}
 
 func (c *flightCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.err != nil {
+		if c.state != ctxLive {
 			c.done = closedDone
 		} else {
 			c.done = make(chan struct{})
@@ -52,8 +66,15 @@ func (c *flightCtx) Done() <-chan struct{} {
 
 func (c *flightCtx) Err() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	state := c.state
+	c.mu.Unlock()
+	switch state {
+	case ctxCanceled:
+		return context.Canceled
+	case ctxExpired:
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func (c *flightCtx) Value(key any) any { return c.values.Value(key) }
@@ -65,20 +86,20 @@ func (c *flightCtx) String() string { return "flight.Context" }
 // cancellation to children.
 func (c *flightCtx) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.state != ctxLive {
 		c.mu.Unlock()
 		go f()
 		return func() bool { return false }
 	}
-	a := &afterFunc{f: f}
-	c.afters = append(c.afters, a)
+	a := &afterFunc{f: f, next: c.afters}
+	c.afters = a
 	c.mu.Unlock()
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for i, x := range c.afters {
-			if x == a {
-				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+		for p := &c.afters; *p != nil; p = &(*p).next {
+			if *p == a {
+				*p = a.next
 				return true
 			}
 		}
@@ -86,15 +107,15 @@ func (c *flightCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
-// cancel cancels c with err (context.Canceled or DeadlineExceeded); only the
-// first call has an effect.
-func (c *flightCtx) cancel(err error) {
+// cancel cancels c (state ctxCanceled or ctxExpired); only the first call
+// has an effect.
+func (c *flightCtx) cancel(state uint8) {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.state != ctxLive {
 		c.mu.Unlock()
 		return
 	}
-	c.err = err
+	c.state = state
 	if c.done == nil {
 		c.done = closedDone
 	} else {
@@ -103,7 +124,7 @@ func (c *flightCtx) cancel(err error) {
 	afters := c.afters
 	c.afters = nil
 	c.mu.Unlock()
-	for _, a := range afters {
+	for a := afters; a != nil; a = a.next {
 		a.f()
 	}
 }

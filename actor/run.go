@@ -34,8 +34,7 @@ func (f *Flight[K, V]) Run() {
 			if !normal {
 				if r := recover(); r != nil {
 					f.outcome = Panicked
-					f.panicValue = r
-					f.panicStack = debug.Stack()
+					f.panic = &panicked{value: r, stack: debug.Stack()}
 				}
 			}
 		}()
