@@ -1,0 +1,65 @@
+// Package singleflight is a drop-in replacement for
+// golang.org/x/sync/singleflight built on the flight coordinator: the same
+// exported names (Group, Result, Do, DoChan, Forget), the same zero-value
+// Group and the same semantics, checked by running x/sync's own test file
+// against this package (scripts/xsync-conformance.sh). Migrating is a change
+// of import path:
+//
+//	import "github.com/actorflight/flight/compat/singleflight"
+//
+// Code that needs more — typed keys and values, per-caller cancellation,
+// timeouts, panics as errors, bounds, statistics — should use the root
+// package flight instead.
+//
+// # Design
+//
+// A Group is one byte and owns nothing: no map, no actor, no goroutine. All
+// Groups of a process share one coordinator, created on the first call of
+// any Group (sync.OnceValue) on the process-wide actor system, and never
+// closed. Its keys are the pair (Group address, key), so every Group is its
+// own namespace at no cost, and a Group that is dropped leaves nothing
+// behind: a key exists in the coordinator only while it has a flight. While
+// no call is running the coordinator holds no goroutine (its fn workers exit
+// about 2 ms after their last flight) and no per-key memory, so tests of
+// code that uses a Group stay clean under go.uber.org/goleak.
+//
+// The coordinator is instantiated with singleflight's Result as the type its
+// DoChan delivers, so the shard that ends a flight writes the Result into
+// each DoChan channel itself: no goroutine per DoChan call, where x/sync
+// starts one to run fn.
+//
+// Panics and runtime.Goexit in fn are recovered or detected by the worker
+// that ran fn and come back to the callers as errors, which this package
+// turns back into x/sync's behaviour: Do panics, in every caller of the
+// flight, with an error holding the panic value and fn's stack (errors.Is
+// and errors.As see through it when the value is an error); Goexit in fn
+// makes every Do caller of the flight call runtime.Goexit; a panic in a
+// flight that a DoChan caller waits for crashes the process, as x/sync's
+// does, because that caller may never read its channel.
+//
+// Forget posts to the key's shard, in order with the caller's later calls:
+// a call that starts after Forget returns never joins the forgotten flight,
+// and the forgotten flight ending never detaches a newer one
+// (golang/go#31420).
+//
+// # Differences from x/sync
+//
+//   - fn always runs on a worker goroutine of the coordinator, never on the
+//     caller's goroutine (x/sync's Do runs it on the first caller's).
+//     What is tied to a goroutine therefore differs: runtime.LockOSThread,
+//     pprof labels set by the caller, the "goroutine N" of fn's stack trace.
+//     The outcomes callers observe do not: Do returns, panics or calls
+//     runtime.Goexit as x/sync's would.
+//   - If fn calls runtime.Goexit, each DoChan caller receives a Result whose
+//     Err matches flight.ErrGoexit (errors.Is). x/sync's channel never
+//     receives anything then (golang/go#52557).
+//   - After Forget, the next call's fn starts only once the forgotten fn has
+//     returned: executions of one key never overlap, where x/sync runs them
+//     side by side. Callers still never join the forgotten flight; they wait
+//     for a fresh one. Code that calls Forget to get away from a fn that
+//     hangs should use the root package's Coordinator with a WithTimeout or
+//     a cancellable context instead.
+//   - A call costs more than with x/sync (a message to a shard actor and a
+//     hand-off of fn to a worker goroutine): see BenchmarkGroup in this
+//     package's tests for figures on this machine.
+package singleflight

@@ -1,0 +1,16 @@
+package singleflight
+
+import (
+	"sync/atomic"
+
+	"github.com/actorflight/flight/coordinator"
+)
+
+// EngineStats returns the counters of the process-wide coordinator.
+func EngineStats() coordinator.Stats { return engine().Stats() }
+
+// SpawnedActors returns how many processes (actors, futures) the shared
+// actor system has ever registered.
+func SpawnedActors() uint64 {
+	return atomic.LoadUint64(&coordinator.SharedSystem().ProcessRegistry.SequenceID)
+}
