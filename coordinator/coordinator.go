@@ -129,8 +129,6 @@ func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Co
 	if !s.api.enter() {
 		return v, false, c.cfg.Errors.Closed
 	}
-	defer s.api.exit()
-
 	cl := c.getCall()
 	cl.key = key
 	cl.w.Ctx, cl.w.Fn = ctx, fn
@@ -139,6 +137,10 @@ func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Co
 	// The shard never blocks, so this wait is short; when this goroutine
 	// drained the mailbox itself (the synchronized dispatcher), it is over.
 	cl.reply.Wait()
+	// Leave the gate before waiting for the result: a leave, if any, goes
+	// through the shard's internal gate, and the wake-up path of a stampede
+	// stays free of a shared atomic.
+	s.api.exit()
 	if err := cl.w.Err; err != nil {
 		c.putCall(cl)
 		return v, false, err
@@ -150,7 +152,7 @@ func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Co
 		case <-ctx.Done():
 			// The call is not recycled: the shard still holds it, and a
 			// wake-up may still arrive on its channel.
-			s.send(fa.Leave[K, V]{W: &cl.w})
+			s.postInternal(fa.Leave[K, V]{W: &cl.w})
 			return v, false, ctx.Err()
 		}
 	} else { // cannot be cancelled: skip the select
@@ -292,11 +294,9 @@ func (c *Coordinator[K, V, R]) getCall() *call[K, V, R] {
 }
 
 func (c *Coordinator[K, V, R]) putCall(cl *call[K, V, R]) {
+	// The wake channel is empty: either the caller received its one token,
+	// or it waited on the flight's broadcast and no token was sent.
 	wake := cl.w.Wake
-	select {
-	case <-wake: // not consumed when the caller waited on the broadcast
-	default:
-	}
 	var zero K
 	cl.key = zero
 	cl.w = fa.Waiter[K, V]{Wake: wake}
