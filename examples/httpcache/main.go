@@ -1,0 +1,317 @@
+// Command httpcache is a cache-aside HTTP service: an in-process cache
+// (github.com/maypok86/otter/v2) in front of a slow upstream API, with a
+// flight coordinator so that a burst of requests for a key that is not cached
+// yet makes one upstream call instead of one per request (a cache stampede).
+//
+// It starts the upstream (an httptest server answering in 50 ms) and the
+// service (a net/http server) on loopback, and fires bursts of concurrent
+// requests at the service: on a cold cache without the coordinator (plain
+// cache-aside: every miss calls the upstream), then with it on a cold and on
+// a warm cache. It prints what each burst cost and shuts everything down:
+// the servers, the client's connections, the coordinator and the cache's
+// goroutines.
+//
+//	go run ./examples/httpcache
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+
+	"github.com/actorflight/flight"
+)
+
+func main() {
+	if _, err := run(os.Stdout, config{
+		Keys: 8, Requests: 400, Latency: 50 * time.Millisecond, TTL: time.Minute,
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "httpcache:", err)
+		os.Exit(1)
+	}
+}
+
+// config is one run's workload.
+type config struct {
+	Keys     int           // distinct items requested in each burst
+	Requests int           // concurrent requests in each burst
+	Latency  time.Duration // time the upstream takes to answer
+	TTL      time.Duration // how long an item stays cached
+}
+
+// upstream is the slow API the service caches: GET /items/{id}.
+type upstream struct {
+	calls   atomic.Int64
+	latency time.Duration
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.calls.Add(1)
+	t := time.NewTimer(u.latency)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		fmt.Fprintf(w, "item %s, priced at %d cents", r.PathValue("id"), 100+len(r.PathValue("id")))
+	case <-r.Context().Done():
+	}
+}
+
+// service answers GET /items/{id} from its cache, and on a miss from the
+// upstream through the coordinator, which makes concurrent misses of one id
+// share one upstream call.
+type service struct {
+	cache    *otter.Cache[string, string]
+	flights  *flight.Coordinator[string, string]
+	client   *http.Client // to the upstream
+	upstream string       // its base URL
+	tasks    sync.WaitGroup
+	dedupe   bool // misses go through flights; false: plain cache-aside
+
+	// Requests answered from the cache, by a load of their own, by a
+	// load shared with other requests.
+	hits, misses, shared atomic.Int64
+}
+
+func newService(upstreamURL string, ttl time.Duration, dedupe bool) *service {
+	s := &service{
+		client:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		upstream: upstreamURL,
+		dedupe:   dedupe,
+		// A deadline on each upstream call, counted from the first miss: every
+		// request waiting for it gets an error after 2 s, whatever the upstream
+		// does.
+		flights: flight.New[string, string](flight.WithTimeout(2 * time.Second)),
+	}
+	s.cache = otter.Must(&otter.Options[string, string]{
+		MaximumSize:      10_000,
+		ExpiryCalculator: otter.ExpiryWriting[string, string](ttl),
+		// otter runs its maintenance on the Executor, by default one new
+		// goroutine per task; counting them lets close wait for them.
+		Executor: func(fn func()) { s.tasks.Go(fn) },
+	})
+	return s
+}
+
+func (s *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if v, ok := s.cache.GetIfPresent(id); ok {
+		s.hits.Add(1)
+		w.Header().Set("X-Cache", "hit")
+		io.WriteString(w, v)
+		return
+	}
+	load := func(ctx context.Context) (string, error) {
+		// Checked again inside the flight: a request that missed just before
+		// the previous flight filled the cache must not call the upstream.
+		if v, ok := s.cache.GetIfPresent(id); ok {
+			return v, nil
+		}
+		v, err := s.fetch(ctx, id)
+		if err == nil {
+			s.cache.Set(id, v)
+		}
+		return v, err
+	}
+	var (
+		v      string
+		shared bool
+		err    error
+	)
+	if s.dedupe {
+		v, shared, err = s.flights.Do(r.Context(), id, load)
+	} else {
+		v, err = load(r.Context())
+	}
+	switch {
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	case shared:
+		s.shared.Add(1)
+		w.Header().Set("X-Cache", "shared")
+	default:
+		s.misses.Add(1)
+		w.Header().Set("X-Cache", "miss")
+	}
+	io.WriteString(w, v)
+}
+
+func (s *service) fetch(ctx context.Context, id string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.upstream+"/items/"+id, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("upstream: %s", resp.Status)
+	}
+	return string(body), err
+}
+
+// close waits for running flights, then stops the cache's clean-up
+// goroutine and waits for its maintenance tasks, and closes the upstream
+// connections.
+func (s *service) close() {
+	s.flights.Close()
+	s.cache.StopAllGoroutines()
+	s.tasks.Wait()
+	s.client.CloseIdleConnections()
+}
+
+// burst is what one burst of requests measured.
+type burst struct {
+	Requests, Errors          int
+	UpstreamCalls             int64
+	Hits, Misses, Shared      int64
+	P50, P90, P99, Max, Total time.Duration
+}
+
+func (b burst) String() string {
+	return fmt.Sprintf("%d requests in %v: upstream calls=%d, cache hits=%d, misses loaded alone=%d, misses sharing a load=%d, errors=%d; latency p50=%v p90=%v p99=%v max=%v",
+		b.Requests, b.Total.Round(time.Millisecond), b.UpstreamCalls, b.Hits, b.Misses, b.Shared, b.Errors,
+		b.P50.Round(10*time.Microsecond), b.P90.Round(10*time.Microsecond), b.P99.Round(10*time.Microsecond), b.Max.Round(10*time.Microsecond))
+}
+
+// report is a whole run: a burst on a cold cache without the coordinator,
+// then with it a burst on a cold cache and one on a warm cache.
+type report struct {
+	Alone, Cold, Warm burst
+	Stats             flight.Stats // of the coordinator, after the two bursts
+}
+
+func run(w io.Writer, cfg config) (report, error) {
+	var rep report
+	up := &upstream{latency: cfg.Latency}
+	mux := http.NewServeMux()
+	mux.Handle("GET /items/{id}", up)
+	upSrv := httptest.NewServer(mux)
+	defer upSrv.Close()
+	fmt.Fprintf(w, "upstream on %s (%v per call); each burst: %d concurrent requests over %d items\n",
+		upSrv.URL, cfg.Latency, cfg.Requests, cfg.Keys)
+
+	bursts := []struct {
+		name   string
+		dedupe bool
+		out    []*burst
+	}{
+		{"cache-aside alone", false, []*burst{&rep.Alone}},
+		{"cache-aside + flight", true, []*burst{&rep.Cold, &rep.Warm}},
+	}
+	for _, x := range bursts {
+		svc, err := serve(upSrv.URL, cfg.TTL, x.dedupe)
+		if err != nil {
+			return rep, err
+		}
+		for i, b := range x.out {
+			calls, hits, misses, shared := up.calls.Load(), svc.hits.Load(), svc.misses.Load(), svc.shared.Load()
+			*b = fire(svc.http, svc.base, cfg)
+			b.UpstreamCalls = up.calls.Load() - calls
+			b.Hits, b.Misses, b.Shared = svc.hits.Load()-hits, svc.misses.Load()-misses, svc.shared.Load()-shared
+			fmt.Fprintf(w, "%s, %s cache: %v\n", x.name, []string{"cold", "warm"}[i], b)
+		}
+		if x.dedupe {
+			rep.Stats = svc.flights.Stats()
+			fmt.Fprintf(w, "flight.Stats: %+v\n", rep.Stats)
+		}
+		svc.shutdown()
+	}
+	return rep, nil
+}
+
+// running is a service listening on loopback, with a client for it.
+type running struct {
+	*service
+	srv    *http.Server
+	served chan error
+	http   *http.Client
+	base   string
+}
+
+func serve(upstreamURL string, ttl time.Duration, dedupe bool) (*running, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	svc := newService(upstreamURL, ttl, dedupe)
+	mux := http.NewServeMux()
+	mux.Handle("GET /items/{id}", svc)
+	r := &running{
+		service: svc,
+		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		served:  make(chan error, 1),
+		http:    &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}, Timeout: 10 * time.Second},
+		base:    "http://" + ln.Addr().String(),
+	}
+	go func() { r.served <- r.srv.Serve(ln) }()
+	return r, nil
+}
+
+// shutdown stops the server (waiting for its handlers), closes the
+// client's connections, then the service.
+func (r *running) shutdown() {
+	r.srv.Shutdown(context.Background())
+	<-r.served
+	r.http.CloseIdleConnections()
+	r.service.close()
+}
+
+// fire sends cfg.Requests concurrent requests, spread over cfg.Keys ids,
+// all released at once, and measures each one's latency.
+func fire(client *http.Client, base string, cfg config) burst {
+	lat := make([]time.Duration, cfg.Requests)
+	errs := make([]error, cfg.Requests)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range cfg.Requests {
+		wg.Go(func() {
+			<-start
+			t := time.Now()
+			errs[i] = get(client, fmt.Sprintf("%s/items/sku-%d", base, i%cfg.Keys))
+			lat[i] = time.Since(t)
+		})
+	}
+	t := time.Now()
+	close(start)
+	wg.Wait()
+	b := burst{Requests: cfg.Requests, Total: time.Since(t)}
+	for _, err := range errs {
+		if err != nil {
+			b.Errors++
+		}
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
+	b.P50, b.P90, b.P99, b.Max = pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1]
+	return b
+}
+
+func get(client *http.Client, url string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
