@@ -1,0 +1,213 @@
+// Command compare runs the benchmarks of the bench module (flight against
+// golang.org/x/sync/singleflight and resenje.org/singleflight), then prints
+// a Markdown table of the medians per implementation, the ratios
+// flight/x-sync and flight/resenje, each workload's target and whether
+// flight meets it, and writes an SVG bar chart.
+//
+// Run it inside bench/:
+//
+//	go run ./cmd/compare                       # -count 5, about 3 minutes on 2 cores
+//	go run ./cmd/compare -count 10 -bench 'Distinct|Zipf'
+//	go run ./cmd/compare -in results/bench.txt  # re-render a saved run
+//
+// The raw `go test -bench` output is saved (-raw) so that a run can be
+// re-rendered or compared with benchstat. The exit status is 0 even when a
+// target is missed: the table says so; it is 1 when the benchmarks fail.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func main() {
+	var (
+		count     = flag.Int("count", 5, "runs of each benchmark (go test -count); the table shows medians")
+		benchtime = flag.String("benchtime", "1s", "go test -benchtime for each run")
+		filter    = flag.String("bench", ".", "go test -bench regexp: which benchmarks to run")
+		svgPath   = flag.String("svg", "results/compare.svg", "where to write the SVG chart (\"\" for none)")
+		mdPath    = flag.String("md", "results/compare.md", "where to write the Markdown table too (\"\" for none)")
+		rawPath   = flag.String("raw", "results/bench.txt", "where to save the raw benchmark output (\"\" for none)")
+		in        = flag.String("in", "", "parse this saved output instead of running the benchmarks")
+		dir       = flag.String("dir", ".", "the bench module's directory")
+	)
+	flag.Parse()
+	if err := run(*count, *benchtime, *filter, *svgPath, *mdPath, *rawPath, *in, *dir); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}
+
+func run(count int, benchtime, filter, svgPath, mdPath, rawPath, in, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "bench_test.go")); err != nil {
+		return fmt.Errorf("%s is not the bench module (run inside bench/ or pass -dir): %v", dir, err)
+	}
+	var raw []byte
+	m := Machine{Date: time.Now(), Count: count, Benchtime: benchtime}
+	if in != "" {
+		var err error
+		if raw, err = os.ReadFile(in); err != nil {
+			return err
+		}
+		if st, err := os.Stat(in); err == nil {
+			m.Date = st.ModTime()
+		}
+		m.Count, m.Benchtime = 0, "" // unknown: say nothing rather than guess
+	} else {
+		if count < 1 {
+			return fmt.Errorf("-count %d: want at least 1", count)
+		}
+		args := []string{"test", "-run", "^$", "-bench", filter, "-count", fmt.Sprint(count),
+			"-benchtime", benchtime, "-timeout", "60m", "."}
+		fmt.Fprintf(os.Stderr, "compare: go %s (in %s)\n", strings.Join(args, " "), dir)
+		start := time.Now()
+		var err error
+		raw, err = goTest(dir, args)
+		fmt.Fprintf(os.Stderr, "compare: benchmarks took %v\n", time.Since(start).Round(time.Second))
+		if rawPath != "" {
+			if werr := writeFile(filepath.Join(dir, rawPath), raw); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("go test: %v", err)
+		}
+	}
+	res, err := Parse(bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	if len(res.Samples) == 0 {
+		return fmt.Errorf("no benchmark results in the output")
+	}
+	fillMachine(&m, res, dir)
+	outs := Evaluate(res)
+
+	var md bytes.Buffer
+	if err := WriteMarkdown(&md, outs, m); err != nil {
+		return err
+	}
+	os.Stdout.Write(md.Bytes())
+	if mdPath != "" {
+		if err := writeFile(filepath.Join(dir, mdPath), md.Bytes()); err != nil {
+			return err
+		}
+	}
+	if svgPath != "" {
+		var svg bytes.Buffer
+		if err := WriteSVG(&svg, outs, m); err != nil {
+			return err
+		}
+		p := filepath.Join(dir, svgPath)
+		if filepath.IsAbs(svgPath) {
+			p = svgPath
+		}
+		if err := writeFile(p, svg.Bytes()); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "compare: wrote %s\n", p)
+	}
+	return nil
+}
+
+// goTest runs go with args in dir, copying its output to stderr as it comes
+// (progress), and returns the output.
+func goTest(dir string, args []string) ([]byte, error) {
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			out.Write(sc.Bytes())
+			out.WriteByte('\n')
+			fmt.Fprintln(os.Stderr, sc.Text())
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Run()
+	pw.Close()
+	<-done
+	return out.Bytes(), err
+}
+
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// fillMachine completes m from the run's header, the go command, the
+// processor list and git.
+func fillMachine(m *Machine, res *Run, dir string) {
+	m.GOOS, m.GOARCH, m.CPU = res.Header["goos"], res.Header["goarch"], res.Header["cpu"]
+	m.Procs = res.Procs
+	if m.Procs == 0 {
+		m.Procs = 1 // go test omits the suffix when GOMAXPROCS is 1
+	}
+	m.GoVersion = strings.TrimSpace(output(dir, "go", "env", "GOVERSION"))
+	if m.GoVersion == "" {
+		m.GoVersion = runtime.Version()
+	}
+	if model, n := cpuInfo("/proc/cpuinfo"); model != "" {
+		m.CPU, m.CPUs = model, n
+	}
+	if c := strings.TrimSpace(output(dir, "git", "rev-parse", "--short", "HEAD")); c != "" {
+		m.Commit = c
+		// The benchmarks build the library from the work tree (replace
+		// => ../): say when it differs from the commit.
+		if strings.TrimSpace(output(dir, "git", "status", "--porcelain", "--untracked-files=no", "--", "..")) != "" {
+			m.Commit += " + uncommitted changes"
+		}
+	}
+}
+
+// cpuInfo returns the first "model name" of a /proc/cpuinfo file and the
+// number of processors it lists.
+func cpuInfo(path string) (model string, n int) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "model name":
+			if model == "" {
+				model = strings.TrimSpace(v)
+			}
+		case "processor":
+			n++
+		}
+	}
+	return model, n
+}
+
+// output runs a command in dir and returns its standard output, "" on error.
+func output(dir, name string, args ...string) string {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
