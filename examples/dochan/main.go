@@ -69,7 +69,7 @@ func recommend(ctx context.Context, c *flight.Coordinator[string, string], key s
 type phase struct {
 	Answers  []answer
 	Queries  int64 // executions of the query
-	QueryErr error  // what the query returned (context.Canceled if abandoned)
+	QueryErr error // what the query returned (context.Canceled if abandoned)
 	Stats    flight.Stats
 }
 
