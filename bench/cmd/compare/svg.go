@@ -33,7 +33,7 @@ func WriteSVG(w io.Writer, outs []Outcome, m Machine) error {
 		barH     = 14
 		barGap   = 3
 		groupPad = 18
-		top      = 90
+		top      = 112
 	)
 	groupH := len(Impls)*(barH+barGap) + groupPad
 	axisMax := 2.0
@@ -55,7 +55,7 @@ func WriteSVG(w io.Writer, outs []Outcome, m Machine) error {
 		width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", width, height)
 	text(&b, 20, 28, 16, "bold", "start", "flight vs golang.org/x/sync/singleflight vs resenje.org/singleflight")
-	text(&b, 20, 48, 12, "normal", "start", "each implementation's median divided by x/sync's (x/sync = 1; shorter is better); dashed red line: flight's target")
+	text(&b, 20, 48, 12, "normal", "start", "each implementation's median divided by x/sync's (x/sync = 1; shorter is better); dashed lines: flight's target")
 	text(&b, 20, 66, 11, "normal", "start", m.String())
 
 	// Grid and axis.
@@ -79,11 +79,17 @@ func WriteSVG(w io.Writer, outs []Outcome, m Machine) error {
 			if r > axisMax {
 				label = "▶ " + label
 			}
-			text(&b, x(r)+5, y+barH-3, 11, "normal", "start", label)
+			// Right of the bar and of the target lines, so no line crosses it.
+			text(&b, math.Max(x(r), targets(o, x))+6, y+barH-3, 11, "normal", "start", label)
 		}
+		bottom := y0 + float64(len(Impls)*(barH+barGap))
 		tx := x(o.MaxX)
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-width="2" stroke-dasharray="4 3"/>`+"\n",
-			tx, y0-4, tx, y0+float64(len(Impls)*(barH+barGap)))
+			tx, y0-4, tx, bottom)
+		if rr, ok := resenjeTarget(o); ok { // flight ≤ MaxR × resenje, in x/sync units
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#7a3f00" stroke-width="2" stroke-dasharray="2 2"/>`+"\n",
+				x(rr), y0-4, x(rr), bottom)
+		}
 	}
 
 	// Rows with an absolute target.
@@ -107,14 +113,36 @@ func WriteSVG(w io.Writer, outs []Outcome, m Machine) error {
 			fmt.Sprintf("%s, %s: %s; target %s: %s", o.Label, o.Unit, strings.Join(vals, ", "), o.Target(), verdict))
 	}
 	// Legend.
-	lx := float64(left + plotW - 250)
 	for i, im := range Impls {
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="12" height="12" fill="%s"/>`+"\n", lx+float64(i*90), top-34, barColour[im.Key])
-		text(&b, lx+float64(i*90)+16, float64(top-24), 12, "normal", "start", im.Title)
+		lx := float64(20 + i*90)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="12" height="12" fill="%s"/>`+"\n", lx, top-36, barColour[im.Key])
+		text(&b, lx+16, float64(top-26), 12, "normal", "start", im.Title)
 	}
+	fmt.Fprintf(&b, `<line x1="300" y1="%d" x2="330" y2="%d" stroke="#d62728" stroke-width="2" stroke-dasharray="4 3"/>`+"\n", top-30, top-30)
+	text(&b, 336, float64(top-26), 12, "normal", "start", "target relative to x/sync")
+	fmt.Fprintf(&b, `<line x1="500" y1="%d" x2="530" y2="%d" stroke="%s" stroke-width="2" stroke-dasharray="2 2"/>`+"\n", top-30, top-30, "#7a3f00")
+	text(&b, 536, float64(top-26), 12, "normal", "start", "target relative to resenje")
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// resenjeTarget is the row's bound relative to resenje expressed in x/sync
+// units (MaxR × resenje / x/sync), when the row has one.
+func resenjeTarget(o Outcome) (float64, bool) {
+	if o.MaxR == 0 || !o.Has["resenje"] {
+		return 0, false
+	}
+	return o.MaxR * o.Val["resenje"] / o.Val["xsync"], true
+}
+
+// targets is the x of the rightmost target line of the row.
+func targets(o Outcome, x func(float64) float64) float64 {
+	t := x(o.MaxX)
+	if rr, ok := resenjeTarget(o); ok {
+		t = math.Max(t, x(rr))
+	}
+	return t
 }
 
 func text(b *strings.Builder, x, y float64, size int, weight, anchor, s string) {
