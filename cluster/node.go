@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 )
 
@@ -66,6 +68,13 @@ type Node struct {
 	loaders map[string]*entry // by loader name; fixed once started
 	started bool
 	closed  bool
+
+	topo *eventstream.Subscription // ClusterTopology events, set by Start
+
+	// topoMu guards members only; it is taken inside protoactor's event
+	// publishing, so it is never held while calling protoactor.
+	topoMu  sync.Mutex
+	members []string // addresses in the latest topology, sorted
 
 	calls   atomic.Uint64  // numbers the calls this member sends
 	running sync.WaitGroup // owner-side goroutines waiting for a result
@@ -157,6 +166,20 @@ func (n *Node) Start() (err error) {
 		}
 	}()
 	n.cl = pcluster.New(n.system, n.pcfg)
+	// protoactor's MemberList.Members reads its field without a lock: keep
+	// our own copy from the topology events instead.
+	n.topo = n.system.EventStream.Subscribe(func(ev any) {
+		if t, ok := ev.(*pcluster.ClusterTopology); ok {
+			addrs := make([]string, 0, len(t.Members))
+			for _, m := range t.Members {
+				addrs = append(addrs, m.Address())
+			}
+			slices.Sort(addrs)
+			n.topoMu.Lock()
+			n.members = addrs
+			n.topoMu.Unlock()
+		}
+	})
 	n.cl.StartMember()
 	n.started = true
 	return nil
@@ -171,6 +194,16 @@ func (n *Node) Address() string {
 		return ""
 	}
 	return n.system.Address()
+}
+
+// Members returns the addresses of the cluster's members as this member
+// last saw them (protoactor's latest ClusterTopology), sorted; nil before
+// Start. Members' views agree once the provider and gossip have settled
+// (about one provider refresh after a change).
+func (n *Node) Members() []string {
+	n.topoMu.Lock()
+	defer n.topoMu.Unlock()
+	return slices.Clone(n.members)
 }
 
 // Close leaves the cluster. Local callers waiting get flight.ErrClosed;
@@ -201,6 +234,7 @@ func (n *Node) Close() error {
 	n.running.Wait()
 	if started {
 		n.cl.Shutdown(true)
+		n.system.EventStream.Unsubscribe(n.topo)
 	}
 	return nil
 }
