@@ -21,6 +21,7 @@ fi
 # A leading underscore keeps the copy out of ./... patterns run meanwhile.
 tmp=$(mktemp -d compat/_xsync_conformance_XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM # exit through the EXIT trap
 for f in compat/singleflight/*.go; do
 	case "$f" in *_test.go) continue ;; esac
 	cp "$f" "$tmp/"

@@ -15,8 +15,9 @@
 //
 // A Group is one byte and owns nothing: no map, no actor, no goroutine. All
 // Groups of a process share one coordinator, created on the first call of
-// any Group (sync.OnceValue) on the process-wide actor system, and never
-// closed. Its keys are the pair (Group address, key), so every Group is its
+// any Group (sync.OnceValue) on the process-wide actor system (made then
+// too unless another coordinator made it first: about 4 ms and 2.9 MB, once
+// per process), and never closed. Its keys are the pair (Group address, key), so every Group is its
 // own namespace at no cost, and a Group that is dropped leaves nothing
 // behind: a key exists in the coordinator only while it has a flight. While
 // no call is running the coordinator holds no goroutine (its fn workers exit
