@@ -4,9 +4,13 @@
 // flight/x-sync and flight/resenje, each workload's target and whether
 // flight meets it, and writes an SVG bar chart.
 //
+// It builds the test binary once and runs the selected benchmarks -count
+// times as whole rounds, so that every implementation sees the same share of
+// a noisy machine; the table shows the median of the rounds.
+//
 // Run it inside bench/:
 //
-//	go run ./cmd/compare                       # -count 5, about 3 minutes on 2 cores
+//	go run ./cmd/compare                       # -count 5: about 3 minutes on 2 cores
 //	go run ./cmd/compare -count 10 -bench 'Distinct|Zipf'
 //	go run ./cmd/compare -in results/bench.txt  # re-render a saved run
 //
@@ -66,12 +70,9 @@ func run(count int, benchtime, filter, svgPath, mdPath, rawPath, in, dir string)
 		if count < 1 {
 			return fmt.Errorf("-count %d: want at least 1", count)
 		}
-		args := []string{"test", "-run", "^$", "-bench", filter, "-count", fmt.Sprint(count),
-			"-benchtime", benchtime, "-timeout", "60m", "."}
-		fmt.Fprintf(os.Stderr, "compare: go %s (in %s)\n", strings.Join(args, " "), dir)
 		start := time.Now()
 		var err error
-		raw, err = goTest(dir, args)
+		raw, err = runRounds(dir, count, filter, benchtime)
 		fmt.Fprintf(os.Stderr, "compare: benchmarks took %v\n", time.Since(start).Round(time.Second))
 		if rawPath != "" {
 			if werr := writeFile(filepath.Join(dir, rawPath), raw); werr != nil {
@@ -119,10 +120,39 @@ func run(count int, benchtime, filter, svgPath, mdPath, rawPath, in, dir string)
 	return nil
 }
 
-// goTest runs go with args in dir, copying its output to stderr as it comes
+// runRounds builds the benchmark binary once, then runs the whole selection
+// count times, one round after the other (not each benchmark count times in
+// a row, as go test -count does), so that a noisy neighbour or a slow minute
+// spreads over all implementations alike. It returns the rounds' output.
+func runRounds(dir string, count int, filter, benchtime string) ([]byte, error) {
+	tmp, err := os.MkdirTemp("", "flight-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "bench.test")
+	fmt.Fprintf(os.Stderr, "compare: go test -c -o %s (in %s)\n", bin, dir)
+	if out, err := runTee(dir, "go", "test", "-c", "-o", bin, "."); err != nil {
+		return out, fmt.Errorf("go test -c: %v", err)
+	}
+	var all []byte
+	for i := 1; i <= count; i++ {
+		args := []string{"-test.run", "^$", "-test.bench", filter, "-test.benchtime", benchtime,
+			"-test.count", "1", "-test.timeout", "60m"}
+		fmt.Fprintf(os.Stderr, "compare: round %d/%d: bench.test %s\n", i, count, strings.Join(args, " "))
+		out, err := runTee(dir, bin, args...)
+		all = append(all, out...)
+		if err != nil {
+			return all, fmt.Errorf("round %d: %v", i, err)
+		}
+	}
+	return all, nil
+}
+
+// runTee runs a command in dir, copying its output to stderr as it comes
 // (progress), and returns the output.
-func goTest(dir string, args []string) ([]byte, error) {
-	cmd := exec.Command("go", args...)
+func runTee(dir, name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	var out bytes.Buffer
 	pr, pw := io.Pipe()
@@ -157,6 +187,13 @@ func writeFile(path string, data []byte) error {
 func fillMachine(m *Machine, res *Run, dir string) {
 	m.GOOS, m.GOARCH, m.CPU = res.Header["goos"], res.Header["goarch"], res.Header["cpu"]
 	m.Procs = res.Procs
+	if m.Count == 0 { // a saved run: the rounds are the most samples of a value
+		for _, units := range res.Samples {
+			for _, vs := range units {
+				m.Count = max(m.Count, len(vs))
+			}
+		}
+	}
 	if m.Procs == 0 {
 		m.Procs = 1 // go test omits the suffix when GOMAXPROCS is 1
 	}
