@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -36,9 +37,9 @@ func newMeters(t *testing.T) *meters {
 	r := sdkmetric.NewManualReader()
 	p := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r),
 		sdkmetric.WithView(
-			sdkmetric.NewView(sdkmetric.Instrument{Name: "flight.duration"}, sdkmetric.Stream{
+			sdkmetric.NewView(sdkmetric.Instrument{Name: "flight.duration", Scope: instrumentation.Scope{Name: flight.MeterName}}, sdkmetric.Stream{
 				Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: durationBounds}}),
-			sdkmetric.NewView(sdkmetric.Instrument{Name: "flight.callers"}, sdkmetric.Stream{
+			sdkmetric.NewView(sdkmetric.Instrument{Name: "flight.callers", Scope: instrumentation.Scope{Name: flight.MeterName}}, sdkmetric.Stream{
 				Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: callersBounds}}),
 		))
 	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })

@@ -89,10 +89,13 @@ func (s *Service) Price(ctx context.Context, symbol string) (int64, error) {
 
 // Close stops the coordinator (it waits for running queries), then the
 // audit actor, in that order: a Price call still running could otherwise
-// send to a stopped actor (a dead letter).
+// send to a stopped actor (a dead letter). The actor is stopped with
+// Poison, which is queued after the quotes sent to it; Stop would overtake
+// them, and they would be dropped. Call Close once no Price call runs: one
+// still running could send to the stopped audit actor.
 func (s *Service) Close() error {
 	err := s.quotes.Close()
-	if stopErr := s.sys.Root.StopFuture(s.audit).Wait(); err == nil {
+	if stopErr := s.sys.Root.PoisonFuture(s.audit).Wait(); err == nil {
 		err = stopErr
 	}
 	return err
