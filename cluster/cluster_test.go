@@ -2,11 +2,8 @@ package cluster_test
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,6 +20,9 @@ type user struct {
 // Three members in one process, 30 callers on each for one key: the
 // loader runs once in the whole cluster and all 90 callers get its value.
 func TestOneExecutionAcrossThreeMembers(t *testing.T) {
+	if isolated(t) {
+		return
+	}
 	var execs atomic.Int64
 	release := make(chan struct{})
 	loaders := make([]*fcluster.Loader[user], 3)
@@ -89,12 +89,5 @@ func TestOneExecutionAcrossThreeMembers(t *testing.T) {
 		assert.Equal(t, uint64(perMember-1), s.Callers.Joins)
 	}
 	assert.Equal(t, uint64(1), flights)
-	fmt.Fprintf(testWriter{t}, "owner member %d\n", first.By)
+	logf(t, "owner member %d", first.By)
 }
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
-
-var _ = sync.Mutex{}
-var _ = time.Second

@@ -204,7 +204,8 @@ func (l *Loader[V]) call(ctx context.Context, key string) (answer[V], error) {
 	for attempt := 0; ; attempt++ {
 		r, err := n.send(ctx, l.entry.kind, key)
 		if err == nil && r.Code == wire.Code_CODE_CLOSED {
-			err = fmt.Errorf("%w: owner %s is closing", errLost, r.Owner)
+			// The owner is leaving the cluster: retry once it has left.
+			err = &lostError{addr: r.Owner, why: "closing", deadAddr: true}
 		}
 		if errors.Is(err, errLost) {
 			l.lost.Add(1)
@@ -212,6 +213,17 @@ func (l *Loader[V]) call(ctx context.Context, key string) (answer[V], error) {
 				return answer[V]{}, fmt.Errorf("%w (%d attempts): %v", ErrOwnerLost, attempt+1, err)
 			}
 			l.retries.Add(1)
+			// When the owner's address died or is leaving, resolving again
+			// before the provider has dropped it would only reach that
+			// member again (and, when dead, wait out protoactor's 5 s
+			// activation timeout): wait for the membership to change
+			// first, bounded.
+			var le *lostError
+			if errors.As(err, &le) && le.deadAddr {
+				if err := n.waitGone(ctx, le.addr, deadWait); err != nil {
+					return answer[V]{}, err
+				}
+			}
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:

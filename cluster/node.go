@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -204,6 +205,28 @@ func (n *Node) Members() []string {
 	n.topoMu.Lock()
 	defer n.topoMu.Unlock()
 	return slices.Clone(n.members)
+}
+
+// deadWait bounds how long a retry waits for a dead owner to leave the
+// membership: about protoactor's activation timeout, which a retry would
+// otherwise risk.
+const deadWait = 5 * time.Second
+
+// waitGone waits until addr is no longer a member (as this member sees the
+// topology), at most limit, polling every few milliseconds; it returns
+// ctx.Err() if ctx ends first.
+func (n *Node) waitGone(ctx context.Context, addr string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for slices.Contains(n.Members(), addr) && time.Now().Before(deadline) {
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // Close leaves the cluster. Local callers waiting get flight.ErrClosed;

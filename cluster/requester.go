@@ -42,11 +42,22 @@ func (n *Node) resolve(kind, key string) *actor.PID {
 }
 
 // outcome is what a requester reports: the owner's reply, or why the owner
-// was lost.
+// was lost (and whether its whole address went away).
 type outcome struct {
-	reply *wire.Reply
-	lost  string
+	reply    *wire.Reply
+	lost     string
+	deadAddr bool
 }
+
+// lostError is an attempt whose owner went away; it wraps errLost.
+type lostError struct {
+	addr     string // the owner's address
+	why      string
+	deadAddr bool // the address terminated (process died or connection lost), not just the grain
+}
+
+func (e *lostError) Error() string { return fmt.Sprintf("owner %s lost: %s", e.addr, e.why) }
+func (e *lostError) Unwrap() error { return errLost }
 
 // send makes one attempt: it resolves key's grain, and a requester actor
 // watches the grain, sends it a Join and waits for its Reply. It returns
@@ -56,7 +67,7 @@ type outcome struct {
 func (n *Node) send(ctx context.Context, kind, key string) (*wire.Reply, error) {
 	pid := n.resolve(kind, key)
 	if pid == nil {
-		return nil, fmt.Errorf("%w: no owner for %s/%s", errLost, kind, key)
+		return nil, &lostError{why: "no owner answered the activation of " + kind + "/" + key}
 	}
 	out := make(chan outcome, 1)
 	call := n.system.Address() + "#" + strconv.FormatUint(n.calls.Add(1), 36)
@@ -67,7 +78,7 @@ func (n *Node) send(ctx context.Context, kind, key string) (*wire.Reply, error) 
 	case o := <-out:
 		if o.reply == nil {
 			n.cl.PidCache.Remove(key, kind)
-			return nil, fmt.Errorf("%w: %s: %s", errLost, pid, o.lost)
+			return nil, &lostError{addr: pid.Address, why: o.lost, deadAddr: o.deadAddr}
 		}
 		return o.reply, nil
 	case <-ctx.Done():
@@ -106,7 +117,10 @@ func (r *requester) Receive(ctx actor.Context) {
 		}
 	case *actor.Terminated:
 		if m.Who.Equal(r.grain) {
-			r.finish(ctx, outcome{lost: "grain terminated: " + m.Why.String()})
+			r.finish(ctx, outcome{
+				lost:     "grain terminated: " + m.Why.String(),
+				deadAddr: m.Why == actor.TerminatedReason_AddressTerminated,
+			})
 		}
 	case *actor.DeadLetterResponse:
 		r.finish(ctx, outcome{lost: "grain not found"})
