@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	fcluster "github.com/actorflight/flight/cluster"
+	"github.com/actorflight/flight/cluster/internal/racecheck"
 )
 
 type user struct {
@@ -20,7 +21,7 @@ type user struct {
 // Three members in one process, 30 callers on each for one key: the
 // loader runs once in the whole cluster and all 90 callers get its value.
 func TestOneExecutionAcrossThreeMembers(t *testing.T) {
-	if isolated(t) {
+	if racecheck.Isolated(t) {
 		return
 	}
 	var execs atomic.Int64
@@ -89,5 +90,5 @@ func TestOneExecutionAcrossThreeMembers(t *testing.T) {
 		assert.Equal(t, uint64(perMember-1), s.Callers.Joins)
 	}
 	assert.Equal(t, uint64(1), flights)
-	logf(t, "owner member %d", first.By)
+	racecheck.Logf(t, "owner member %d", first.By)
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	fcluster "github.com/actorflight/flight/cluster"
+	"github.com/actorflight/flight/cluster/internal/racecheck"
 )
 
 // ownerLossBound is the time within which every surviving caller must be
@@ -320,7 +321,7 @@ func TestProcesses(t *testing.T) {
 	const perMember = 30
 	t0 := time.Now()
 	children := startChildren(t, 3)
-	logf(t, "3 member processes up and agreeing on membership in %v", time.Since(t0))
+	racecheck.Logf(t, "3 member processes up and agreeing on membership in %v", time.Since(t0))
 
 	// Phase 1: one execution across processes.
 	for _, c := range children {
@@ -379,7 +380,7 @@ func TestProcesses(t *testing.T) {
 	}
 	assert.Equal(t, 1, total, "executions of k1 across processes: %v", execs)
 	assert.Equal(t, owner, first.u.By)
-	logf(t, "phase 1: 90 callers on 3 processes, 1 execution on member %d, %v since start", owner, time.Since(t0))
+	racecheck.Logf(t, "phase 1: 90 callers on 3 processes, 1 execution on member %d, %v since start", owner, time.Since(t0))
 
 	// Phase 2: kill the owner of k2 (SIGKILL) while its loader runs and all
 	// 90 callers wait; release k2 on the survivors at once, so that a
@@ -434,14 +435,14 @@ func TestProcesses(t *testing.T) {
 				assert.NotEqual(t, owner2, r.u.By, "a value from the killed member")
 			} else {
 				failed++
-				logf(t, "member %d: %s", c.i, r.text)
+				racecheck.Logf(t, "member %d: %s", c.i, r.text)
 			}
 			if d := r.at.Sub(killed); d > last {
 				last = d
 			}
 		}
 	}
-	logf(t, "phase 2: owner %d killed; %d survivor callers answered (%d ok via a retried execution, %d errors), the last %v after the kill; %d re-executions on survivors",
+	racecheck.Logf(t, "phase 2: owner %d killed; %d survivor callers answered (%d ok via a retried execution, %d errors), the last %v after the kill; %d re-executions on survivors",
 		owner2, ok+failed, ok, failed, last.Round(time.Millisecond), reexecs)
 	assert.Equal(t, 2*perMember, ok+failed)
 	assert.Less(t, last, ownerLossBound, "callers answered within the bound")
@@ -453,13 +454,13 @@ func TestProcesses(t *testing.T) {
 	}
 	for _, c := range survivors {
 		c.expect(t, "CLOSED", nil)
-		logf(t, "member %d closed %v after QUIT", c.i, time.Since(quit))
+		racecheck.Logf(t, "member %d closed %v after QUIT", c.i, time.Since(quit))
 		select {
 		case err := <-c.exited:
 			// Under -race a child that saw a race exits 66; which races
 			// they were is judged below.
 			var ee *exec.ExitError
-			if raceEnabled && errors.As(err, &ee) && ee.ExitCode() == 66 {
+			if racecheck.Enabled && errors.As(err, &ee) && ee.ExitCode() == 66 {
 				err = nil
 			}
 			assert.NoError(t, err, "member %d exit; stderr:\n%s", c.i, c.stderr)
@@ -469,7 +470,7 @@ func TestProcesses(t *testing.T) {
 	}
 	<-children[owner2].exited
 	for _, c := range children {
-		checkRaces(t, fmt.Sprintf("member process %d", c.i), c.stderr.String())
+		racecheck.Check(t, fmt.Sprintf("member process %d", c.i), c.stderr.String())
 	}
-	logf(t, "total %v", time.Since(t0))
+	racecheck.Logf(t, "total %v", time.Since(t0))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/actorflight/flight"
 	fcluster "github.com/actorflight/flight/cluster"
+	"github.com/actorflight/flight/cluster/internal/racecheck"
 )
 
 // Before Start a call fails at once; Close of a node never started is fine,
@@ -57,7 +58,7 @@ type noProvider struct{ pcluster.ClusterProvider }
 // cluster-wide. Each scenario uses its own loader; the last one closes a
 // member.
 func TestClusterSemantics(t *testing.T) {
-	if isolated(t) {
+	if racecheck.Isolated(t) {
 		return
 	}
 	type hooks struct {

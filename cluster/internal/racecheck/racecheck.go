@@ -1,5 +1,6 @@
-package cluster_test
-
+// Package racecheck lets tests of members run under the race detector
+// although protoactor-go's cluster has data races of its own.
+//
 // Under -race, protoactor-go's cluster (v0.0.0-20240822202345-3c0e61ca19c9)
 // reports data races of its own. A test binary cannot silence some reports
 // and keep others, so tests that run members do it in child processes of
@@ -7,9 +8,9 @@ package cluster_test
 // race is tolerated only when both of its accesses are at one of the
 // upstream places listed below; any other race (in particular any whose
 // first frame is in this module) fails the test.
+package racecheck
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -46,10 +47,14 @@ var upstreamRaces = []struct {
 		places: []string{"remote/blocklist.go:37", "remote/blocklist.go:44", "remote/blocklist.go:28"},
 	},
 	{
-		// UpdateClusterTopology replaces ml.members under ml.mutex;
-		// BroadcastEvent (and Members) read it without the mutex.
+		// UpdateClusterTopology builds a new member set (members.go:18,
+		// member.go:76, from Members the provider made, e.g.
+		// test_provider.go:113) and stores it in ml.members under
+		// ml.mutex; BroadcastEvent (member_list.go:228, reading
+		// Member.Address, member.go:30) and Members read it without the
+		// mutex.
 		why:    "MemberList.members read without its mutex",
-		places: []string{"cluster/member_list.go:147", "cluster/member_list.go:228"},
+		places: []string{"cluster/member_list.go:147", "cluster/member_list.go:228", "cluster/members.go:18", "cluster/member.go:76", "cluster/member.go:30", "cluster/clusterproviders/test/test_provider.go:113"},
 	},
 	{
 		// endpointReader.suspend (called by Remote.Shutdown) writes a plain
@@ -85,9 +90,9 @@ var (
 	frameRE  = regexp.MustCompile(`(?m)^  (\S+)\(.*\)\n      (\S+):(\d+)`)
 )
 
-// classifyRaces returns, for each race report in out, whether it is a known
+// Classify returns, for each race report in out, whether it is a known
 // upstream one (with its reason) or not (with its two places).
-func classifyRaces(out string) (upstream map[string]int, unknown []string) {
+func Classify(out string) (upstream map[string]int, unknown []string) {
 	upstream = map[string]int{}
 	reports := strings.Split(out, "WARNING: DATA RACE")
 	for _, rep := range reports[1:] {
@@ -149,13 +154,13 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-// checkRaces fails t for every race in out that is not a listed upstream
+// Check fails t for every race in out that is not a listed upstream
 // one, and logs the upstream ones.
-func checkRaces(t testing.TB, who, out string) {
+func Check(t testing.TB, who, out string) {
 	t.Helper()
-	upstream, unknown := classifyRaces(out)
+	upstream, unknown := Classify(out)
 	for why, n := range upstream {
-		logf(t, "%s: %d upstream race report(s): %s", who, n, why)
+		Logf(t, "%s: %d upstream race report(s): %s", who, n, why)
 	}
 	for _, u := range unknown {
 		t.Errorf("%s: data race not known to be upstream's: %s", who, u)
@@ -165,20 +170,20 @@ func checkRaces(t testing.TB, who, out string) {
 	}
 }
 
-// isolated runs the calling test in a child process when the race detector
+// Isolated runs the calling test in a child process when the race detector
 // is on (see the top of this file), checks the child's races, and reports
 // true: the caller must then return. Without -race, or in the child, it
 // returns false and the test runs in place.
-func isolated(t *testing.T) bool {
+func Isolated(t *testing.T) bool {
 	t.Helper()
-	if !raceEnabled || os.Getenv("FLIGHT_ISOLATED") != "" {
+	if !Enabled || os.Getenv("FLIGHT_ISOLATED") != "" {
 		return false
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), "FLIGHT_ISOLATED=1")
 	outb, _ := cmd.CombinedOutput() // a child with races exits non-zero; judged below
 	out := string(outb)
-	checkRaces(t, "child "+t.Name(), out)
+	Check(t, "child "+t.Name(), out)
 	// The child fails its test for any race; every other failure must be
 	// absent. Tests log information with logf ("info: " prefix), so any
 	// other message of a test file is a failure (t.Error, t.Fatal,
@@ -209,10 +214,8 @@ func isolated(t *testing.T) bool {
 	return true
 }
 
-// logf logs information that is not a failure (see isolated).
-func logf(t testing.TB, format string, args ...any) {
+// Logf logs information that is not a failure (see isolated).
+func Logf(t testing.TB, format string, args ...any) {
 	t.Helper()
 	t.Logf("info: "+format, args...)
 }
-
-var _ = fmt.Sprint

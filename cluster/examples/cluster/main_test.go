@@ -1,0 +1,32 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/actorflight/flight/cluster/internal/racecheck"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, racecheck.UpstreamGoroutines...)
+}
+
+// The example's three members run the loader once for the 90 callers.
+func TestExample(t *testing.T) {
+	if racecheck.Isolated(t) {
+		return
+	}
+	var out bytes.Buffer
+	if err := run(&out); err != nil {
+		t.Fatal(err)
+	}
+	racecheck.Logf(t, "%s", strings.TrimSpace(out.String()))
+	for _, want := range []string{"3 members up", "90 callers on 3 members, 1 execution(s)", "90 callers got {ID:42 Name:user 42}"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
