@@ -298,7 +298,10 @@ func (r *records) Handle(_ context.Context, rec slog.Record) error {
 func (r *records) WithAttrs(as []slog.Attr) slog.Handler {
 	return &records{mu: r.mu, all: r.all, attrs: append(slices.Clip(r.attrs), as...)}
 }
-func (r *records) WithGroup(string) slog.Handler { panic("unused") }
+func (r *records) WithGroup(g string) slog.Handler {
+	// Enough for the test below: the group is kept as an attribute.
+	return r.WithAttrs([]slog.Attr{slog.String("group", g)})
+}
 
 // with returns the records whose message is msg and which have an
 // attribute whose value mentions reason, each as a map of its attributes.
@@ -326,19 +329,30 @@ func (r *records) with(msg, reason string) []map[string]string {
 
 // crash makes protoactor log in the shared actor system: an actor of it
 // panics with reason, and protoactor logs "[ACTOR] Recovering" and restarts
-// it. The caller stops the actor with the returned function once the line
-// has been seen: Stop is a system message and would overtake the panicking
-// one.
+// it. The returned function waits for the restart to complete, then stops
+// the actor: stopping it earlier would make protoactor's restart send to a
+// stopped actor, a dead letter, whose log throttle leaves a goroutine
+// running for a second (see examples/leakcheck).
 func crash(t *testing.T, reason string) (stop func()) {
 	t.Helper()
 	sys := coordinator.SharedSystem()
+	restarted := make(chan struct{})
+	starts := 0
 	pid := sys.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
-		if s, ok := c.Message().(string); ok {
-			panic(s)
+		switch m := c.Message().(type) {
+		case *actor.Started:
+			if starts++; starts == 2 {
+				close(restarted)
+			}
+		case string:
+			panic(m)
 		}
 	}))
 	sys.Root.Send(pid, reason)
-	return func() { require.NoError(t, sys.Root.StopFuture(pid).Wait()) }
+	return func() {
+		recv(t, restarted)
+		require.NoError(t, sys.Root.StopFuture(pid).Wait())
+	}
 }
 
 func TestWithLoggerRoutesProtoactorLogs(t *testing.T) {
@@ -377,6 +391,11 @@ func TestWithLoggerRoutesProtoactorLogs(t *testing.T) {
 	require.NoError(t, c3.Close())
 	require.NoError(t, own.Close())
 	assert.Equal(t, 1, len(r2.with(msg, "crash-2")), "once per distinct handler")
+	r2.mu.Lock()
+	defer r2.mu.Unlock()
+	for _, rec := range *r2.all {
+		assert.NotEqual(t, "[DeadLetter]", rec.Message, "crash stops its actor only after the restart")
+	}
 }
 
 // Without WithLogger nothing is routed: the shared system stays silent.
@@ -389,4 +408,19 @@ func TestSharedSystemSilentByDefault(t *testing.T) {
 	assert.True(t, coordinator.SharedSystem().Logger().Enabled(context.Background(), slog.LevelInfo))
 	require.NoError(t, c2.Close())
 	assert.False(t, coordinator.SharedSystem().Logger().Enabled(context.Background(), slog.LevelError))
+}
+
+// Lines logged through a logger derived with With and WithGroup keep their
+// attributes, and the route's component attribute comes first.
+func TestSystemLogsKeepDerivedAttributes(t *testing.T) {
+	r := newRecords()
+	c := flight.New[int, int](flight.WithLogger(slog.New(r)))
+	l := coordinator.SharedSystem().Logger().With("lib", "test").WithGroup("g")
+	l.Warn("derived line", "n", 1)
+	require.NoError(t, c.Close())
+	l.Warn("derived line", "n", 2) // after Close: dropped
+	got := r.with("derived line", "1")
+	require.Len(t, got, 1)
+	assert.Equal(t, map[string]string{"level": "WARN", "n": "1", "component": "protoactor", "lib": "test", "group": "g"}, got[0])
+	assert.Empty(t, r.with("derived line", "2"))
 }
