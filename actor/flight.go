@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/actorflight/flight/mailbox"
@@ -37,6 +38,10 @@ type Env[K comparable, V any] struct {
 	// OnFinish, when set (metrics), is told of each execution's duration and
 	// of how many callers its flight had, when fn returns.
 	OnFinish func(d time.Duration, callers int)
+	// ForgetOverlaps lets the flight that follows a Forget start at once,
+	// beside the forgotten one, as x/sync's Forget does (compat/singleflight
+	// sets it); by default it waits for the forgotten fn to return.
+	ForgetOverlaps bool
 
 	Closed bool // set by the shard on Close: refuse joins, start nothing
 }
@@ -55,8 +60,9 @@ type Env[K comparable, V any] struct {
 type Key[K comparable, V any] struct {
 	K    K
 	env  *Env[K, V]
-	open *Flight[K, V] // the flight new callers join; nil if none
-	exec *Flight[K, V] // the flight whose fn runs now; nil if none
+	open *Flight[K, V]   // the flight new callers join; nil if none
+	exec *Flight[K, V]   // the flight whose fn runs now; nil if none
+	gone []*Flight[K, V] // forgotten flights whose fn still runs (Env.ForgetOverlaps)
 }
 
 // NewKey returns the actor of key k.
@@ -68,7 +74,7 @@ func NewKey[K comparable, V any](k K, env *Env[K, V]) *Key[K, V] {
 func (f *Flight[K, V]) Key() *Key[K, V] { return f.key }
 
 // Idle reports whether the key has no flight left, so that its shard retires it.
-func (k *Key[K, V]) Idle() bool { return k.open == nil && k.exec == nil }
+func (k *Key[K, V]) Idle() bool { return k.open == nil && k.exec == nil && len(k.gone) == 0 }
 
 // Flight is one execution of a key's fn and the callers that share it.
 //
@@ -331,6 +337,9 @@ func (k *Key[K, V]) Retire(f *Flight[K, V]) {
 	if k.open == f {
 		k.open = nil
 	}
+	if i := slices.Index(k.gone, f); i >= 0 {
+		k.gone = slices.Delete(k.gone, i, i+1)
+	}
 	f.stopTimer()
 	f.ctx.cancel(ctxCanceled)
 	f.val, f.err, f.panic = *new(V), nil, nil
@@ -349,6 +358,10 @@ func (k *Key[K, V]) Forget() bool {
 		return false
 	}
 	k.open = nil
+	if k.env.ForgetOverlaps && k.exec == f {
+		k.exec = nil
+		k.gone = append(k.gone, f)
+	}
 	k.env.Stats.Forgotten.Add(1)
 	return true
 }
@@ -357,7 +370,7 @@ func (k *Key[K, V]) Forget() bool {
 // drops a flight that has not started. A running fn goes on until it returns
 // (Finish then retires it). The shard sets env.Closed first.
 func (k *Key[K, V]) Close(err error) {
-	for _, f := range [...]*Flight[K, V]{k.exec, k.open} {
+	for _, f := range append([]*Flight[K, V]{k.exec, k.open}, k.gone...) {
 		if f == nil || f.finished {
 			continue
 		}

@@ -40,6 +40,8 @@ type Config[V, R any] struct {
 	// many callers its flight had (for metrics). It runs on the goroutine
 	// draining a shard's mailbox and must not block.
 	OnFinish func(d time.Duration, callers int)
+	// ForgetOverlaps: see actor.Env.ForgetOverlaps.
+	ForgetOverlaps bool
 }
 
 // DefaultShards is the shard count when none is configured: four per
@@ -99,6 +101,8 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Coordinator[K, V, R], error
 			Finished:   s.finished,
 			OnPanic:    c.logPanic,
 			OnFinish:   cfg.OnFinish,
+
+			ForgetOverlaps: cfg.ForgetOverlaps,
 		}
 		// The producer returns the same shard each time: if protoactor ever
 		// restarted the actor, its keys and waiters would survive.

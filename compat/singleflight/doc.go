@@ -54,12 +54,10 @@
 //   - If fn calls runtime.Goexit, each DoChan caller receives a Result whose
 //     Err matches flight.ErrGoexit (errors.Is). x/sync's channel never
 //     receives anything then (golang/go#52557).
-//   - After Forget, the next call's fn starts only once the forgotten fn has
-//     returned: executions of one key never overlap, where x/sync runs them
-//     side by side. Callers still never join the forgotten flight; they wait
-//     for a fresh one. Code that calls Forget to get away from a fn that
-//     hangs should use the root package's Coordinator with a WithTimeout or
-//     a cancellable context instead.
+//   - After Forget, the next call's fn starts at once, beside the forgotten
+//     one, as with x/sync. (The root package's Coordinator instead never
+//     overlaps executions of one key; compat sets the engine's
+//     ForgetOverlaps to keep x/sync's behaviour.)
 //   - A call costs more than with x/sync: a message to a shard actor and a
 //     hand-off of fn to a worker goroutine. With a no-op fn on 2 cores, Do
 //     takes about 2.2 µs and 5–6 allocations against x/sync's 0.3–0.4 µs and

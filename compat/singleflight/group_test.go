@@ -348,8 +348,9 @@ func TestForget(t *testing.T) {
 	close(forgotten)
 	waiters(t, 3)
 
-	// The new flight waits for the old fn (see the package doc) ...
-	assert.Equal(t, 1, singleflight.EngineStats().InFlight)
+	// As with x/sync, the new flight runs at once, beside the forgotten one ...
+	eventually(t, "the new flight to start", func() bool { return newCalls.Load() == 1 })
+	assert.Equal(t, 2, singleflight.EngineStats().InFlight)
 	close(releaseOld)
 	go func() {
 		assert.Equal(t, singleflight.Result{Val: "old", Shared: true}, recv(t, old))
@@ -357,9 +358,7 @@ func TestForget(t *testing.T) {
 		close(oldDone)
 	}()
 	<-oldDone
-	// ... then runs, and the old flight's end did not detach it: a third
-	// call joins it.
-	eventually(t, "the new flight to start", func() bool { return newCalls.Load() == 1 })
+	// ... and the old flight's end did not detach it: a third call joins it.
 	third := g.DoChan("k", newFn)
 	waiters(t, 2)
 	close(releaseNew)
@@ -518,4 +517,25 @@ func TestDoChanPanicCrashes(t *testing.T) {
 	assert.Contains(t, out, "panic: compat DoChan crash")
 	assert.NotContains(t, out, "DoChan received")
 	assert.NotContains(t, out, "DoChan ran its own fn")
+}
+
+// After Forget, a call runs fn at once even while the forgotten fn hangs, as
+// with x/sync (the core's ForgetOverlaps).
+func TestForgetLetsNextCallRunWhileOldHangs(t *testing.T) {
+	var g singleflight.Group
+	started, release := make(chan struct{}), make(chan struct{})
+	old := doAsync(&g, "k", func() (any, error) { close(started); <-release; return "old", nil })
+	<-started
+	g.Forget("k")
+	got := make(chan any, 1)
+	go func() { v, _, _ := g.Do("k", func() (any, error) { return "new", nil }); got <- v }()
+	select {
+	case v := <-got:
+		assert.Equal(t, "new", v)
+	case <-time.After(hang):
+		t.Fatal("the call after Forget waits for the forgotten fn")
+	}
+	close(release)
+	assert.Equal(t, "old", recv(t, old).Val)
+	idle(t)
 }

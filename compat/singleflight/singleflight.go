@@ -77,8 +77,8 @@ func (g *Group) DoChan(key string, fn func() (interface{}, error)) <-chan Result
 // Forget takes effect before it returns for every call that starts after
 // it returns.
 //
-// Unlike x/sync, the function of the later call starts only once the
-// forgotten one has returned: executions of one key never overlap.
+// As with x/sync, the function of the later call starts at once, even while
+// the forgotten one still runs.
 func (g *Group) Forget(key string) {
 	engine().Forget(groupKey{g, key})
 }
@@ -117,6 +117,8 @@ var engine = sync.OnceValue(func() *coordinator.Coordinator[groupKey, interface{
 		},
 		ErrNilFunc: flight.ErrNilFunc, // cannot happen: adapt never returns nil
 		Result:     deliver,
+		// x/sync's Forget lets the next call run beside the forgotten one.
+		ForgetOverlaps: true,
 	})
 	if err != nil {
 		panic(err) // unreachable: DefaultShards is a valid shard count
