@@ -258,10 +258,11 @@ var warmGoroutines sync.Once
 func BenchmarkInFlight(b *testing.B) {
 	keys := keyTable(inFlightKeys)
 	// The runtime keeps the descriptors of exited goroutines for reuse and
-	// never frees them: start (and end) as many goroutines as the hungriest
-	// implementation needs once, so that no implementation pays for the
-	// first allocation of descriptors the others then reuse.
-	warmGoroutines.Do(func() { warmUp(3 * inFlightKeys) })
+	// never frees them: start (and end) once as many goroutines as the
+	// hungriest implementation needs (a caller and a fn goroutine per key,
+	// plus a margin), so that no implementation pays for the first
+	// allocation of descriptors that the others then reuse.
+	warmGoroutines.Do(func() { warmUp(2*inFlightKeys + inFlightKeys/10) })
 	b.Run(fmt.Sprintf("keys=%d", inFlightKeys), func(b *testing.B) {
 		for _, im := range impls {
 			b.Run(im.name, func(b *testing.B) {

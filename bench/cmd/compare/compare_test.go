@@ -242,3 +242,36 @@ func TestCPUInfo(t *testing.T) {
 		t.Errorf("cpuInfo = %q, %d", model, n)
 	}
 }
+
+// A run's description survives the raw output: Preamble, then Parse and
+// MachineFromRun give it back.
+func TestPreambleRoundTrip(t *testing.T) {
+	m := Machine{Date: time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC), GoVersion: "go1.26.8", CPU: "Some CPU @ 2.0GHz",
+		CPUs: 2, Commit: "abc1234 + uncommitted changes", Count: 5, Benchtime: "1s"}
+	canned, err := os.ReadFile("testdata/bench.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := Parse(strings.NewReader(m.Preamble() + string(canned)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := MachineFromRun(run)
+	want := m
+	want.GOOS, want.GOARCH, want.Procs = "linux", "amd64", 2
+	if got != want {
+		t.Errorf("MachineFromRun = %+v\nwant %+v", got, want)
+	}
+}
+
+// Plain go test output says nothing of the commit or date; the rounds are
+// counted from the samples.
+func TestMachineFromPlainOutput(t *testing.T) {
+	m := MachineFromRun(parseCanned(t))
+	if m.Commit != "" || !m.Date.IsZero() || m.Count != 3 || m.CPU != "Intel(R) Xeon(R) Processor" || m.Procs != 2 {
+		t.Errorf("MachineFromRun = %+v", m)
+	}
+	if s := m.String(); !strings.HasPrefix(s, "Go version unknown, linux/amd64, GOMAXPROCS=2") || strings.Contains(s, "commit") {
+		t.Errorf("String() = %q", s)
+	}
+}

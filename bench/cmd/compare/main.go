@@ -56,23 +56,22 @@ func run(count int, benchtime, filter, svgPath, mdPath, rawPath, in, dir string)
 		return fmt.Errorf("%s is not the bench module (run inside bench/ or pass -dir): %v", dir, err)
 	}
 	var raw []byte
-	m := Machine{Date: time.Now(), Count: count, Benchtime: benchtime}
 	if in != "" {
 		var err error
 		if raw, err = os.ReadFile(in); err != nil {
 			return err
 		}
-		if st, err := os.Stat(in); err == nil {
-			m.Date = st.ModTime()
-		}
-		m.Count, m.Benchtime = 0, "" // unknown: say nothing rather than guess
 	} else {
 		if count < 1 {
 			return fmt.Errorf("-count %d: want at least 1", count)
 		}
+		// Describe the tree before building it: the lead may commit while
+		// the benchmarks run. The description heads the raw output, so a
+		// saved run re-rendered with -in keeps it.
+		raw = []byte(liveMachine(dir, count, benchtime).Preamble())
 		start := time.Now()
-		var err error
-		raw, err = runRounds(dir, count, filter, benchtime)
+		out, err := runRounds(dir, count, filter, benchtime)
+		raw = append(raw, out...)
 		fmt.Fprintf(os.Stderr, "compare: benchmarks took %v\n", time.Since(start).Round(time.Second))
 		if rawPath != "" {
 			if werr := writeFile(filepath.Join(dir, rawPath), raw); werr != nil {
@@ -90,7 +89,7 @@ func run(count int, benchtime, filter, svgPath, mdPath, rawPath, in, dir string)
 	if len(res.Samples) == 0 {
 		return fmt.Errorf("no benchmark results in the output")
 	}
-	fillMachine(&m, res, dir)
+	m := MachineFromRun(res)
 	outs := Evaluate(res)
 
 	var md bytes.Buffer
@@ -182,36 +181,68 @@ func writeFile(path string, data []byte) error {
 	return os.WriteFile(path, data, 0o644)
 }
 
-// fillMachine completes m from the run's header, the go command, the
-// processor list and git.
-func fillMachine(m *Machine, res *Run, dir string) {
-	m.GOOS, m.GOARCH, m.CPU = res.Header["goos"], res.Header["goarch"], res.Header["cpu"]
-	m.Procs = res.Procs
-	if m.Count == 0 { // a saved run: the rounds are the most samples of a value
-		for _, units := range res.Samples {
-			for _, vs := range units {
-				m.Count = max(m.Count, len(vs))
-			}
-		}
-	}
-	if m.Procs == 0 {
-		m.Procs = 1 // go test omits the suffix when GOMAXPROCS is 1
-	}
+// liveMachine describes this machine, the Go toolchain and the tree in dir
+// now, for a run of count rounds.
+func liveMachine(dir string, count int, benchtime string) Machine {
+	m := Machine{Date: time.Now().UTC(), Procs: runtime.GOMAXPROCS(0), Count: count, Benchtime: benchtime,
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
 	m.GoVersion = strings.TrimSpace(output(dir, "go", "env", "GOVERSION"))
 	if m.GoVersion == "" {
 		m.GoVersion = runtime.Version()
 	}
-	if model, n := cpuInfo("/proc/cpuinfo"); model != "" {
-		m.CPU, m.CPUs = model, n
-	}
+	m.CPU, m.CPUs = cpuInfo("/proc/cpuinfo")
 	if c := strings.TrimSpace(output(dir, "git", "rev-parse", "--short", "HEAD")); c != "" {
 		m.Commit = c
 		// The benchmarks build the library from the work tree (replace
-		// => ../): say when it differs from the commit.
-		if strings.TrimSpace(output(dir, "git", "status", "--porcelain", "--untracked-files=no", "--", "..")) != "" {
+		// => ../): say when the files they build differ from the commit.
+		if libraryChanged(dir) {
 			m.Commit += " + uncommitted changes"
 		}
 	}
+	return m
+}
+
+// libraryChanged reports whether a non-test Go file of a package of the
+// flight module that the benchmarks build, or the module's go.mod or go.sum,
+// differs from the commit checked out (other helpers' directories do not
+// count). It reports false when git or go cannot say.
+func libraryChanged(dir string) bool {
+	root := strings.TrimSpace(output(dir, "git", "rev-parse", "--show-toplevel"))
+	if root == "" {
+		return false
+	}
+	pkgs := map[string]bool{}
+	list := output(dir, "go", "list", "-deps", "-test", "-f", `{{with .Module}}{{if eq .Path "github.com/actorflight/flight"}}{{$.Dir}}{{end}}{{end}}`, ".")
+	for _, d := range strings.Fields(list) {
+		if rel, err := filepath.Rel(root, d); err == nil {
+			pkgs[filepath.ToSlash(rel)] = true
+		}
+	}
+	status := output(root, "git", "status", "--porcelain", "--untracked-files=no")
+	for _, line := range strings.Split(status, "\n") {
+		if len(line) < 4 {
+			continue
+		}
+		p := line[3:]
+		if _, to, ok := strings.Cut(p, " -> "); ok { // a rename
+			p = to
+		}
+		switch {
+		case p == "go.mod", p == "go.sum":
+			return true
+		case strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") && pkgs[pathDir(p)]:
+			return true
+		}
+	}
+	return false
+}
+
+// pathDir is path.Dir with "." for a file at the top.
+func pathDir(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return "."
 }
 
 // cpuInfo returns the first "model name" of a /proc/cpuinfo file and the

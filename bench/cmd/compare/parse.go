@@ -11,7 +11,9 @@ import (
 
 // Run is the parsed output of one `go test -bench` invocation.
 type Run struct {
-	Header map[string]string // "goos", "goarch", "pkg", "cpu" lines
+	// Header holds go test's "goos", "goarch", "pkg" and "cpu" lines and
+	// compare's own "compare-…" lines (Machine.Preamble), by key.
+	Header map[string]string
 	// Samples holds every reported value: Samples[bench][unit] has one
 	// value per -count run, in output order. bench is the benchmark name
 	// without its "Benchmark" prefix and "-GOMAXPROCS" suffix, e.g.
@@ -31,9 +33,10 @@ func Parse(r io.Reader) (*Run, error) {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for line := 1; sc.Scan(); line++ {
 		text := sc.Text()
-		for _, h := range []string{"goos", "goarch", "pkg", "cpu"} {
-			if v, ok := strings.CutPrefix(text, h+": "); ok {
-				run.Header[h] = strings.TrimSpace(v)
+		if k, v, ok := strings.Cut(text, ": "); ok {
+			switch {
+			case k == "goos", k == "goarch", k == "pkg", k == "cpu", strings.HasPrefix(k, "compare-") && !strings.Contains(k, " "):
+				run.Header[k] = strings.TrimSpace(v)
 			}
 		}
 		if !strings.HasPrefix(text, "Benchmark") {

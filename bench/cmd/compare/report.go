@@ -146,13 +146,67 @@ type Machine struct {
 	Benchtime string // -benchtime
 }
 
+// Preamble renders m as "compare-…: value" lines, which head the raw output
+// of a run and which Parse keeps in Run.Header.
+func (m Machine) Preamble() string {
+	var b strings.Builder
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, "compare-%s: %s\n", k, v)
+		}
+	}
+	line("date", m.Date.UTC().Format(time.RFC3339))
+	line("go", m.GoVersion)
+	line("cpu-model", m.CPU)
+	if m.CPUs > 0 {
+		line("cpus", strconv.Itoa(m.CPUs))
+	}
+	line("commit", m.Commit)
+	if m.Count > 0 {
+		line("count", strconv.Itoa(m.Count))
+	}
+	line("benchtime", m.Benchtime)
+	return b.String()
+}
+
+// MachineFromRun describes the machine of a parsed run from its preamble and
+// go test's own header lines. What a run does not say (output of go test
+// alone) stays empty, except the rounds, counted from the samples.
+func MachineFromRun(r *Run) Machine {
+	h := r.Header
+	m := Machine{GOOS: h["goos"], GOARCH: h["goarch"], GoVersion: h["compare-go"], CPU: h["cpu"],
+		Commit: h["compare-commit"], Benchtime: h["compare-benchtime"], Procs: r.Procs}
+	if m.Procs == 0 {
+		m.Procs = 1 // go test omits the suffix when GOMAXPROCS is 1
+	}
+	if v := h["compare-cpu-model"]; v != "" {
+		m.CPU = v
+	}
+	m.CPUs, _ = strconv.Atoi(h["compare-cpus"])
+	m.Date, _ = time.Parse(time.RFC3339, h["compare-date"])
+	if m.Count, _ = strconv.Atoi(h["compare-count"]); m.Count == 0 {
+		for _, units := range r.Samples {
+			for _, vs := range units {
+				m.Count = max(m.Count, len(vs))
+			}
+		}
+	}
+	return m
+}
+
 func (m Machine) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s, %s/%s, GOMAXPROCS=%d, CPU: %s", m.GoVersion, m.GOOS, m.GOARCH, m.Procs, m.CPU)
+	goVersion := m.GoVersion
+	if goVersion == "" {
+		goVersion = "Go version unknown"
+	}
+	fmt.Fprintf(&b, "%s, %s/%s, GOMAXPROCS=%d, CPU: %s", goVersion, m.GOOS, m.GOARCH, m.Procs, m.CPU)
 	if m.CPUs > 0 {
 		fmt.Fprintf(&b, " (%d logical CPUs)", m.CPUs)
 	}
-	fmt.Fprintf(&b, "; %s", m.Date.UTC().Format("2006-01-02 15:04 MST"))
+	if !m.Date.IsZero() {
+		fmt.Fprintf(&b, "; %s", m.Date.UTC().Format("2006-01-02 15:04 MST"))
+	}
 	if m.Commit != "" {
 		fmt.Fprintf(&b, "; commit %s", m.Commit)
 	}
@@ -202,17 +256,22 @@ func WriteMarkdown(w io.Writer, outs []Outcome, m Machine) error {
 	}
 	fmt.Fprintf(&b, "\n%d of %d targets met.", passed, checked)
 	if noisy := noisyCells(outs); noisy != "" {
-		fmt.Fprintf(&b, " Noisy (max−min over the runs > 25%% of the median): %s.", noisy)
+		fmt.Fprintf(&b, " Noisy (max−min of the rounds > 25%% of the median, shown as ±half of it): %s.", noisy)
 	}
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// noisyCells lists the values whose runs spread more than 25% of their median.
+// noisyCells lists the values of rows with a target whose runs spread more
+// than 25% of their median (information rows are left out: a spread around
+// a median near zero says nothing).
 func noisyCells(outs []Outcome) string {
 	var s []string
 	for _, o := range outs {
+		if o.Target() == "" {
+			continue
+		}
 		for _, im := range Impls {
 			if sp := o.Spread[im.Key]; sp > 0.25 {
 				s = append(s, fmt.Sprintf("%s %s %s ±%.0f%%", o.Workload, o.Unit, im.Title, 50*sp))
