@@ -45,7 +45,7 @@ type Pool struct {
 }
 
 type worker struct {
-	tasks chan Task // capacity 1: a handoff never blocks the giver; nil task: exit
+	tasks chan Task // capacity 1: a handoff never blocks the giver; nil task: exit. Set under p.mu.
 }
 
 // NewPool returns a pool whose idle workers exit after linger to 2×linger.
@@ -76,7 +76,7 @@ func (p *Pool) Go(t Task) bool {
 	}
 	p.live++
 	p.mu.Unlock()
-	w := &worker{tasks: make(chan Task, 1)}
+	w := new(worker) // its channel is made when it first parks
 	go w.loop(p, t)
 	return true
 }
@@ -124,6 +124,12 @@ func (p *Pool) park(w *worker) bool {
 	defer p.mu.Unlock()
 	if p.closed {
 		return false
+	}
+	if w.tasks == nil {
+		// Made on the first park, not at start: with many flights running at
+		// once (a burst of distinct keys) none of those workers has parked
+		// yet, and each saves 96 bytes.
+		w.tasks = make(chan Task, 1)
 	}
 	p.idle = append(p.idle, w)
 	if !p.armed {
