@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,4 +424,53 @@ func TestSystemLogsKeepDerivedAttributes(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, map[string]string{"level": "WARN", "n": "1", "component": "protoactor", "lib": "test", "group": "g"}, got[0])
 	assert.Empty(t, r.with("derived line", "2"))
+}
+
+// The cost of WithMeterProvider on distinct-key flights (each one records
+// the two histograms), against the same coordinator without it; and of one
+// collection of the observable instruments.
+//
+//	go test -run '^$' -bench Metrics -count 6 .
+func BenchmarkMetrics(b *testing.B) {
+	fn := func(context.Context) (int, error) { return 0, nil }
+	for _, bc := range []struct {
+		name string
+		opts func(*sdkmetric.MeterProvider) []flight.Option
+	}{
+		{"none", func(*sdkmetric.MeterProvider) []flight.Option { return nil }},
+		{"provider", func(p *sdkmetric.MeterProvider) []flight.Option {
+			return []flight.Option{flight.WithMeterProvider(p), flight.WithMetricAttributes(attribute.String("flight.name", "bench"))}
+		}},
+	} {
+		b.Run("Do/"+bc.name, func(b *testing.B) {
+			p := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			defer p.Shutdown(context.Background())
+			c := flight.New[int64, int](bc.opts(p)...)
+			defer c.Close()
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := c.Do(context.Background(), next.Add(1), fn); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+	b.Run("Collect", func(b *testing.B) {
+		r := sdkmetric.NewManualReader()
+		p := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+		defer p.Shutdown(context.Background())
+		c := flight.New[int, int](flight.WithMeterProvider(p))
+		defer c.Close()
+		var rm metricdata.ResourceMetrics
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := r.Collect(context.Background(), &rm); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
