@@ -295,8 +295,9 @@ func (c *Coordinator[K, V]) Stats() Stats {
 
 // Close refuses new calls (they get ErrClosed), answers every waiting caller
 // with ErrClosed, cancels the context of every running flight, waits until
-// every fn has returned, and stops the coordinator's actors and goroutines.
-// It is idempotent: every call returns nil once the shutdown is complete.
+// every fn has returned, and stops the coordinator's actors and goroutines;
+// then it unregisters the coordinator's metrics (WithMeterProvider) and its
+// route for protoactor's log lines (WithLogger). It is idempotent: every call returns nil once the shutdown is complete.
 // Close waits for fn, so it must not be called from fn, and it returns only
 // when every fn does.
 func (c *Coordinator[K, V]) Close() error {
