@@ -384,6 +384,17 @@ func (k *Key[K, V]) Close(err error) {
 // key can be used again at once. Running fns go on and are retired normally.
 func (k *Key[K, V]) Fail(err error) { k.Close(err) }
 
+// FailFlight answers every waiter of f with err, unless f was answered or
+// abandoned, and detaches it. The shard calls it when the message that
+// failed was about f itself (its Done), since f may be retired already and
+// then out of Fail's reach.
+func (k *Key[K, V]) FailFlight(f *Flight[K, V], err error) {
+	if !f.Published() && !f.abandoned {
+		k.publish(f, *new(V), err)
+	}
+	k.detach(f)
+}
+
 // detach takes f off the key so that no caller joins it again, cancels its
 // ctx, and drops it at once if its fn never started.
 func (k *Key[K, V]) detach(f *Flight[K, V]) {

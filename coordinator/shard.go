@@ -40,6 +40,9 @@ var testHookReceive func(msg any)
 // serving — protoactor's Resume directive, applied to one key.
 func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 	msg := ctx.Message()
+	if _, ok := msg.(*actor.Stopped); ok {
+		defer close(s.stopped) // even if handling it faults: Close waits for it
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			s.fault(msg, r, debug.Stack())
@@ -75,8 +78,6 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		}
 		s.finished()
 		close(m.done)
-	case *actor.Stopped:
-		close(s.stopped)
 	}
 }
 
@@ -139,6 +140,7 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 		defer s.replyTo(m)
 	case fa.Done[K, V]:
 		k = m.F.Key()
+		k.FailFlight(m.F, err) // its waiters: once retired, Fail below no longer sees it
 		k.Retire(m.F) // finish the bookkeeping of the execution if it did not
 	case fa.Leave[K, V]:
 		k = m.W.Flight.Key()
