@@ -74,6 +74,7 @@ func TestModel(t *testing.T) {
 		}
 		rapid.SyncTest(rt, func(rt *rapid.T) { runModel(rt, cfg) })
 	})
+	t.Logf("answers checked against the model (all runs, shrinking included): %v", modelSeen)
 }
 
 // tick is one step of the bubble's fake clock.
@@ -164,6 +165,32 @@ type model struct {
 
 func (m *model) answer(c *mCaller, kind, val string, shared bool) {
 	c.answered, c.ans = true, answer{kind, val, shared}
+	modelSeen.add(kind)
+}
+
+// modelSeen counts the answers the model predicted (and the coordinator
+// gave) over a whole TestModel, to show what the generated runs covered.
+var modelSeen = &kindCounter{n: map[string]int{}}
+
+type kindCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (k *kindCounter) add(kind string) {
+	k.mu.Lock()
+	k.n[kind]++
+	k.mu.Unlock()
+}
+
+func (k *kindCounter) String() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var parts []string
+	for _, kind := range []string{kValue, kError, kPanic, kGoexit, kCanceled, kDeadline, kClosed, kOverloaded, kNilFunc} {
+		parts = append(parts, fmt.Sprintf("%s=%d", kind, k.n[kind]))
+	}
+	return strings.Join(parts, " ")
 }
 
 func (m *model) call(c *mCaller, nilFn, preCancelled bool) {
