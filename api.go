@@ -297,7 +297,8 @@ func (c *Coordinator[K, V]) Stats() Stats {
 // with ErrClosed, cancels the context of every running flight, waits until
 // every fn has returned, and stops the coordinator's actors and goroutines;
 // then it unregisters the coordinator's metrics (WithMeterProvider) and its
-// route for protoactor's log lines (WithLogger). It is idempotent: every call returns nil once the shutdown is complete.
+// route for protoactor's log lines (WithLogger). It is idempotent: every
+// call returns nil once the shutdown is complete.
 // Close waits for fn, so it must not be called from fn, and it returns only
 // when every fn does.
 func (c *Coordinator[K, V]) Close() error {
