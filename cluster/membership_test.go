@@ -1,0 +1,123 @@
+package cluster_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	fcluster "github.com/actorflight/flight/cluster"
+	"github.com/actorflight/flight/cluster/internal/racecheck"
+)
+
+// A member joins while 40 flights run on two members: the keys whose owner
+// moves to the new member have their grain stopped by protoactor's
+// placement (their execution's context is cancelled) and their callers
+// retry on the new owner, which runs the loader again. Every caller is
+// answered with a value; each key runs at most twice (once per
+// activation); keys that did not move run once.
+func TestMemberJoinsMidFlight(t *testing.T) {
+	if racecheck.Isolated(t) {
+		return
+	}
+	const keys = 40
+	agent := test.NewInMemAgent()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	execs := map[string]int{}
+	var cancelled atomic.Int64
+	newMember := func() (*fcluster.Node, *fcluster.Loader[string]) {
+		node, err := fcluster.NewNode(fcluster.Config{Name: "join", Provider: test.NewTestProvider(agent)})
+		require.NoError(t, err)
+		l, err := fcluster.Register(node, "v", func(ctx context.Context, key string) (string, error) {
+			mu.Lock()
+			execs[key]++
+			mu.Unlock()
+			select {
+			case <-release:
+				return "v-" + key, nil
+			case <-ctx.Done():
+				cancelled.Add(1)
+				return "", ctx.Err()
+			}
+		}, nil)
+		require.NoError(t, err)
+		return node, l
+	}
+	var nodes []*fcluster.Node
+	var loaders []*fcluster.Loader[string]
+	for range 2 {
+		n, l := newMember()
+		nodes, loaders = append(nodes, n), append(loaders, l)
+	}
+	t.Cleanup(func() { closeAll(t, nodes) })
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() { require.NoError(t, n.Start()) })
+	}
+	wg.Wait()
+	for _, n := range nodes {
+		eventually(t, "2 members", func() bool { return len(n.Members()) == 2 })
+	}
+
+	type res struct {
+		key string
+		v   string
+		err error
+	}
+	results := make(chan res, 2*keys)
+	for k := range keys {
+		key := "k" + strconv.Itoa(k)
+		for _, l := range loaders {
+			go func() {
+				v, _, err := l.Do(context.Background(), key)
+				results <- res{key, v, err}
+			}()
+		}
+	}
+	eventually(t, "every key in flight with both members' calls", func() bool {
+		waiting, inflight := 0, 0
+		for _, l := range loaders {
+			s := l.Stats().Owner
+			waiting, inflight = waiting+s.Waiters, inflight+s.InFlight
+		}
+		return waiting == 2*keys && inflight == keys
+	})
+
+	n3, l3 := newMember()
+	nodes = append(nodes, n3)
+	require.NoError(t, n3.Start())
+	for _, n := range nodes {
+		eventually(t, "3 members", func() bool { return len(n.Members()) == 3 })
+	}
+	// Moved keys: their old execution is cancelled and they run again on
+	// the new member (whose loader blocks too), with both members' calls.
+	eventually(t, "moved keys re-run on the new member", func() bool {
+		s := l3.Stats().Owner
+		return s.InFlight > 0 && int64(s.InFlight) == cancelled.Load() && s.Waiters == 2*s.InFlight
+	})
+	close(release)
+	for range 2 * keys {
+		r := recv(t, results)
+		require.NoError(t, r.err, r.key)
+		assert.Equal(t, "v-"+r.key, r.v)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	moved := 0
+	for k, n := range execs {
+		assert.LessOrEqual(t, n, 2, k)
+		if n == 2 {
+			moved++
+		}
+	}
+	assert.Len(t, execs, keys)
+	assert.Equal(t, int(cancelled.Load()), moved, "every re-run key had its first execution cancelled")
+	assert.Positive(t, moved, "some of 40 keys moved to the new member")
+	racecheck.Logf(t, "%d of %d keys moved to the joining member and ran again there; %d retries", moved, keys, loaders[0].Stats().Retries+loaders[1].Stats().Retries)
+}
