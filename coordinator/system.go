@@ -19,13 +19,13 @@ import (
 // busy, so it is never shut down.
 var SharedSystem = sync.OnceValue(func() *actor.ActorSystem {
 	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return slog.New(systemLogs)
+		return slog.New(&view{r: systemLogs})
 	}))
 })
 
-// systemLogs is the handler of the shared system's logger: it forwards
-// protoactor's own log lines to the handlers routed to it and drops them
-// when there are none.
+// systemLogs routes the shared system's log lines: its logger's handler
+// forwards protoactor's own log lines to the handlers routed here and drops
+// them when there are none.
 var systemLogs = &router{}
 
 // RouteSystemLogs makes the shared actor system's own log lines (dead
@@ -44,9 +44,9 @@ func RouteSystemLogs(h slog.Handler) (unroute func()) {
 	return systemLogs.add(h.WithAttrs([]slog.Attr{slog.String("component", "protoactor")}), h)
 }
 
-// router is a slog.Handler that fans each record out to a changing set of
-// handlers. The set is an immutable slice swapped under mu, so Enabled and
-// Handle read it with one atomic load.
+// router is a changing set of handlers that a view fans each record out
+// to. The set is an immutable slice swapped under mu, so a view's Enabled
+// and Handle read it with one atomic load.
 type router struct {
 	mu      sync.Mutex                // serialises add and remove
 	targets atomic.Pointer[[]*target] // nil or empty: everything is dropped
@@ -107,20 +107,10 @@ func sameHandler(a, b slog.Handler) bool {
 	return ta == reflect.TypeOf(b) && ta.Kind() == reflect.Pointer && a == b
 }
 
-func (r *router) Enabled(ctx context.Context, l slog.Level) bool {
-	return (&view{r: r}).Enabled(ctx, l)
-}
-
-func (r *router) Handle(ctx context.Context, rec slog.Record) error {
-	return (&view{r: r}).Handle(ctx, rec)
-}
-
-func (r *router) WithAttrs(as []slog.Attr) slog.Handler { return (&view{r: r}).WithAttrs(as) }
-func (r *router) WithGroup(g string) slog.Handler       { return (&view{r: r}).WithGroup(g) }
-
-// view is the router seen through the attributes and groups a logger added
-// with With or WithGroup. They are applied to each target when a record is
-// handled, since the targets change over time.
+// view is the slog.Handler of the shared system's logger: the router seen
+// through the attributes and groups a logger added with With or WithGroup
+// (none for the logger itself). They are applied to each target when a
+// record is handled, since the targets change over time.
 type view struct {
 	r   *router
 	ops []func(slog.Handler) slog.Handler
