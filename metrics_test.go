@@ -2,6 +2,7 @@ package flight_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -13,7 +14,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -473,4 +477,50 @@ func BenchmarkMetrics(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A provider that records nothing (the API's no-op one) is accepted.
+func TestMetricsWithNoopProvider(t *testing.T) {
+	c := flight.New[int, int](flight.WithMeterProvider(noop.NewMeterProvider()))
+	v, _, err := c.Do(context.Background(), 1, func(context.Context) (int, error) { return 5, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 5, v)
+	require.NoError(t, c.Close())
+}
+
+// refusingProvider's meter refuses one instrument, as an SDK does for a
+// name it rejects.
+type refusingProvider struct{ noop.MeterProvider }
+type refusingMeter struct{ noop.Meter }
+
+func (refusingProvider) Meter(string, ...metric.MeterOption) metric.Meter { return refusingMeter{} }
+func (refusingMeter) Int64Histogram(string, ...metric.Int64HistogramOption) (metric.Int64Histogram, error) {
+	return nil, errors.New("refused")
+}
+func (refusingMeter) RegisterCallback(metric.Callback, ...metric.Observable) (metric.Registration, error) {
+	panic("a callback registered despite a refused instrument")
+}
+
+// A refused instrument goes to otel.Handle; the coordinator runs without
+// metrics.
+func TestMetricsRefusedInstrument(t *testing.T) {
+	var mu sync.Mutex
+	var handled []error
+	prev := otel.GetErrorHandler()
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		handled = append(handled, err)
+	}))
+	defer otel.SetErrorHandler(prev)
+
+	c := flight.New[int, int](flight.WithMeterProvider(refusingProvider{}))
+	v, _, err := c.Do(context.Background(), 1, func(context.Context) (int, error) { return 5, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 5, v)
+	require.NoError(t, c.Close())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, handled, 1)
+	assert.ErrorContains(t, handled[0], "refused")
 }
