@@ -313,7 +313,8 @@ func collect(children []*child) <-chan [2]string {
 
 // Separate processes: one execution for 90 callers on three members; then
 // the owner of a second key is killed (SIGKILL) mid-flight and every caller
-// on the two survivors is answered within ownerLossBound.
+// on the two survivors is answered within ownerLossBound; then a member
+// with callers waiting is killed and the owner drops its call.
 func TestProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three member processes (about 5 s)")
@@ -447,6 +448,57 @@ func TestProcesses(t *testing.T) {
 	assert.Equal(t, 2*perMember, ok+failed)
 	assert.Less(t, last, ownerLossBound, "callers answered within the bound")
 	assert.LessOrEqual(t, reexecs, 2, "at most one execution per activation, one activation per survivor")
+
+	// Phase 3: a caller's member dies. k3 is called from both survivors;
+	// kill the one that does not own it: the owner notices (it watches
+	// each member's requester) and its flight goes on with one call; the
+	// remaining member's callers still get the value.
+	for _, c := range survivors {
+		c.send(t, "CALL k3 "+strconv.Itoa(perMember))
+		c.send(t, "WAIT k3 "+strconv.Itoa(perMember))
+	}
+	owner3 := -1
+	for _, c := range survivors {
+		c.expect(t, "WAITING k3", func(ev string) {
+			if strings.HasPrefix(ev, "EXEC k3") {
+				owner3 = c.i
+			}
+		})
+	}
+	for owner3 < 0 {
+		for _, c := range survivors {
+			select {
+			case ev := <-c.events:
+				require.True(t, strings.HasPrefix(ev, "EXEC k3"), ev)
+				owner3 = c.i
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	var own3, other3 *child
+	for _, c := range survivors {
+		if c.i == owner3 {
+			own3 = c
+		} else {
+			other3 = c
+		}
+	}
+	own3.send(t, "OWNED k3 2")
+	own3.expect(t, "OWNED k3", nil)
+	require.NoError(t, other3.cmd.Process.Kill())
+	killed3 := time.Now()
+	own3.send(t, "OWNED k3 1")
+	own3.expect(t, "OWNED k3", nil)
+	racecheck.Logf(t, "phase 3: caller member %d killed; owner %d dropped its call after %v", other3.i, own3.i, time.Since(killed3).Round(time.Millisecond))
+	own3.send(t, "RELEASE k3")
+	for range perMember {
+		ev := own3.expect(t, "RESULT k3", nil)
+		r := parseResult(t, own3.i, ev)
+		require.True(t, r.ok, ev)
+		assert.Equal(t, "k3", r.u.ID)
+	}
+	<-other3.exited
+	survivors = []*child{own3}
 
 	quit := time.Now()
 	for _, c := range survivors {
