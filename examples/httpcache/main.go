@@ -9,7 +9,8 @@
 // cache-aside: every miss calls the upstream), then with it on a cold and on
 // a warm cache. It prints what each burst cost and shuts everything down:
 // the servers, the client's connections, the coordinator and the cache's
-// goroutines.
+// goroutines. The coordinator reports OpenTelemetry metrics
+// (WithMeterProvider), printed at the end.
 //
 //	go run ./examples/httpcache
 package main
@@ -29,6 +30,11 @@ import (
 	"time"
 
 	"github.com/maypok86/otter/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/actorflight/flight"
 )
@@ -83,15 +89,19 @@ type service struct {
 	hits, misses, shared atomic.Int64
 }
 
-func newService(upstreamURL string, ttl time.Duration, dedupe bool) *service {
+func newService(upstreamURL string, ttl time.Duration, dedupe bool, meters metric.MeterProvider) *service {
 	s := &service{
 		client:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		upstream: upstreamURL,
 		dedupe:   dedupe,
-		// A deadline on each upstream call, counted from the first miss: every
-		// request waiting for it gets an error after 2 s, whatever the upstream
-		// does.
-		flights: flight.New[string, string](flight.WithTimeout(2 * time.Second)),
+		flights: flight.New[string, string](
+			// A deadline on each upstream call, counted from the first miss:
+			// every request waiting for it gets an error after 2 s, whatever
+			// the upstream does.
+			flight.WithTimeout(2*time.Second),
+			flight.WithMeterProvider(meters),
+			flight.WithMetricAttributes(attribute.String("flight.name", "items")),
+		),
 	}
 	s.cache = otter.Must(&otter.Options[string, string]{
 		MaximumSize:      10_000,
@@ -193,10 +203,72 @@ func (b burst) String() string {
 type report struct {
 	Alone, Cold, Warm burst
 	Stats             flight.Stats // of the coordinator, after the two bursts
+	Metrics           metrics      // what its meter provider collected then
+}
+
+// metrics is what the service's OpenTelemetry reader collected.
+type metrics struct {
+	Flights, Joins       int64   // flight.flights, flight.joins
+	Executions           uint64  // flight.duration's count
+	MeanSeconds          float64 // flight.duration's sum / count
+	Callers              int64   // flight.callers's sum
+	DurationBounds       []float64
+	DurationBucketCounts []uint64
+}
+
+// durationBounds are the buckets of flight.duration, in seconds, set with a
+// View: the SDK's default ones are made for milliseconds.
+var durationBounds = []float64{.01, .025, .05, .075, .1, .25, .5, 1, 2.5}
+
+// newMeters returns an OpenTelemetry SDK provider read on demand (a real
+// service would use a periodic reader and an exporter).
+func newMeters() (*sdkmetric.MeterProvider, *sdkmetric.ManualReader) {
+	r := sdkmetric.NewManualReader()
+	p := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r), sdkmetric.WithView(sdkmetric.NewView(
+		sdkmetric.Instrument{Name: "flight.duration", Scope: instrumentation.Scope{Name: flight.MeterName}},
+		sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: durationBounds}},
+	)))
+	return p, r
+}
+
+func collect(r *sdkmetric.ManualReader) (metrics, error) {
+	var m metrics
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		return m, err
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, x := range sm.Metrics {
+			switch d := x.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, dp := range d.DataPoints {
+					switch x.Name {
+					case "flight.flights":
+						m.Flights += dp.Value
+					case "flight.joins":
+						m.Joins += dp.Value
+					}
+				}
+			case metricdata.Histogram[float64]:
+				for _, dp := range d.DataPoints {
+					m.Executions += dp.Count
+					m.MeanSeconds = dp.Sum / float64(dp.Count)
+					m.DurationBounds, m.DurationBucketCounts = dp.Bounds, dp.BucketCounts
+				}
+			case metricdata.Histogram[int64]:
+				for _, dp := range d.DataPoints {
+					m.Callers += dp.Sum
+				}
+			}
+		}
+	}
+	return m, nil
 }
 
 func run(w io.Writer, cfg config) (report, error) {
 	var rep report
+	meters, reader := newMeters()
+	defer meters.Shutdown(context.Background())
 	up := &upstream{latency: cfg.Latency}
 	mux := http.NewServeMux()
 	mux.Handle("GET /items/{id}", up)
@@ -214,7 +286,7 @@ func run(w io.Writer, cfg config) (report, error) {
 		{"cache-aside + flight", true, []*burst{&rep.Cold, &rep.Warm}},
 	}
 	for _, x := range bursts {
-		svc, err := serve(upSrv.URL, cfg.TTL, x.dedupe)
+		svc, err := serve(upSrv.URL, cfg.TTL, x.dedupe, meters)
 		if err != nil {
 			return rep, err
 		}
@@ -226,8 +298,21 @@ func run(w io.Writer, cfg config) (report, error) {
 			fmt.Fprintf(w, "%s, %s cache: %v\n", x.name, []string{"cold", "warm"}[i], b)
 		}
 		if x.dedupe {
+			// The gauges settle a moment after the last flight returns.
+			for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+				if st := svc.flights.Stats(); st.Keys+st.InFlight+st.Waiters == 0 {
+					break
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
 			rep.Stats = svc.flights.Stats()
 			fmt.Fprintf(w, "flight.Stats: %+v\n", rep.Stats)
+			if rep.Metrics, err = collect(reader); err != nil {
+				return rep, err
+			}
+			m := rep.Metrics
+			fmt.Fprintf(w, "OpenTelemetry: flight.flights=%d flight.joins=%d flight.callers sum=%d; flight.duration count=%d mean=%.1fms, buckets %v s: %v\n",
+				m.Flights, m.Joins, m.Callers, m.Executions, 1000*m.MeanSeconds, m.DurationBounds, m.DurationBucketCounts)
 		}
 		svc.shutdown()
 	}
@@ -243,12 +328,12 @@ type running struct {
 	base   string
 }
 
-func serve(upstreamURL string, ttl time.Duration, dedupe bool) (*running, error) {
+func serve(upstreamURL string, ttl time.Duration, dedupe bool, meters metric.MeterProvider) (*running, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	svc := newService(upstreamURL, ttl, dedupe)
+	svc := newService(upstreamURL, ttl, dedupe, meters)
 	mux := http.NewServeMux()
 	mux.Handle("GET /items/{id}", svc)
 	r := &running{

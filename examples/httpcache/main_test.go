@@ -43,6 +43,26 @@ func TestCacheAsideStopsTheStampede(t *testing.T) {
 	assert.GreaterOrEqual(t, st.Flights, uint64(cfg.Keys))
 	assert.Zero(t, st.Keys+st.InFlight+st.Waiters, "idle after the burst")
 
+	// The same figures through OpenTelemetry, and the duration histogram:
+	// the executions that called the upstream took over 50 ms, the others
+	// (a request that found the cache filled on its second look) far less.
+	m := rep.Metrics
+	assert.Equal(t, int64(st.Flights), m.Flights)
+	assert.Equal(t, int64(st.Joins), m.Joins)
+	assert.Equal(t, st.Flights, m.Executions)
+	assert.Equal(t, int64(st.Flights+st.Joins), m.Callers)
+	require.Equal(t, durationBounds, m.DurationBounds)
+	require.Len(t, m.DurationBucketCounts, len(durationBounds)+1)
+	var slow, total uint64
+	for i, n := range m.DurationBucketCounts {
+		total += n
+		if i >= 3 { // above 0.05 s
+			slow += n
+		}
+	}
+	assert.Equal(t, m.Executions, total)
+	assert.Equal(t, uint64(c.UpstreamCalls), slow)
+
 	w := rep.Warm
 	assert.Zero(t, w.Errors)
 	assert.Equal(t, n, w.Hits)
