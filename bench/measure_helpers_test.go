@@ -87,9 +87,15 @@ func TestJoinProbeSkipsMutexWaiters(t *testing.T) {
 	probe := newJoinProbe(".blockedOnMutex")
 	done := make(chan struct{})
 	go blockedOnMutex(&mu, done)
-	// Give it time to park on the mutex; the assertion cannot pass by
-	// accident if it has not (a runnable goroutine is not counted either).
-	time.Sleep(10 * time.Millisecond)
+	// Wait until the profile shows it parked on the mutex.
+	parkedOnMutex := func() bool {
+		found := false
+		probe.scan(func(g goroutine) { found = found || (g.isCaller && g.inMutex && g.parked) })
+		return found
+	}
+	if !waitFor(10*time.Second, parkedOnMutex) {
+		t.Fatal("the goroutine never parked on the mutex")
+	}
 	if n := probe.joined(); n != 0 {
 		t.Fatalf("joined() = %d, want 0 for a goroutine parked on a mutex", n)
 	}

@@ -45,8 +45,9 @@ func zipfKeys(n, keys int, s float64, seed uint64) []int {
 // joinProbe tells whether every caller of a stampede has joined the flight,
 // from outside the implementation: a caller has joined when its goroutine is
 // parked (its innermost frame is runtime.gopark) under the caller function
-// (callerFrame), and not parked on a mutex on its way in (sync.(*Mutex)
-// lockSlow, or sync.(*RWMutex)). It reads a goroutine profile, which stops
+// (callerFrame), and not parked on a mutex on its way in (a frame of
+// sync.Mutex or sync.RWMutex, or internal/sync's, or the runtime's
+// semacquire for them). It reads a goroutine profile, which stops
 // the world for about a millisecond per 10,000 goroutines, so callers of it
 // check a cheaper condition first.
 type joinProbe struct {
@@ -75,36 +76,53 @@ func (p *joinProbe) name(pc uintptr) string {
 // runs the caller function (the leader of an implementation that runs fn on
 // the caller's goroutine is not parked, but has joined).
 func (p *joinProbe) joined() int {
+	count := 0
+	p.scan(func(g goroutine) {
+		switch {
+		case !g.isCaller || g.inMutex:
+		case g.self, g.parked:
+			count++
+		}
+	})
+	return count
+}
+
+// goroutine is what joinProbe.scan tells of one goroutine.
+type goroutine struct {
+	isCaller bool // a frame's name ends in callerFrame
+	inMutex  bool // a frame is in sync.Mutex or sync.RWMutex
+	parked   bool // the innermost frame is runtime.gopark
+	self     bool // the goroutine calling scan
+}
+
+// scan reads a goroutine profile and calls f for each goroutine.
+func (p *joinProbe) scan(f func(goroutine)) {
 	n, ok := runtime.GoroutineProfile(p.recs)
 	for !ok {
 		p.recs = make([]runtime.StackRecord, n+n/4+16)
 		n, ok = runtime.GoroutineProfile(p.recs)
 	}
-	count := 0
 	for i := range p.recs[:n] {
 		stk := p.recs[i].Stack()
 		if len(stk) == 0 {
 			continue
 		}
-		isCaller, inMutex := false, false
+		// GoroutineProfile puts the calling goroutine first.
+		g := goroutine{self: i == 0, parked: p.name(stk[0]) == "runtime.gopark"}
 		for _, pc := range stk {
 			name := p.name(pc)
 			if strings.HasSuffix(name, p.callerFrame) {
-				isCaller = true
+				g.isCaller = true
 			}
-			if strings.HasPrefix(name, "sync.(*Mutex).") || strings.HasPrefix(name, "sync.(*RWMutex).") {
-				inMutex = true
+			// sync.(*Mutex), internal/sync.(*Mutex), the RWMutex, and
+			// the runtime's semacquire for them (not for a WaitGroup).
+			if strings.Contains(name, "sync.(*Mutex).") || strings.Contains(name, "sync.(*RWMutex).") ||
+				strings.Contains(name, "SemacquireMutex") || strings.Contains(name, "SemacquireRWMutex") {
+				g.inMutex = true
 			}
 		}
-		switch {
-		case !isCaller || inMutex:
-		case i == 0: // GoroutineProfile puts the calling goroutine first
-			count++
-		case p.name(stk[0]) == "runtime.gopark":
-			count++
-		}
+		f(g)
 	}
-	return count
 }
 
 // settleGoroutines waits, up to limit, until runtime.NumGoroutine is at most
