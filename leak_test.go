@@ -40,7 +40,7 @@ func TestIdleAfterManyKeysHoldsNothing(t *testing.T) {
 // Leaks after everything that can go wrong in a flight, then Close.
 func TestNoLeakAfterFaults(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	c := flight.New[string, int](flight.WithTimeout(20 * time.Millisecond))
+	c := flight.New[string, int](flight.WithTimeout(500 * time.Millisecond))
 	ctx := context.Background()
 
 	_, _, err := c.Do(ctx, "panic", func(context.Context) (int, error) { panic("x") })
@@ -54,8 +54,13 @@ func TestNoLeakAfterFaults(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
 	actx, cancel := context.WithCancel(ctx)
-	abandoned := c.DoChan(actx, "abandon", func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() })
-	eventually(t, "running", func() bool { return c.Stats().InFlight == 1 })
+	started := make(chan struct{})
+	abandoned := c.DoChan(actx, "abandon", func(ctx context.Context) (int, error) {
+		close(started)
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	<-started
 	cancel()
 	require.ErrorIs(t, recv(t, abandoned).Err, context.Canceled)
 
