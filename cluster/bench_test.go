@@ -4,7 +4,9 @@ package cluster_test
 // coordinator, each call a flight of its own with a no-op loader (the
 // overhead, not the loader, is measured):
 //
-//   - InProcess: flight.Coordinator.Do, a fresh key per call.
+//   - InProcess: flight.Coordinator.Do, a fresh key per call; and
+//     parallel-hot: 8×GOMAXPROCS goroutines on one key (callers share
+//     flights; ns/op is per caller).
 //   - LocalOwner/hot: one member; the key's grain is active (same key, one
 //     caller at a time): a requester actor, a Join and a Reply through the
 //     member's actors, a JSON round trip.
@@ -12,6 +14,8 @@ package cluster_test
 //     grain's activation (a placement request, an actor spawn).
 //   - RemoteOwner/hot and /fresh: two members, keys owned by the other one:
 //     the same over protoactor remote (gRPC on 127.0.0.1, protobuf).
+//   - */parallel-hot: 8×GOMAXPROCS goroutines on member 0 call one key: the
+//     callers of a member share one remote call (ns/op is per caller).
 //
 // Setup (member start, about 1 s) is outside the timed loop; members are
 // closed once, after every benchmark (TestMain).
@@ -96,14 +100,48 @@ func BenchmarkInProcess(b *testing.B) {
 	defer c.Close()
 	ctx := context.Background()
 	fn := func(context.Context) (int, error) { return 1, nil }
-	keys := benchKeys("inproc", b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		if _, _, err := c.Do(ctx, keys[i], fn); err != nil {
-			b.Fatal(err)
+	b.Run("fresh", func(b *testing.B) {
+		keys := benchKeys("inproc", b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, _, err := c.Do(ctx, keys[i], fn); err != nil {
+				b.Fatal(err)
+			}
 		}
+	})
+	b.Run("parallel-hot", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, _, err := c.Do(ctx, "hot", fn); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// benchParallelHot: many goroutines on member 0 call one key, so that
+// callers share flights (the per-caller cost under a stampede).
+func benchParallelHot(b *testing.B, c *benchCluster, key string) {
+	ctx := context.Background()
+	l := c.loaders[0]
+	if _, _, err := l.Do(ctx, key); err != nil {
+		b.Fatal(err)
 	}
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := l.Do(ctx, key); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 var keySeq sync.Map // prefix → *int: fresh keys across benchmark runs
@@ -173,12 +211,14 @@ func BenchmarkLocalOwner(b *testing.B) {
 	c := benchClusterOf(b, 1)
 	b.Run("hot", func(b *testing.B) { benchHot(b, c, "hot") })
 	b.Run("fresh", func(b *testing.B) { benchFresh(b, c, benchKeys("local", b.N)) })
+	b.Run("parallel-hot", func(b *testing.B) { benchParallelHot(b, c, "phot") })
 }
 
 func BenchmarkRemoteOwner(b *testing.B) {
 	c := benchClusterOf(b, 2)
 	b.Run("hot", func(b *testing.B) { benchHot(b, c, ownedBy(b, c, 1, 1, "remotehot")[0]) })
 	b.Run("fresh", func(b *testing.B) { benchFresh(b, c, ownedBy(b, c, 1, b.N, "remotefresh")) })
+	b.Run("parallel-hot", func(b *testing.B) { benchParallelHot(b, c, ownedBy(b, c, 1, 1, "remotephot")[0]) })
 	// The owner really is the other member.
 	if s := c.loaders[0].Stats().Owner; s.Flights != 0 {
 		b.Fatalf("member 0 owned %d flights", s.Flights)
