@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -33,8 +34,8 @@ type Result[V any] struct {
 // for concurrent use. A Coordinator that is no longer needed should be
 // closed: Close waits for running functions and stops the coordinator's
 // actors. An idle Coordinator (no flight running) holds no goroutine and no
-// per-key memory, so one that is simply dropped while idle leaks nothing
-// but its shard actors' registration in the actor system.
+// per-key memory; one that is dropped without Close is closed when the
+// garbage collector finds it unreachable (unless WithMeterProvider holds it).
 //
 // Cost: a flight for a fresh key costs a few microseconds (a message to the
 // key's shard actor, a hand-off of fn to a warm worker goroutine, a message
@@ -242,6 +243,12 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 	}
 	fc := &Coordinator[K, V]{c: c}
 	fc.tel = attach(fc.Stats)
+	// The shard actors stay registered in the actor system until Close, and
+	// they hold the engine, not fc: when fc becomes unreachable without
+	// Close, close the engine for the user (on its own goroutine, since Close
+	// waits for running functions). With metrics registered, the provider
+	// holds fc and this never runs; call Close.
+	runtime.AddCleanup(fc, func(c *coordinator.Coordinator[K, V, Result[V]]) { go c.Close() }, c)
 	return fc
 }
 

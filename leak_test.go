@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/coordinator"
 )
 
 // Every test of the package ends with no goroutine of ours left running.
@@ -84,4 +85,29 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	}
 	eventually(t, "ten flights", func() bool { return c.Stats().InFlight == 10 })
 	require.NoError(t, c.Close())
+}
+
+// A coordinator dropped without Close is closed by the garbage collector:
+// its shard actors leave the actor system's registry.
+func TestDroppedCoordinatorIsClosed(t *testing.T) {
+	before := liveActors()
+	func() {
+		c := flight.New[int, int](flight.WithShards(3))
+		_, _, err := c.Do(context.Background(), 1, func(context.Context) (int, error) { return 1, nil })
+		require.NoError(t, err)
+		require.Equal(t, before+3, liveActors())
+	}()
+	eventually(t, "the dropped coordinator's actors stopped", func() bool {
+		runtime.GC()
+		return liveActors() == before
+	})
+}
+
+// liveActors counts the processes registered in the shared actor system.
+func liveActors() int {
+	n := 0
+	for _, m := range coordinator.SharedSystem().ProcessRegistry.LocalPIDs.LocalPIDs {
+		n += m.Count()
+	}
+	return n
 }
