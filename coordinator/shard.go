@@ -141,7 +141,7 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 	case fa.Done[K, V]:
 		k = m.F.Key()
 		k.FailFlight(m.F, err) // its waiters: once retired, Fail below no longer sees it
-		k.Retire(m.F) // finish the bookkeeping of the execution if it did not
+		k.Retire(m.F)          // finish the bookkeeping of the execution if it did not
 	case fa.Leave[K, V]:
 		k = m.W.Flight.Key()
 	case fa.Expired[K, V]:

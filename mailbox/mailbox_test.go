@@ -1,0 +1,172 @@
+package mailbox
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is a MessageInvoker that records what it is given, in order.
+type recorder struct {
+	mu        sync.Mutex
+	user, sys []any
+	failures  []any
+	onUser    func(any)
+}
+
+func (r *recorder) InvokeSystemMessage(m any) { r.mu.Lock(); r.sys = append(r.sys, m); r.mu.Unlock() }
+func (r *recorder) InvokeUserMessage(m any) {
+	if r.onUser != nil {
+		r.onUser(m)
+	}
+	r.mu.Lock()
+	r.user = append(r.user, m)
+	r.mu.Unlock()
+}
+func (r *recorder) EscalateFailure(reason, m any) {
+	r.mu.Lock()
+	r.failures = append(r.failures, reason)
+	r.mu.Unlock()
+}
+
+func TestMailboxDrainsOnPosterInOrder(t *testing.T) {
+	mb := NewMailbox()
+	r := &recorder{}
+	mb.RegisterHandlers(r, nil)
+	for i := range 1000 {
+		mb.PostUserMessage(i)
+	}
+	require.Len(t, r.user, 1000, "each post drained the mailbox on the posting goroutine")
+	for i, m := range r.user {
+		require.Equal(t, i, m)
+	}
+	assert.Equal(t, 0, mb.UserMessageCount())
+}
+
+// A message posted by a handler (re-entrant post) is handled after the
+// current one, in the same drain, and system messages go first.
+func TestMailboxReentrantAndSystemFirst(t *testing.T) {
+	mb := NewMailbox()
+	r := &recorder{}
+	r.onUser = func(m any) {
+		if m == "first" {
+			mb.PostUserMessage("second")
+			mb.PostSystemMessage("sys")
+		}
+	}
+	mb.RegisterHandlers(r, nil)
+	mb.PostUserMessage("first")
+	assert.Equal(t, []any{"first", "second"}, r.user)
+	assert.Equal(t, []any{"sys"}, r.sys)
+}
+
+func TestMailboxSuspendResume(t *testing.T) {
+	mb := NewMailbox()
+	r := &recorder{}
+	mb.RegisterHandlers(r, nil)
+	mb.PostSystemMessage(&actor.SuspendMailbox{})
+	mb.PostUserMessage(1)
+	mb.PostUserMessage(2)
+	assert.Empty(t, r.user, "a suspended mailbox holds user messages")
+	assert.Equal(t, 2, mb.UserMessageCount())
+	mb.PostSystemMessage(&actor.ResumeMailbox{})
+	assert.Equal(t, []any{1, 2}, r.user)
+	assert.Empty(t, r.sys, "Suspend/Resume are the mailbox's own, not the invoker's")
+}
+
+func TestMailboxEscalatesPanics(t *testing.T) {
+	mb := NewMailbox()
+	r := &recorder{}
+	r.onUser = func(m any) {
+		if m == "boom" {
+			panic("handler bug")
+		}
+	}
+	mb.RegisterHandlers(r, nil)
+	mb.PostUserMessage("boom")
+	mb.PostUserMessage("after")
+	assert.Equal(t, []any{"handler bug"}, r.failures)
+	assert.Equal(t, []any{"after"}, r.user, "the mailbox goes on after a failure")
+}
+
+// Many goroutines post at once: every message is handled exactly once, by
+// one goroutine at a time.
+func TestMailboxConcurrentPosts(t *testing.T) {
+	mb := NewMailbox()
+	var inside, overlaps int32
+	var mu sync.Mutex
+	r := &recorder{}
+	r.onUser = func(any) {
+		mu.Lock()
+		inside++
+		if inside > 1 {
+			overlaps++
+		}
+		mu.Unlock()
+		mu.Lock()
+		inside--
+		mu.Unlock()
+	}
+	mb.RegisterHandlers(r, nil)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				mb.PostUserMessage(g*10000 + i)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Len(t, r.user, 16000)
+	assert.Zero(t, overlaps)
+	seen := map[any]bool{}
+	for _, m := range r.user {
+		require.False(t, seen[m], "message %v handled twice", m)
+		seen[m] = true
+	}
+}
+
+func TestRingGrowsAndWraps(t *testing.T) {
+	var r ring
+	var model []int // the same FIFO, as a plain slice
+	next := 0
+	for round := range 60 {
+		for range round {
+			r.push(next)
+			model = append(model, next)
+			next++
+		}
+		for range round / 2 {
+			require.Equal(t, model[0], r.pop())
+			model = model[1:]
+		}
+		require.Equal(t, len(model), r.size)
+	}
+	for len(model) > 0 {
+		require.Equal(t, model[0], r.pop())
+		model = model[1:]
+	}
+	assert.Zero(t, r.size)
+}
+
+func TestLimit(t *testing.T) {
+	var nilLimit *Limit
+	assert.True(t, nilLimit.TryAcquire())
+	nilLimit.Release()
+	l := NewLimit(2)
+	assert.True(t, l.TryAcquire())
+	assert.True(t, l.TryAcquire())
+	assert.False(t, l.TryAcquire())
+	assert.Equal(t, 2, l.InUse())
+	l.Release()
+	assert.True(t, l.TryAcquire())
+	assert.Nil(t, NewLimit(0))
+}
