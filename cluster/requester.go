@@ -73,7 +73,7 @@ func (n *Node) send(ctx context.Context, kind, key string) (*wire.Reply, error) 
 	call := n.system.Address() + "#" + strconv.FormatUint(n.calls.Add(1), 36)
 	req := n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &requester{grain: pid, call: call, out: out}
-	}))
+	}, inline...))
 	select {
 	case o := <-out:
 		if o.reply == nil {
