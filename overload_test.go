@@ -59,6 +59,10 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 
 	base := settledHeap()
 	var peak atomic.Uint64
+	// Calls whose DoChan has returned but which no shard has handled yet:
+	// while no fn returns, a handled call is a flight, a join or a refusal.
+	var issued atomic.Int64
+	var peakBacklog atomic.Int64
 	sampling := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -67,6 +71,10 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 			h := heapBytes()
 			if h > peak.Load() {
 				peak.Store(h)
+			}
+			st := c.Stats()
+			if b := issued.Load() - int64(st.Flights+st.Joins+st.Overloaded); b > peakBacklog.Load() {
+				peakBacklog.Store(b)
 			}
 			select {
 			case <-sampling:
@@ -95,6 +103,7 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 			for i := w; i < calls; i += g {
 				key := i % keys
 				ch := c.DoChan(ctx, key, fns[key])
+				issued.Add(1)
 				select {
 				case r := <-ch:
 					if errors.Is(r.Err, flight.ErrOverloaded) {
@@ -185,6 +194,7 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 	t.Logf("burst of %d calls over %d keys (race=%v) in %v (%.0f ns/call); WithMaxInFlight(%d) WithMaxWaiters(%d): admitted %d, refused %d (%d of them before DoChan returned, %d just after; 1,000 Do refused in ≤ %v each)",
 		calls, keys, raceEnabled(), burst.Round(time.Millisecond), float64(burst.Nanoseconds())/float64(calls),
 		maxInFlight, maxWaiters, admittedWant, refusedWant, atOnce.Load(), late, slowest.Round(time.Microsecond))
+	t.Logf("peak backlog of calls posted to a shard and not yet handled (sampled every 2 ms): %d", peakBacklog.Load())
 	t.Logf("heap: before %.1f MiB; peak of heap objects during the burst (live and not yet swept) %.1f MiB; live at the end of the burst %.1f MiB with %d calls still pending in the test; live once the refusals are read %.1f MiB (%+.0f B per admitted caller); after the flights %.1f MiB",
 		mib(base), mib(peak.Load()), mib(held), npending, mib(afterBurst), perCall, mib(end))
 
