@@ -134,11 +134,14 @@ type Waiter[K comparable, V any] struct {
 	Flight *Flight[K, V]
 	Done   <-chan struct{} // Do callers: receives (or is closed) when Flight's result is published
 	Err    error           // set when the join was refused
-	// Wake, set by a Do caller, is a channel with a buffer of one that the
-	// caller owns and may reuse. The first Do caller of a flight is woken by
-	// one send on it instead of by the close of a channel made for the
-	// flight: that saves the channel's allocation for the common flight with
-	// one caller. Later Do callers wait on the flight's broadcast channel.
+	// Wake is a Do caller's own channel with a buffer of one, which the
+	// caller may reuse for its next call. The first Do caller of a flight is
+	// woken by one send on it instead of by the close of a channel made for
+	// the flight: that saves the channel's allocation for the common flight
+	// with one caller. The shard makes it the first time its caller is a
+	// flight's first Do caller; later Do callers wait on the flight's
+	// broadcast channel and never need one (a stampede of 1,000 callers
+	// makes one, not 1,000).
 	Wake chan struct{}
 
 	slot int         // index among Flight's subscribers
@@ -184,7 +187,10 @@ func (k *Key[K, V]) Join(w *Waiter[K, V]) {
 	env.Stats.Waiters.Add(1)
 	w.Flight = f
 	if w.Out == nil {
-		if f.wake == nil && w.Wake != nil && !f.Published() {
+		if f.wake == nil && !f.Published() {
+			if w.Wake == nil {
+				w.Wake = make(chan struct{}, 1)
+			}
 			f.wake = w.Wake
 			w.Done = w.Wake
 		} else {
