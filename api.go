@@ -141,6 +141,13 @@ func WithTimeout(d time.Duration) Option {
 // WithMaxWaiters bounds the callers of one flight (the first included): the
 // (n+1)th caller of a key whose flight already has n gets ErrOverloaded at
 // once. 0, the default, means no bound. New panics if n < 0.
+//
+// With WithMaxWaiters or WithMaxInFlight set, the queue in front of the
+// bounds is bounded too: DoChan returns before its call is handled, so a
+// DoChan call is refused with ErrOverloaded at once while more than
+// max(1024, n, WithMaxInFlight's n) DoChan calls wait in its shard's
+// mailbox. (Do waits for its call to be handled, so Do callers cannot pile
+// up there.)
 func WithMaxWaiters(n int) Option {
 	return optionFunc(func(c *config) {
 		if n < 0 {

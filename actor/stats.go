@@ -2,8 +2,9 @@ package actor
 
 import "sync/atomic"
 
-// Stats are the counters of one shard. The shard actor writes them (only it,
-// from its handlers); anyone may read them at any time. Each field is exact on
+// Stats are the counters of one shard. The shard actor writes them from its
+// handlers (and a DoChan caller refused for the shard's backlog adds to
+// Overloaded itself); anyone may read them at any time. Each field is exact on
 // its own; a read of several fields is not one snapshot.
 //
 // The gauges (Keys, InFlight, Waiters) return to 0 when the shard is idle.

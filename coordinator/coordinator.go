@@ -59,6 +59,11 @@ type Coordinator[K comparable, V, R any] struct {
 	shards []*shard[K, V, R]
 	pool   *fa.Pool
 	calls  sync.Pool // *call for Do, see getCall
+	// backlog bounds the DoChan calls waiting in one shard's mailbox when
+	// MaxWaiters or MaxInFlight is set: max(MinBacklog, MaxWaiters,
+	// MaxInFlight), so that a burst the bounds would admit is never refused
+	// for the backlog alone. 0: no bound.
+	backlog int64
 
 	closeOnce sync.Once
 }
@@ -75,6 +80,9 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Coordinator[K, V, R], error
 		system: cfg.System,
 		ks:     ks,
 		pool:   fa.NewPool(fa.Linger),
+	}
+	if cfg.MaxWaiters > 0 || cfg.MaxInFlight > 0 {
+		c.backlog = int64(max(MinBacklog, cfg.MaxWaiters, cfg.MaxInFlight))
 	}
 	if c.system == nil {
 		c.system = SharedSystem()
@@ -188,11 +196,27 @@ func (c *Coordinator[K, V, R]) DoChan(ctx context.Context, key K, fn func(contex
 		return ch
 	}
 	defer s.api.exit()
+	// Do waits for its join to be handled, so Do callers cannot pile up in a
+	// mailbox faster than the shard handles them; DoChan returns at once, so
+	// with bounds configured its calls waiting in the shard's mailbox are
+	// counted, and refused beyond the backlog bound.
+	if c.backlog > 0 {
+		if s.pending.Add(1) > c.backlog {
+			s.pending.Add(-1)
+			s.stats.Overloaded.Add(1)
+			ch <- c.cfg.Result(zero, c.cfg.Errors.Overloaded, false)
+			return ch
+		}
+	}
 	cl := &call[K, V, R]{key: key, ch: ch, mk: c.cfg.Result}
 	cl.w.Ctx, cl.w.Fn, cl.w.Out = ctx, fn, cl
 	s.send(cl)
 	return ch
 }
+
+// MinBacklog is the least number of DoChan calls a shard lets wait in its
+// mailbox when WithMaxWaiters or WithMaxInFlight is set; see Config.
+const MinBacklog = 1024
 
 // Forget detaches key's running flight. See flight.Coordinator.Forget.
 func (c *Coordinator[K, V, R]) Forget(key K) {

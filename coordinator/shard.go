@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"runtime/debug"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -20,6 +21,7 @@ type shard[K comparable, V, R any] struct {
 
 	drainedClosed bool // owned by the actor
 
+	pending atomic.Int64  // DoChan calls posted and not yet handled (counted only with a backlog bound)
 	api     gate          // callers of Do, DoChan and Forget that may post
 	posts   gate          // timers, ctx watches and workers that may post
 	drained chan struct{} // closed once the shard is closed and no fn of it runs
@@ -93,6 +95,9 @@ func (s *shard[K, V, R]) finished() {
 }
 
 func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
+	if cl.ch != nil && s.c.backlog > 0 {
+		s.pending.Add(-1)
+	}
 	k := s.keys[cl.key]
 	if k == nil {
 		k = fa.NewKey(cl.key, &s.env)
