@@ -60,9 +60,9 @@
 //     ForgetOverlaps to keep x/sync's behaviour.)
 //   - A call costs more than with x/sync: a message to a shard actor and a
 //     hand-off of fn to a worker goroutine. With a no-op fn on 2 cores, Do
-//     takes about 2.2 µs and 5–6 allocations against x/sync's 0.3–0.4 µs and
-//     0–1 (6–9×); DoChan 3–4 µs against 1.5–1.8 µs (1.6–2.7×: x/sync
-//     starts a goroutine per call). BenchmarkGroup and BenchmarkDoChan measure both
+//     takes about 1.8 µs and 3–5 allocations against x/sync's 0.25–0.35 µs
+//     and 0–2 (5.5–7×); DoChan 2.7 µs against 1.4 µs (1.9×: x/sync starts a
+//     goroutine per call). BenchmarkGroup and BenchmarkDoChan measure both
 //     in one run. The overhead matters when the deduplicated work itself
 //     takes microseconds, not when it is a database or network call.
 package singleflight
