@@ -44,7 +44,9 @@ type Config struct {
 	// Idle is how long a key's grain stays active with no call before it
 	// stops itself. Default 30s. A later call activates it again.
 	Idle time.Duration
-	// Logger receives protoactor's logs and this package's. Default:
+	// Logger receives the logs of the member's protoactor actor system,
+	// cluster and remote layers (this package logs nothing itself; pass
+	// flight.WithLogger to Register for the loader's panics). Default:
 	// discard.
 	Logger *slog.Logger
 }
@@ -60,12 +62,11 @@ type Config struct {
 // the provider's loops), so plan one Node per process.
 type Node struct {
 	cfg    Config
-	log    *slog.Logger
 	system *actor.ActorSystem
 	pcfg   *pcluster.Config
 	cl     *pcluster.Cluster
 
-	mu      sync.Mutex        // guards the fields below
+	mu      sync.Mutex        // guards loaders, started, closed
 	loaders map[string]*entry // by loader name; fixed once started
 	started bool
 	closed  bool
@@ -125,7 +126,6 @@ func NewNode(cfg Config) (*Node, error) {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
 	n := &Node{
 		cfg:     cfg,
-		log:     log,
 		system:  system,
 		loaders: map[string]*entry{},
 	}
@@ -282,10 +282,4 @@ func (n *Node) track(f func()) bool {
 		f()
 	}()
 	return true
-}
-
-func (n *Node) isStarted() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.started && !n.closed
 }
