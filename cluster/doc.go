@@ -38,9 +38,10 @@
 // execution is cancelled when the last caller anywhere has left; the
 // loader's error, panic, Goexit and WithTimeout expiry reach every caller
 // on every member. When a member joins, leaves or dies mid-flight: at most
-// one execution per activation of the key's grain (a moved, closed or dead
-// owner's execution is cancelled or lost, and a retry may run the loader
-// again on the new owner), and every caller is answered — with the value,
-// an error (ErrOwnerLost after Config.Retries), or its ctx's error. See the
-// README's "Cluster mode" section for the details and measured times.
+// one execution at a time per activation of the key's grain (a moved,
+// closed or dead owner's execution is cancelled or lost, and a retry may
+// run the loader again on the new owner), and every caller is answered —
+// with the value, an error (ErrOwnerLost after Config.Retries), or its
+// ctx's error. See the README's "Cluster mode" section for the details,
+// the limits and measured times.
 package cluster

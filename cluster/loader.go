@@ -149,13 +149,14 @@ func (l *Loader[V]) DoLocal(ctx context.Context, key string) (v V, shared bool, 
 	return l.local.Do(ctx, key, func(ctx context.Context) (V, error) { return l.fn(ctx, key) })
 }
 
-// Forget detaches key's flight on this member and at the key's owner:
-// later calls of key, from any member, start a new execution (once the
-// detached one has returned on the owner); callers already waiting still
-// get the old result. Callers on other members that had already joined
-// their member's call for key also get the old result. Forget also forgets
-// key for DoLocal. It sends one message to the owner and may wait for
-// the owner to be resolved (a message round trip when not cached).
+// Forget detaches key's flight on this member and at the key's owner: the
+// owner starts a new execution for the calls that reach it afterwards (once
+// the detached one has returned), and this member's later callers of key
+// make such a call. Callers already waiting still get the old result, and
+// so do callers on other members that join a call their member already had
+// in flight. Forget also forgets key for DoLocal. It sends one message to
+// the owner and may wait for the owner to be resolved (a message round
+// trip when not cached).
 func (l *Loader[V]) Forget(key string) {
 	l.front.Forget(key)
 	l.local.Forget(key)

@@ -447,7 +447,7 @@ func TestProcesses(t *testing.T) {
 		owner2, ok+failed, ok, failed, last.Round(time.Millisecond), reexecs)
 	assert.Equal(t, 2*perMember, ok+failed)
 	assert.Less(t, last, ownerLossBound, "callers answered within the bound")
-	assert.LessOrEqual(t, reexecs, 2, "at most one execution per activation, one activation per survivor")
+	assert.LessOrEqual(t, reexecs, 2, "at most one re-run per survivor: each survivor's retried call starts one at most")
 
 	// Phase 3: a caller's member dies. k3 is called from both survivors;
 	// kill the one that does not own it: the owner notices (it watches
