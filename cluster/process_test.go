@@ -214,6 +214,31 @@ func (c *child) expect(t testing.TB, prefix string, onOther func(string)) string
 	}
 }
 
+// awaitExec returns the member that reports "EXEC key" first, skipping the
+// children's other events (there are none pending but that one here, or
+// protoactor's own prints), and fails after hang.
+func awaitExec(t testing.TB, children []*child, key string) int {
+	t.Helper()
+	deadline := time.Now().Add(hang)
+	for time.Now().Before(deadline) {
+		for _, c := range children {
+			select {
+			case ev, ok := <-c.events:
+				if !ok {
+					t.Fatalf("member %d exited; stderr:\n%s", c.i, c.stderr)
+				}
+				if strings.HasPrefix(ev, "EXEC "+key+" ") {
+					return c.i
+				}
+			default:
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("no member reported the execution of %s", key)
+	return -1
+}
+
 func freePorts(t testing.TB, n int) []string {
 	ports := make([]string, n)
 	for i := range ports {
@@ -342,15 +367,8 @@ func TestProcesses(t *testing.T) {
 		}
 	}
 	if owner < 0 { // its EXEC may not have been read yet
-		for _, c := range children {
-			select {
-			case ev := <-c.events:
-				require.True(t, strings.HasPrefix(ev, "EXEC k1"), ev)
-				owner = c.i
-				execs[owner]++
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+		owner = awaitExec(t, children, "k1")
+		execs[owner]++
 	}
 	require.GreaterOrEqual(t, owner, 0, "no member reported the execution")
 	children[owner].send(t, "OWNED k1 3")
@@ -398,15 +416,8 @@ func TestProcesses(t *testing.T) {
 			}
 		})
 	}
-	for owner2 < 0 {
-		for _, c := range children {
-			select {
-			case ev := <-c.events:
-				require.True(t, strings.HasPrefix(ev, "EXEC k2"), ev)
-				owner2 = c.i
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+	if owner2 < 0 {
+		owner2 = awaitExec(t, children, "k2")
 	}
 	children[owner2].send(t, "OWNED k2 3")
 	children[owner2].expect(t, "OWNED k2", nil)
@@ -465,15 +476,8 @@ func TestProcesses(t *testing.T) {
 			}
 		})
 	}
-	for owner3 < 0 {
-		for _, c := range survivors {
-			select {
-			case ev := <-c.events:
-				require.True(t, strings.HasPrefix(ev, "EXEC k3"), ev)
-				owner3 = c.i
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+	if owner3 < 0 {
+		owner3 = awaitExec(t, survivors, "k3")
 	}
 	var own3, other3 *child
 	for _, c := range survivors {
