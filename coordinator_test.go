@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/actorflight/flight/internal/wait"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -20,34 +21,19 @@ import (
 	"github.com/actorflight/flight"
 )
 
-// hang is how long a test waits for something that must happen before it
-// calls it a hang. It is never slept; it only bounds waits on channels.
-const hang = 10 * time.Second
+// hang bounds a wait for what must happen (see package internal/wait).
+const hang = wait.Hang
 
-// eventually waits until cond holds, polling the coordinator's own counters
-// (a yield between polls, no fixed sleep), and fails the test after hang.
+// eventually waits until cond holds, polling the coordinator's own counters.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(hang)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-		time.Sleep(50 * time.Microsecond)
-	}
+	wait.Until(t, what, cond)
 }
 
 // recv receives one value from ch or fails the test after hang.
 func recv[T any](t testing.TB, ch <-chan T) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(hang):
-		t.Fatalf("timed out waiting on a channel")
-		panic("unreachable")
-	}
+	return wait.Recv(t, ch)
 }
 
 func waitersOf[K comparable, V any](c *flight.Coordinator[K, V], n int) func() bool {

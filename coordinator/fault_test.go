@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/actorflight/flight/internal/wait"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -66,8 +67,8 @@ func inject(t *testing.T, match func(msg any) bool) <-chan struct{} {
 }
 
 const (
-	hang   = 10 * time.Second // bounds a wait for what must happen
-	prompt = 2 * time.Second  // bounds a wait for an answer that needs no fn to return
+	hang   = wait.Hang       // bounds a wait for what must happen
+	prompt = 2 * time.Second // bounds a wait for an answer that needs no fn to return
 )
 
 type result struct {
@@ -152,35 +153,17 @@ func goDo(c *Coordinator[string, string, result], ctx context.Context, key strin
 
 func recv[T any](t *testing.T, ch <-chan T) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(hang):
-		t.Fatal("timed out waiting on a channel")
-		panic("unreachable")
-	}
+	return wait.Recv(t, ch)
 }
 
 func recvWithin[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(d):
-		t.Fatalf("%s was not answered within %v", what, d)
-		panic("unreachable")
-	}
+	return wait.Within(t, ch, d, what)
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(hang)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
+	wait.Until(t, what, cond)
 }
 
 func pending[T any](t *testing.T, ch <-chan T, what string) {

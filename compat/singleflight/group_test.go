@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/actorflight/flight/internal/wait"
 	"os"
 	"os/exec"
 	"runtime"
@@ -22,31 +23,17 @@ import (
 	"github.com/actorflight/flight/compat/singleflight"
 )
 
-// hang is how long a test waits for something that must happen before it
-// declares a hang. It never delays a passing test.
-const hang = 10 * time.Second
+// hang bounds a wait for what must happen (see package internal/wait).
+const hang = wait.Hang
 
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(hang)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-		time.Sleep(50 * time.Microsecond)
-	}
+	wait.Until(t, what, cond)
 }
 
 func recv[T any](t testing.TB, ch <-chan T) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(hang):
-		t.Fatalf("timed out waiting on a channel")
-		panic("unreachable")
-	}
+	return wait.Recv(t, ch)
 }
 
 // waiters waits until n callers wait on flights of the shared coordinator.

@@ -1,0 +1,46 @@
+// Package wait holds the waiting helpers the project's tests share: they
+// order events on channels and on the coordinator's own counters, and use a
+// time limit only to call a hang a hang (it never delays a passing test).
+package wait
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// Hang is how long a test waits for something that must happen before it
+// declares a hang.
+const Hang = 10 * time.Second
+
+// Until polls cond (yielding between polls, no fixed sleep of any length
+// that matters) until it holds, and fails the test after Hang.
+func Until(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Hang)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		runtime.Gosched()
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// Recv receives one value from ch, or fails the test after Hang.
+func Recv[T any](t testing.TB, ch <-chan T) T {
+	t.Helper()
+	return Within(t, ch, Hang, "a channel")
+}
+
+// Within receives one value from ch, or fails the test after d, naming what.
+func Within[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("timed out after %v waiting on %s", d, what)
+		panic("unreachable")
+	}
+}
