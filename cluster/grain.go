@@ -37,6 +37,7 @@ type callDone struct{ call string }
 func (g *grain) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *pcluster.ClusterInit:
+		g.entry.grains.Add(1)
 		g.key = m.Identity.Identity
 		g.calls = map[string]*pending{}
 		ctx.SetReceiveTimeout(g.node.cfg.Idle)
@@ -58,6 +59,8 @@ func (g *grain) Receive(ctx actor.Context) {
 		if len(g.calls) == 0 {
 			ctx.Stop(ctx.Self()) // passivate; the next call activates it anew
 		}
+	case *actor.Stopped:
+		g.entry.grains.Add(-1)
 	case *actor.Stopping:
 		// Moved by a topology change, or the member is closing: leave every
 		// call. Requesters learn it from their watch and retry.

@@ -35,6 +35,7 @@ type Loader[V any] struct {
 
 	lost    atomic.Uint64
 	retries atomic.Uint64
+	stale   atomic.Uint64
 }
 
 // answer is a decoded Reply: the value and whether the owner's flight was
@@ -52,6 +53,7 @@ type entry struct {
 	owner      *flight.Coordinator[string, []byte]
 	load       func(key string) flight.Func[[]byte]
 	closeFront func()
+	grains     atomic.Int64 // grains active on this member
 }
 
 // Register makes fn the loader called name on node, with values encoded by
@@ -183,6 +185,12 @@ type Stats struct {
 	// Lost counts remote calls whose owner was lost; Retries the calls sent
 	// again because of that.
 	Lost, Retries uint64
+	// Stale counts calls sent again at once because the cached address of
+	// the key's grain named one that had passivated (Config.Idle).
+	Stale uint64
+	// Grains is the number of this loader's grains (keys) active on this
+	// member now, idle ones included until they passivate.
+	Grains int
 }
 
 // Stats returns the loader's counters on this member; see flight.Stats for
@@ -194,6 +202,8 @@ func (l *Loader[V]) Stats() Stats {
 		Local:   l.local.Stats(),
 		Lost:    l.lost.Load(),
 		Retries: l.retries.Load(),
+		Stale:   l.stale.Load(),
+		Grains:  int(l.entry.grains.Load()),
 	}
 }
 
@@ -203,11 +213,23 @@ func (l *Loader[V]) Stats() Stats {
 func (l *Loader[V]) call(ctx context.Context, key string) (answer[V], error) {
 	n := l.node
 	backoff := n.cfg.RetryBackoff
+	staleRetried := false
 	for attempt := 0; ; attempt++ {
 		r, err := n.send(ctx, l.entry.kind, key)
 		if err == nil && r.Code == wire.Code_CODE_CLOSED {
 			// The owner is leaving the cluster: retry once it has left.
 			err = &lostError{addr: r.Owner, why: "closing", deadAddr: true}
+		}
+		var le *lostError
+		if errors.As(err, &le) && le.notFound && !staleRetried {
+			// The cached PID named a grain that has since passivated
+			// (Config.Idle): the owner is fine, resolve again at once.
+			// Once per call, so that a grain that keeps vanishing falls
+			// back to the usual retries.
+			staleRetried = true
+			l.stale.Add(1)
+			attempt--
+			continue
 		}
 		if errors.Is(err, errLost) {
 			l.lost.Add(1)
@@ -220,8 +242,7 @@ func (l *Loader[V]) call(ctx context.Context, key string) (answer[V], error) {
 			// member again (and, when dead, wait out protoactor's 5 s
 			// activation timeout): wait for the membership to change
 			// first, bounded.
-			var le *lostError
-			if errors.As(err, &le) && le.deadAddr {
+			if le != nil && le.deadAddr {
 				if err := n.waitGone(ctx, le.addr, deadWait); err != nil {
 					return answer[V]{}, err
 				}

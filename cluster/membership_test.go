@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 	"github.com/stretchr/testify/assert"
@@ -120,4 +121,62 @@ func TestMemberJoinsMidFlight(t *testing.T) {
 	assert.Equal(t, int(cancelled.Load()), moved, "every re-run key had its first execution cancelled")
 	assert.Positive(t, moved, "some of 40 keys moved to the new member")
 	racecheck.Logf(t, "%d of %d keys moved to the joining member and ran again there; %d retries", moved, keys, loaders[0].Stats().Retries+loaders[1].Stats().Retries)
+}
+
+// A grain that passivated (Config.Idle) leaves a stale address in the other
+// members' caches: the next call finds no grain there and resolves again at
+// once, with no backoff (RetryBackoff is an hour here: a backoff would hang
+// the test) and no owner loss counted.
+func TestPassivatedGrainIsReactivated(t *testing.T) {
+	if racecheck.Isolated(t) {
+		return
+	}
+	agent := test.NewInMemAgent()
+	var execs atomic.Int64
+	var nodes []*fcluster.Node
+	var loaders []*fcluster.Loader[string]
+	for range 2 {
+		node, err := fcluster.NewNode(fcluster.Config{
+			Name:         "idle",
+			Provider:     test.NewTestProvider(agent),
+			Idle:         50 * time.Millisecond,
+			RetryBackoff: time.Hour,
+		})
+		require.NoError(t, err)
+		l, err := fcluster.Register(node, "v", func(ctx context.Context, key string) (string, error) {
+			return "v" + strconv.FormatInt(execs.Add(1), 10), nil
+		}, nil)
+		require.NoError(t, err)
+		nodes, loaders = append(nodes, node), append(loaders, l)
+	}
+	t.Cleanup(func() { closeAll(t, nodes) })
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Go(func() { require.NoError(t, n.Start()) })
+	}
+	wg.Wait()
+	for _, n := range nodes {
+		eventually(t, "2 members", func() bool { return len(n.Members()) == 2 })
+	}
+	// A key owned by member 1, called from member 0.
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	defer cancel()
+	var key string
+	for i := 0; key == ""; i++ {
+		k := "k" + strconv.Itoa(i)
+		_, _, err := loaders[0].Do(ctx, k)
+		require.NoError(t, err)
+		if loaders[1].Stats().Owner.Flights > 0 {
+			key = k
+		}
+	}
+	eventually(t, "member 1's grains passivated", func() bool { return loaders[1].Stats().Grains == 0 })
+	v, _, err := loaders[0].Do(ctx, key)
+	require.NoError(t, err)
+	assert.NotEmpty(t, v)
+	s := loaders[0].Stats()
+	assert.Equal(t, uint64(1), s.Stale)
+	assert.Zero(t, s.Lost)
+	assert.Zero(t, s.Retries)
+	assert.Equal(t, 1, loaders[1].Stats().Grains, "reactivated")
 }

@@ -47,6 +47,7 @@ type outcome struct {
 	reply    *wire.Reply
 	lost     string
 	deadAddr bool
+	notFound bool // the grain did not exist (passivated): a stale cached PID
 }
 
 // lostError is an attempt whose owner went away; it wraps errLost.
@@ -54,6 +55,7 @@ type lostError struct {
 	addr     string // the owner's address
 	why      string
 	deadAddr bool // the address terminated (process died or connection lost), not just the grain
+	notFound bool // the grain no longer existed on a live member (a stale cached PID)
 }
 
 func (e *lostError) Error() string { return fmt.Sprintf("owner %s lost: %s", e.addr, e.why) }
@@ -78,7 +80,7 @@ func (n *Node) send(ctx context.Context, kind, key string) (*wire.Reply, error) 
 	case o := <-out:
 		if o.reply == nil {
 			n.cl.PidCache.Remove(key, kind)
-			return nil, &lostError{addr: pid.Address, why: o.lost, deadAddr: o.deadAddr}
+			return nil, &lostError{addr: pid.Address, why: o.lost, deadAddr: o.deadAddr, notFound: o.notFound}
 		}
 		return o.reply, nil
 	case <-ctx.Done():
@@ -120,10 +122,11 @@ func (r *requester) Receive(ctx actor.Context) {
 			r.finish(ctx, outcome{
 				lost:     "grain terminated: " + m.Why.String(),
 				deadAddr: m.Why == actor.TerminatedReason_AddressTerminated,
+				notFound: m.Why == actor.TerminatedReason_NotFound,
 			})
 		}
 	case *actor.DeadLetterResponse:
-		r.finish(ctx, outcome{lost: "grain not found"})
+		r.finish(ctx, outcome{lost: "grain not found", notFound: true})
 	case leaveNow:
 		if !r.done {
 			ctx.Send(r.grain, &wire.Leave{Call: r.call})
