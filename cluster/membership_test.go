@@ -158,20 +158,26 @@ func TestPassivatedGrainIsReactivated(t *testing.T) {
 	for _, n := range nodes {
 		eventually(t, "2 members", func() bool { return len(n.Members()) == 2 })
 	}
-	// A key owned by member 1, called from member 0.
-	ctx, cancel := context.WithTimeout(context.Background(), hang)
-	defer cancel()
+	// A key owned by member 1, called from member 0. Each call gets its own
+	// deadline: the search and the passivation wait can take seconds under
+	// -race on a loaded machine, and must not eat the last call's time.
+	do := func(key string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), hang)
+		defer cancel()
+		v, _, err := loaders[0].Do(ctx, key)
+		return v, err
+	}
 	var key string
 	for i := 0; key == ""; i++ {
 		k := "k" + strconv.Itoa(i)
-		_, _, err := loaders[0].Do(ctx, k)
+		_, err := do(k)
 		require.NoError(t, err)
 		if loaders[1].Stats().Owner.Flights > 0 {
 			key = k
 		}
 	}
 	eventually(t, "member 1's grains passivated", func() bool { return loaders[1].Stats().Grains == 0 })
-	v, _, err := loaders[0].Do(ctx, key)
+	v, err := do(key)
 	require.NoError(t, err)
 	assert.NotEmpty(t, v)
 	s := loaders[0].Stats()
