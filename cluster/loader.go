@@ -185,8 +185,9 @@ type Stats struct {
 	// Lost counts remote calls whose owner was lost; Retries the calls sent
 	// again because of that.
 	Lost, Retries uint64
-	// Stale counts calls sent again at once because the cached address of
-	// the key's grain named one that had passivated (Config.Idle).
+	// Stale counts calls sent again (at once, then after 5 and 10 ms)
+	// because the address of the key's grain named one that had
+	// passivated (Config.Idle).
 	Stale uint64
 	// Grains is the number of this loader's grains (keys) active on this
 	// member now, idle ones included until they passivate.
@@ -207,13 +208,20 @@ func (l *Loader[V]) Stats() Stats {
 	}
 }
 
+// maxStale is how many times one call re-resolves a grain found passivated
+// before it counts as lost; staleWait spaces those re-resolves.
+const (
+	maxStale  = 3
+	staleWait = 5 * time.Millisecond
+)
+
 // call makes this member's remote call for key, retrying when the owner is
 // lost. ctx is the front flight's context: it is cancelled when every local
 // caller has left, and then the owner is told to drop this member's call.
 func (l *Loader[V]) call(ctx context.Context, key string) (answer[V], error) {
 	n := l.node
 	backoff := n.cfg.RetryBackoff
-	staleRetried := false
+	stale := 0
 	for attempt := 0; ; attempt++ {
 		r, err := n.send(ctx, l.entry.kind, key)
 		if err == nil && r.Code == wire.Code_CODE_CLOSED {
@@ -221,12 +229,25 @@ func (l *Loader[V]) call(ctx context.Context, key string) (answer[V], error) {
 			err = &lostError{addr: r.Owner, why: "closing", deadAddr: true}
 		}
 		var le *lostError
-		if errors.As(err, &le) && le.notFound && !staleRetried {
+		if errors.As(err, &le) && le.notFound && stale < maxStale {
 			// The cached PID named a grain that has since passivated
-			// (Config.Idle): the owner is fine, resolve again at once.
-			// Once per call, so that a grain that keeps vanishing falls
-			// back to the usual retries.
-			staleRetried = true
+			// (Config.Idle): the owner is fine, resolve again. The owner's
+			// placement actor learns of the passivation asynchronously
+			// (protoactor's identity lookup drops the activation when it
+			// handles the grain's Terminated), so a resolve right after it
+			// can still return the dead PID: wait a moment longer each time
+			// (0, 5, 10 ms). A grain that keeps vanishing falls back to the
+			// usual retries after maxStale of these.
+			if stale > 0 {
+				t := time.NewTimer(time.Duration(stale) * staleWait)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return answer[V]{}, ctx.Err()
+				}
+			}
+			stale++
 			l.stale.Add(1)
 			attempt--
 			continue
