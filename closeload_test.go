@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // TestCloseUnderLoad closes a coordinator while thousands of calls are in
@@ -161,7 +162,7 @@ func closeUnderLoad(t *testing.T, seed uint64, callers, shards int) {
 		wg.Add(1)
 		go caller(rand.New(rand.NewPCG(seed, uint64(i))), i%4)
 	}
-	eventually(t, "load: 1,000 waiters", func() bool { return c.Stats().Waiters >= 1000 })
+	wait.Until(t, "load: 1,000 waiters", func() bool { return c.Stats().Waiters >= 1000 })
 	before := c.Stats()
 
 	closed := make(chan time.Duration, 1)

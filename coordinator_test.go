@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/actorflight/flight/internal/wait"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -19,22 +18,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // hang bounds a wait for what must happen (see package internal/wait).
 const hang = wait.Hang
-
-// eventually waits until cond holds, polling the coordinator's own counters.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, what, cond)
-}
-
-// recv receives one value from ch or fails the test after hang.
-func recv[T any](t testing.TB, ch <-chan T) T {
-	t.Helper()
-	return wait.Recv(t, ch)
-}
 
 func waitersOf[K comparable, V any](c *flight.Coordinator[K, V], n int) func() bool {
 	return func() bool { return c.Stats().Waiters == n }
@@ -81,7 +69,7 @@ func TestDoReturnsValueAndError(t *testing.T) {
 	v, _, err = c.Do(context.Background(), "k", func(context.Context) (string, error) { return "partial", boom })
 	assert.ErrorIs(t, err, boom)
 	assert.Equal(t, "partial", v, "the value is returned with the error, as fn gave it")
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	assert.Equal(t, uint64(2), c.Stats().Flights)
 }
 
@@ -100,20 +88,20 @@ func TestOneExecutionPerKey(t *testing.T) {
 	for i := range outs {
 		outs[i] = goDo(c, context.Background(), "hot", fn)
 	}
-	eventually(t, "all callers waiting", waitersOf(c, n))
+	wait.Until(t, "all callers waiting", waitersOf(c, n))
 	st := c.Stats()
 	assert.Equal(t, 1, st.InFlight)
 	assert.Equal(t, 1, st.Keys)
 	assert.Equal(t, uint64(n-1), st.Joins)
 	close(release)
 	for _, out := range outs {
-		r := recv(t, out)
+		r := wait.Recv(t, out)
 		require.NoError(t, r.err)
 		assert.Equal(t, 7, r.v)
 		assert.True(t, r.shared, "Shared is true for every caller of a shared flight, the first included")
 	}
 	assert.Equal(t, int32(1), calls.Load())
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	assert.Equal(t, uint64(1), c.Stats().Flights)
 
 	// After the flight ends, the next call starts a new one.
@@ -129,10 +117,10 @@ func TestDistinctKeysRunConcurrently(t *testing.T) {
 	release := make(chan struct{})
 	a := goDo(c, context.Background(), "a", func(context.Context) (string, error) { <-release; return "A", nil })
 	b := goDo(c, context.Background(), "b", func(context.Context) (string, error) { <-release; return "B", nil })
-	eventually(t, "both keys in flight", func() bool { return c.Stats().InFlight == 2 })
+	wait.Until(t, "both keys in flight", func() bool { return c.Stats().InFlight == 2 })
 	close(release)
-	assert.Equal(t, "A", recv(t, a).v)
-	assert.Equal(t, "B", recv(t, b).v)
+	assert.Equal(t, "A", wait.Recv(t, a).v)
+	assert.Equal(t, "B", wait.Recv(t, b).v)
 }
 
 // Rule 2: each caller leaves on its own ctx; the flight goes on.
@@ -146,21 +134,21 @@ func TestCallerLeavesOnItsContext(t *testing.T) {
 		return "done", nil
 	}
 	stay := goDo(c, context.Background(), "k", fn)
-	eventually(t, "first caller waiting", waitersOf(c, 1))
+	wait.Until(t, "first caller waiting", waitersOf(c, 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	leave := goDo(c, ctx, "k", fn)
-	eventually(t, "second caller waiting", waitersOf(c, 2))
+	wait.Until(t, "second caller waiting", waitersOf(c, 2))
 
 	cancel()
-	r := recv(t, leave)
+	r := wait.Recv(t, leave)
 	assert.ErrorIs(t, r.err, context.Canceled)
 	assert.Zero(t, r.v)
-	eventually(t, "the leaver is gone", waitersOf(c, 1))
+	wait.Until(t, "the leaver is gone", waitersOf(c, 1))
 
-	ctxOfFn := recv(t, fnCtx)
+	ctxOfFn := wait.Recv(t, fnCtx)
 	assert.NoError(t, ctxOfFn.Err(), "one caller leaving does not cancel the flight")
 	close(release)
-	r = recv(t, stay)
+	r = wait.Recv(t, stay)
 	require.NoError(t, r.err)
 	assert.Equal(t, "done", r.v)
 	assert.True(t, r.shared)
@@ -174,7 +162,7 @@ func TestContextAlreadyDone(t *testing.T) {
 	ran := false
 	_, _, err := c.Do(ctx, "k", func(context.Context) (int, error) { ran = true; return 1, nil })
 	assert.ErrorIs(t, err, context.Canceled)
-	r := recv(t, c.DoChan(ctx, "k", func(context.Context) (int, error) { ran = true; return 1, nil }))
+	r := wait.Recv(t, c.DoChan(ctx, "k", func(context.Context) (int, error) { ran = true; return 1, nil }))
 	assert.ErrorIs(t, r.Err, context.Canceled)
 	assert.False(t, ran)
 	assert.Equal(t, uint64(0), c.Stats().Flights)
@@ -195,14 +183,14 @@ func TestAbandonedFlightIsCancelledAndDetached(t *testing.T) {
 		<-oldReturn
 		return "old", ctx.Err()
 	})
-	fctx := recv(t, fnStarted)
+	fctx := wait.Recv(t, fnStarted)
 	assert.Equal(t, "tenant-7", fctx.Value(ctxKey{}), "fn's context carries the caller's values")
 
 	cancel()
-	assert.ErrorIs(t, recv(t, first).err, context.Canceled)
+	assert.ErrorIs(t, wait.Recv(t, first).err, context.Canceled)
 	<-fctx.Done() // the flight's context is cancelled once every caller left
 	assert.ErrorIs(t, fctx.Err(), context.Canceled)
-	eventually(t, "abandoned", func() bool { return c.Stats().Abandoned == 1 })
+	wait.Until(t, "abandoned", func() bool { return c.Stats().Abandoned == 1 })
 
 	// The next caller starts afresh: it never joins the dying flight, and
 	// its fn runs only after the old one has returned.
@@ -211,7 +199,7 @@ func TestAbandonedFlightIsCancelledAndDetached(t *testing.T) {
 		close(newRan)
 		return "new", nil
 	})
-	eventually(t, "new caller waiting", waitersOf(c, 1))
+	wait.Until(t, "new caller waiting", waitersOf(c, 1))
 	select {
 	case <-newRan:
 		t.Fatal("the new flight's fn ran while the abandoned one was still running")
@@ -219,11 +207,11 @@ func TestAbandonedFlightIsCancelledAndDetached(t *testing.T) {
 	}
 	assert.Equal(t, 1, c.Stats().InFlight)
 	close(oldReturn)
-	r := recv(t, next)
+	r := wait.Recv(t, next)
 	require.NoError(t, r.err)
 	assert.Equal(t, "new", r.v)
 	assert.False(t, r.shared)
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	assert.Equal(t, uint64(2), c.Stats().Flights)
 }
 
@@ -238,12 +226,12 @@ func TestTimeout(t *testing.T) {
 		<-release // ignores ctx on purpose
 		return 1, nil
 	})
-	eventually(t, "first caller waiting", waitersOf(c, 1))
+	wait.Until(t, "first caller waiting", waitersOf(c, 1))
 	b := c.DoChan(context.Background(), "k", func(context.Context) (int, error) { return 2, nil })
-	ctx := recv(t, fnCtx)
+	ctx := wait.Recv(t, fnCtx)
 	_, hasDeadline := ctx.Deadline()
 	assert.True(t, hasDeadline)
-	ra, rb := recv(t, a), recv(t, b)
+	ra, rb := wait.Recv(t, a), wait.Recv(t, b)
 	assert.ErrorIs(t, ra.err, context.DeadlineExceeded)
 	assert.ErrorIs(t, rb.Err, context.DeadlineExceeded)
 	assert.Contains(t, ra.err.Error(), "flight: ")
@@ -254,7 +242,7 @@ func TestTimeout(t *testing.T) {
 	assert.Equal(t, 1, st.InFlight, "fn still runs; the key's next execution waits for it")
 
 	close(release)
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	v, _, err := c.Do(context.Background(), "k", func(context.Context) (int, error) { return 3, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 3, v, "the key is usable after a timeout")
@@ -269,7 +257,7 @@ func TestTimeoutHonouredByFn(t *testing.T) {
 		return 0, ctx.Err()
 	})
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	assert.Equal(t, uint64(1), c.Stats().Timeouts)
 }
 
@@ -279,30 +267,30 @@ func TestForget(t *testing.T) {
 	c := newC[int](t)
 	release1, release2 := make(chan struct{}), make(chan struct{})
 	first := goDo(c, context.Background(), "k", func(context.Context) (int, error) { <-release1; return 1, nil })
-	eventually(t, "first flight running", func() bool { return c.Stats().InFlight == 1 })
+	wait.Until(t, "first flight running", func() bool { return c.Stats().InFlight == 1 })
 	joiner := goDo(c, context.Background(), "k", func(context.Context) (int, error) { return -1, nil })
-	eventually(t, "joiner waiting", waitersOf(c, 2))
+	wait.Until(t, "joiner waiting", waitersOf(c, 2))
 
 	c.Forget("k")
-	eventually(t, "forgotten", func() bool { return c.Stats().Forgotten == 1 })
+	wait.Until(t, "forgotten", func() bool { return c.Stats().Forgotten == 1 })
 	second := goDo(c, context.Background(), "k", func(context.Context) (int, error) { <-release2; return 2, nil })
-	eventually(t, "second caller waiting", waitersOf(c, 3))
+	wait.Until(t, "second caller waiting", waitersOf(c, 3))
 	assert.Equal(t, 1, c.Stats().InFlight, "the new flight waits for the forgotten one's fn")
 
 	close(release1)
-	assert.Equal(t, 1, recv(t, first).v)
-	assert.Equal(t, 1, recv(t, joiner).v, "callers already waiting get the old result")
-	eventually(t, "second flight running", func() bool { return c.Stats().Flights == 2 && c.Stats().InFlight == 1 })
+	assert.Equal(t, 1, wait.Recv(t, first).v)
+	assert.Equal(t, 1, wait.Recv(t, joiner).v, "callers already waiting get the old result")
+	wait.Until(t, "second flight running", func() bool { return c.Stats().Flights == 2 && c.Stats().InFlight == 1 })
 
 	// The old flight's end did not detach the new one: a third caller joins it.
 	third := goDo(c, context.Background(), "k", func(context.Context) (int, error) { return -3, nil })
-	eventually(t, "third joined", waitersOf(c, 2))
+	wait.Until(t, "third joined", waitersOf(c, 2))
 	close(release2)
-	r2, r3 := recv(t, second), recv(t, third)
+	r2, r3 := wait.Recv(t, second), wait.Recv(t, third)
 	assert.Equal(t, 2, r2.v)
 	assert.Equal(t, 2, r3.v)
 	assert.True(t, r3.shared)
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	st := c.Stats()
 	assert.Equal(t, uint64(2), st.Flights)
 	assert.Equal(t, uint64(1), st.Forgotten)
@@ -326,13 +314,13 @@ func TestPanicReachesEveryWaiter(t *testing.T) {
 	}
 	outs := []<-chan doResult[int]{goDo(c, context.Background(), "k", fn), goDo(c, context.Background(), "k", fn)}
 	ch := c.DoChan(context.Background(), "k", fn)
-	eventually(t, "three waiters", waitersOf(c, 3))
+	wait.Until(t, "three waiters", waitersOf(c, 3))
 	close(release)
 	var errs []error
 	for _, o := range outs {
-		errs = append(errs, recv(t, o).err)
+		errs = append(errs, wait.Recv(t, o).err)
 	}
-	errs = append(errs, recv(t, ch).Err)
+	errs = append(errs, wait.Recv(t, ch).Err)
 	for _, err := range errs {
 		var pe *flight.PanicError
 		require.ErrorAs(t, err, &pe)
@@ -363,10 +351,10 @@ func TestGoexitReachesEveryWaiter(t *testing.T) {
 	}
 	a := goDo(c, context.Background(), "k", fn)
 	b := c.DoChan(context.Background(), "k", fn)
-	eventually(t, "two waiters", waitersOf(c, 2))
+	wait.Until(t, "two waiters", waitersOf(c, 2))
 	close(release)
-	assert.ErrorIs(t, recv(t, a).err, flight.ErrGoexit)
-	assert.ErrorIs(t, recv(t, b).Err, flight.ErrGoexit)
+	assert.ErrorIs(t, wait.Recv(t, a).err, flight.ErrGoexit)
+	assert.ErrorIs(t, wait.Recv(t, b).Err, flight.ErrGoexit)
 	v, _, err := c.Do(context.Background(), "k", func(context.Context) (int, error) { return 1, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 1, v)
@@ -378,7 +366,7 @@ func TestNilFunc(t *testing.T) {
 	c := newC[int](t)
 	_, _, err := c.Do(context.Background(), "k", nil)
 	assert.ErrorIs(t, err, flight.ErrNilFunc)
-	assert.ErrorIs(t, recv(t, c.DoChan(context.Background(), "k", nil)).Err, flight.ErrNilFunc)
+	assert.ErrorIs(t, wait.Recv(t, c.DoChan(context.Background(), "k", nil)).Err, flight.ErrNilFunc)
 	assert.Equal(t, uint64(0), c.Stats().Flights)
 }
 
@@ -401,17 +389,17 @@ func TestMaxWaiters(t *testing.T) {
 	for range 3 {
 		outs = append(outs, goDo(c, context.Background(), "k", fn))
 	}
-	eventually(t, "three admitted", waitersOf(c, 3))
+	wait.Until(t, "three admitted", waitersOf(c, 3))
 	_, _, err := c.Do(context.Background(), "k", fn)
 	assert.ErrorIs(t, err, flight.ErrOverloaded)
-	assert.ErrorIs(t, recv(t, c.DoChan(context.Background(), "k", fn)).Err, flight.ErrOverloaded)
+	assert.ErrorIs(t, wait.Recv(t, c.DoChan(context.Background(), "k", fn)).Err, flight.ErrOverloaded)
 	// Another key is not affected.
 	v, _, err := c.Do(context.Background(), "other", func(context.Context) (int, error) { return 1, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 1, v)
 	close(release)
 	for _, o := range outs {
-		r := recv(t, o)
+		r := wait.Recv(t, o)
 		require.NoError(t, r.err, "callers already admitted lose nothing")
 		assert.Equal(t, 9, r.v)
 	}
@@ -424,16 +412,16 @@ func TestMaxInFlight(t *testing.T) {
 	fn := func(context.Context) (int, error) { <-release; return 1, nil }
 	a := goDo(c, context.Background(), "a", fn)
 	b := goDo(c, context.Background(), "b", fn)
-	eventually(t, "two flights", func() bool { return c.Stats().InFlight == 2 })
+	wait.Until(t, "two flights", func() bool { return c.Stats().InFlight == 2 })
 	_, _, err := c.Do(context.Background(), "c", fn)
 	assert.ErrorIs(t, err, flight.ErrOverloaded)
 	joiner := goDo(c, context.Background(), "a", fn)
-	eventually(t, "joiner admitted", waitersOf(c, 3))
+	wait.Until(t, "joiner admitted", waitersOf(c, 3))
 	close(release)
 	for _, o := range []<-chan doResult[int]{a, b, joiner} {
-		require.NoError(t, recv(t, o).err)
+		require.NoError(t, wait.Recv(t, o).err)
 	}
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	_, _, err = c.Do(context.Background(), "c", func(context.Context) (int, error) { return 1, nil })
 	assert.NoError(t, err, "units come back when flights end")
 	assert.Equal(t, uint64(1), c.Stats().Overloaded)
@@ -453,8 +441,8 @@ func TestClose(t *testing.T) {
 	}
 	a := goDo(c, context.Background(), "k", fn)
 	ch := c.DoChan(context.Background(), "k", fn)
-	eventually(t, "two waiters", waitersOf(c, 2))
-	ctx := recv(t, fnCtx)
+	wait.Until(t, "two waiters", waitersOf(c, 2))
+	ctx := wait.Recv(t, fnCtx)
 
 	require.NoError(t, c.Close())
 	select {
@@ -463,12 +451,12 @@ func TestClose(t *testing.T) {
 		t.Fatal("Close returned before fn did")
 	}
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
-	assert.ErrorIs(t, recv(t, a).err, flight.ErrClosed)
-	assert.ErrorIs(t, recv(t, ch).Err, flight.ErrClosed)
+	assert.ErrorIs(t, wait.Recv(t, a).err, flight.ErrClosed)
+	assert.ErrorIs(t, wait.Recv(t, ch).Err, flight.ErrClosed)
 
 	_, _, err := c.Do(context.Background(), "k", fn)
 	assert.ErrorIs(t, err, flight.ErrClosed)
-	assert.ErrorIs(t, recv(t, c.DoChan(context.Background(), "k", fn)).Err, flight.ErrClosed)
+	assert.ErrorIs(t, wait.Recv(t, c.DoChan(context.Background(), "k", fn)).Err, flight.ErrClosed)
 	require.NoError(t, c.Close(), "Close is idempotent")
 	st := c.Stats()
 	assert.Equal(t, 0, st.Keys)
@@ -480,14 +468,14 @@ func TestCloseConcurrentCallsAllReturn(t *testing.T) {
 	c := flight.New[string, int]()
 	release := make(chan struct{})
 	c.DoChan(context.Background(), "k", func(ctx context.Context) (int, error) { <-ctx.Done(); <-release; return 0, nil })
-	eventually(t, "running", func() bool { return c.Stats().InFlight == 1 })
+	wait.Until(t, "running", func() bool { return c.Stats().InFlight == 1 })
 	done := make(chan struct{})
 	for range 3 {
 		go func() { c.Close(); done <- struct{}{} }()
 	}
 	close(release)
 	for range 3 {
-		recv(t, done)
+		wait.Recv(t, done)
 	}
 }
 
@@ -499,15 +487,15 @@ func TestDoChanContract(t *testing.T) {
 	ch := c.DoChan(context.Background(), "k", func(context.Context) (int, error) { <-release; return 4, nil })
 	assert.Equal(t, 1, cap(ch))
 	ch2 := c.DoChan(context.Background(), "k", func(context.Context) (int, error) { return -1, nil })
-	eventually(t, "two waiters", waitersOf(c, 2))
+	wait.Until(t, "two waiters", waitersOf(c, 2))
 	close(release)
 	for _, ch := range []<-chan flight.Result[int]{ch, ch2} {
-		r := recv(t, ch)
+		r := wait.Recv(t, ch)
 		require.NoError(t, r.Err)
 		assert.Equal(t, 4, r.Val)
 		assert.True(t, r.Shared)
 	}
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	require.NoError(t, c.Close())
 	for _, ch := range []<-chan flight.Result[int]{ch, ch2} {
 		select {
@@ -527,17 +515,17 @@ func TestDoChanCallerLeaves(t *testing.T) {
 	leave := c.DoChan(ctx, "k", fn)
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	leave2 := c.DoChan(ctx2, "k", fn)
-	eventually(t, "three waiters", waitersOf(c, 3))
+	wait.Until(t, "three waiters", waitersOf(c, 3))
 	cancel()
-	r := recv(t, leave)
+	r := wait.Recv(t, leave)
 	assert.ErrorIs(t, r.Err, context.Canceled)
 	assert.False(t, r.Shared)
-	eventually(t, "two waiters", waitersOf(c, 2))
+	wait.Until(t, "two waiters", waitersOf(c, 2))
 	close(release)
-	assert.Equal(t, 3, recv(t, stay).Val)
-	assert.Equal(t, 3, recv(t, leave2).Val)
+	assert.Equal(t, 3, wait.Recv(t, stay).Val)
+	assert.Equal(t, 3, wait.Recv(t, leave2).Val)
 	cancel2() // after the answer: nothing more arrives
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	select {
 	case r := <-leave2:
 		t.Fatalf("second result %v", r)
@@ -564,7 +552,7 @@ func TestStatsGaugesReturnToZero(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 }
 
 func TestInvalidOptionsPanicAtNew(t *testing.T) {
@@ -613,10 +601,10 @@ func TestWithLoggerLogsPanicOnce(t *testing.T) {
 	fn := func(context.Context) (int, error) { <-release; panic("kaboom") }
 	a := goDo(c, context.Background(), "the-key", fn)
 	b := goDo(c, context.Background(), "the-key", fn)
-	eventually(t, "two waiters", waitersOf(c, 2))
+	wait.Until(t, "two waiters", waitersOf(c, 2))
 	close(release)
-	recv(t, a)
-	recv(t, b)
+	wait.Recv(t, a)
+	wait.Recv(t, b)
 	mu.Lock()
 	out := buf.String()
 	mu.Unlock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // Every test of the package ends with no goroutine of ours left running.
@@ -32,7 +33,7 @@ func TestIdleAfterManyKeysHoldsNothing(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, i, v)
 	}
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	assert.Equal(t, 0, c.Stats().Keys)
 	goleak.VerifyNone(t) // not closed: idle holds no goroutine by itself
 	require.NoError(t, c.Close())
@@ -63,12 +64,12 @@ func TestNoLeakAfterFaults(t *testing.T) {
 	})
 	<-started
 	cancel()
-	require.ErrorIs(t, recv(t, abandoned).Err, context.Canceled)
+	require.ErrorIs(t, wait.Recv(t, abandoned).Err, context.Canceled)
 
 	// Unread DoChan channels, one answered and one still waiting at Close.
 	_ = c.DoChan(ctx, "unread", func(context.Context) (int, error) { return 1, nil })
 	_ = c.DoChan(ctx, "unread-at-close", func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, errors.New("closed") })
-	eventually(t, "flights", func() bool { return c.Stats().Flights >= 6 })
+	wait.Until(t, "flights", func() bool { return c.Stats().Flights >= 6 })
 	require.NoError(t, c.Close())
 	st := c.Stats()
 	assert.Equal(t, 0, st.Keys+st.InFlight+st.Waiters, "%+v", st)
@@ -83,7 +84,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		key := fmt.Sprint(i % 10)
 		_ = c.DoChan(context.Background(), key, func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() })
 	}
-	eventually(t, "ten flights", func() bool { return c.Stats().InFlight == 10 })
+	wait.Until(t, "ten flights", func() bool { return c.Stats().InFlight == 10 })
 	require.NoError(t, c.Close())
 }
 
@@ -97,7 +98,7 @@ func TestDroppedCoordinatorIsClosed(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, before+3, liveActors())
 	}()
-	eventually(t, "the dropped coordinator's actors stopped", func() bool {
+	wait.Until(t, "the dropped coordinator's actors stopped", func() bool {
 		runtime.GC()
 		return liveActors() == before
 	})

@@ -24,6 +24,7 @@ import (
 
 	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // meters is a MeterProvider of the OpenTelemetry SDK read on demand, with
@@ -146,7 +147,7 @@ func TestMetricsReportRealValues(t *testing.T) {
 	for range 1 + joiners {
 		hots = append(hots, goDo(a, ctx, "hot", hot))
 	}
-	eventually(t, "5 waiters", waitersOf(a, 1+joiners))
+	wait.Until(t, "5 waiters", waitersOf(a, 1+joiners))
 	held := time.Now()
 	expect(t, m.collect(t), attrA, counts(map[string]int64{
 		"flight.flights": 1, "flight.joins": joiners, "flight.in_flight": 1, "flight.waiters": 1 + joiners, "flight.keys": 1,
@@ -154,7 +155,7 @@ func TestMetricsReportRealValues(t *testing.T) {
 	minHeld := time.Since(held)
 	close(release)
 	for _, ch := range hots {
-		r := recv(t, ch)
+		r := wait.Recv(t, ch)
 		require.NoError(t, r.err)
 		assert.True(t, r.shared)
 	}
@@ -175,19 +176,19 @@ func TestMetricsReportRealValues(t *testing.T) {
 		<-fctx.Done()
 		return 0, fctx.Err()
 	})
-	recv(t, started)
+	wait.Recv(t, started)
 	cancel()
-	assert.ErrorIs(t, recv(t, left).err, context.Canceled)
+	assert.ErrorIs(t, wait.Recv(t, left).err, context.Canceled)
 
 	release = make(chan struct{})
 	running := make(chan struct{})
 	forgotten := goDo(a, ctx, "forget", func(context.Context) (int, error) { close(running); <-release; return 7, nil })
-	recv(t, running)
+	wait.Recv(t, running)
 	a.Forget("forget")
-	eventually(t, "forgotten", func() bool { return a.Stats().Forgotten == 1 })
+	wait.Until(t, "forgotten", func() bool { return a.Stats().Forgotten == 1 })
 	close(release)
-	assert.Equal(t, 7, recv(t, forgotten).v)
-	eventually(t, "idle", idle(a))
+	assert.Equal(t, 7, wait.Recv(t, forgotten).v)
+	wait.Until(t, "idle", idle(a))
 
 	// Two more coordinators on the same provider, reported under their own
 	// attributes: one refuses a caller, one times a flight out.
@@ -196,19 +197,19 @@ func TestMetricsReportRealValues(t *testing.T) {
 		flight.WithMaxWaiters(1))
 	release = make(chan struct{})
 	first := goDo(b, ctx, "full", func(context.Context) (int, error) { <-release; return 1, nil })
-	eventually(t, "b's flight", waitersOf(b, 1))
+	wait.Until(t, "b's flight", waitersOf(b, 1))
 	_, _, err = b.Do(ctx, "full", func(context.Context) (int, error) { return 2, nil })
 	require.ErrorIs(t, err, flight.ErrOverloaded)
 	close(release)
-	assert.Equal(t, 1, recv(t, first).v)
-	eventually(t, "b idle", idle(b))
+	assert.Equal(t, 1, wait.Recv(t, first).v)
+	wait.Until(t, "b idle", idle(b))
 
 	attrC := []attribute.KeyValue{attribute.String("flight.name", "c"), attribute.Int("flight.shard_hint", 3)}
 	d := flight.New[string, int](flight.WithMeterProvider(m.provider), flight.WithMetricAttributes(attrC[0]),
 		flight.WithMetricAttributes(attrC[1]), flight.WithTimeout(time.Millisecond))
 	_, _, err = d.Do(ctx, "slow", func(fctx context.Context) (int, error) { <-fctx.Done(); return 0, fctx.Err() })
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	eventually(t, "d idle", idle(d))
+	wait.Until(t, "d idle", idle(d))
 
 	c := m.collect(t)
 	expect(t, c, attrA, counts(map[string]int64{
@@ -272,7 +273,7 @@ func TestMetricsOfCoordinatorsWithoutAttributesAddUp(t *testing.T) {
 	}
 	_, _, err := b.Do(context.Background(), "x", func(context.Context) (int, error) { return 0, nil })
 	require.NoError(t, err)
-	eventually(t, "idle", func() bool { return idle(a)() && idle(b)() })
+	wait.Until(t, "idle", func() bool { return idle(a)() && idle(b)() })
 	v, ok := m.collect(t).sum(t, "flight.flights")
 	require.True(t, ok)
 	assert.Equal(t, int64(4), v)
@@ -355,7 +356,7 @@ func crash(t *testing.T, reason string) (stop func()) {
 	}))
 	sys.Root.Send(pid, reason)
 	return func() {
-		recv(t, restarted)
+		wait.Recv(t, restarted)
 		require.NoError(t, sys.Root.StopFuture(pid).Wait())
 	}
 }
@@ -373,7 +374,7 @@ func TestWithLoggerRoutesProtoactorLogs(t *testing.T) {
 	own := flight.New[int, int](flight.WithLogger(slog.New(quiet)), flight.WithActorSystem(sys))
 
 	stop := crash(t, "crash-1")
-	eventually(t, "first line in both", func() bool {
+	wait.Until(t, "first line in both", func() bool {
 		return len(r1.with(msg, "crash-1")) == 1 && len(r2.with(msg, "crash-1")) == 1
 	})
 	stop()
@@ -386,12 +387,12 @@ func TestWithLoggerRoutesProtoactorLogs(t *testing.T) {
 	// After Close a logger gets nothing more; the other still does.
 	require.NoError(t, c1.Close())
 	stop = crash(t, "crash-2")
-	eventually(t, "second line", func() bool { return len(r2.with(msg, "crash-2")) == 1 })
+	wait.Until(t, "second line", func() bool { return len(r2.with(msg, "crash-2")) == 1 })
 	stop()
 	assert.Empty(t, r1.with(msg, "crash-2"))
 	require.NoError(t, c2.Close())
 	stop = crash(t, "crash-3")
-	eventually(t, "third line", func() bool { return len(r2.with(msg, "crash-3")) == 1 })
+	wait.Until(t, "third line", func() bool { return len(r2.with(msg, "crash-3")) == 1 })
 	stop()
 	require.NoError(t, c3.Close())
 	require.NoError(t, own.Close())

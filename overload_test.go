@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // overloadFull runs TestOverloadBurst at full size (1,000,000 calls over
@@ -133,7 +134,7 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 	}
 
 	// Every refusal arrives while every fn is still blocked.
-	eventually(t, "every refusal counted", func() bool { return c.Stats().Overloaded == uint64(refusedWant) })
+	wait.Until(t, "every refusal counted", func() bool { return c.Stats().Overloaded == uint64(refusedWant) })
 	st := c.Stats()
 	if st.InFlight != maxInFlight || st.Flights != uint64(maxInFlight) || st.Waiters != admittedWant {
 		t.Fatalf("after the burst: %+v; want %d flights in flight with %d waiters", st, maxInFlight, admittedWant)
@@ -179,12 +180,12 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 	// Release: the admitted all get their own key's value, shared.
 	release()
 	for _, p := range admitted {
-		r := recv(t, p.ch)
+		r := wait.Recv(t, p.ch)
 		if r.Err != nil || r.Val != p.key*10+7 || !r.Shared {
 			t.Fatalf("an admitted caller of key %d got %+v", p.key, r)
 		}
 	}
-	eventually(t, "idle", idle(c))
+	wait.Until(t, "idle", idle(c))
 	close(sampling)
 	<-sampled
 	admitted, pending = nil, nil

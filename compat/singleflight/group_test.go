@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/actorflight/flight/internal/wait"
 	"os"
 	"os/exec"
 	"runtime"
@@ -21,33 +20,24 @@ import (
 
 	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/compat/singleflight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // hang bounds a wait for what must happen (see package internal/wait).
 const hang = wait.Hang
-
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, what, cond)
-}
-
-func recv[T any](t testing.TB, ch <-chan T) T {
-	t.Helper()
-	return wait.Recv(t, ch)
-}
 
 // waiters waits until n callers wait on flights of the shared coordinator.
 // The tests of this package do not run in parallel, so they are the only
 // callers.
 func waiters(t testing.TB, n int) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d waiters", n), func() bool { return singleflight.EngineStats().Waiters == n })
+	wait.Until(t, fmt.Sprintf("%d waiters", n), func() bool { return singleflight.EngineStats().Waiters == n })
 }
 
 // idle waits until the shared coordinator has no key, flight or waiter.
 func idle(t testing.TB) {
 	t.Helper()
-	eventually(t, "an idle coordinator", func() bool {
+	wait.Until(t, "an idle coordinator", func() bool {
 		s := singleflight.EngineStats()
 		return s.Keys == 0 && s.InFlight == 0 && s.Waiters == 0
 	})
@@ -74,7 +64,7 @@ func TestZeroValueGroup(t *testing.T) {
 	assert.Equal(t, 42, v)
 	assert.False(t, shared)
 
-	r := recv(t, s.g.DoChan("k", func() (any, error) { return "x", nil }))
+	r := wait.Recv(t, s.g.DoChan("k", func() (any, error) { return "x", nil }))
 	assert.Equal(t, singleflight.Result{Val: "x"}, r)
 
 	s.g.Forget("never used")
@@ -88,7 +78,7 @@ func TestDoReturnsValueAndError(t *testing.T) {
 	v, err, _ := g.Do("k", func() (any, error) { return "partial", boom })
 	assert.Same(t, boom, err)
 	assert.Equal(t, "partial", v, "x/sync returns the value along with the error")
-	r := recv(t, g.DoChan("k", func() (any, error) { return nil, boom }))
+	r := wait.Recv(t, g.DoChan("k", func() (any, error) { return nil, boom }))
 	assert.Same(t, boom, r.Err)
 	assert.Nil(t, r.Val)
 }
@@ -101,7 +91,7 @@ func TestSharedFlag(t *testing.T) {
 	var g singleflight.Group
 	_, _, shared := g.Do("alone", func() (any, error) { return 1, nil })
 	assert.False(t, shared, "a lone Do")
-	assert.False(t, recv(t, g.DoChan("alone", func() (any, error) { return 1, nil })).Shared, "a lone DoChan")
+	assert.False(t, wait.Recv(t, g.DoChan("alone", func() (any, error) { return 1, nil })).Shared, "a lone DoChan")
 
 	release := make(chan struct{})
 	var calls atomic.Int32
@@ -117,7 +107,7 @@ func TestSharedFlag(t *testing.T) {
 	waiters(t, 3)
 	close(release)
 	for i, ch := range []<-chan singleflight.Result{first, second, third} {
-		r := recv(t, ch)
+		r := wait.Recv(t, ch)
 		assert.Equal(t, singleflight.Result{Val: "v", Shared: true}, r, "caller %d", i)
 	}
 	assert.Equal(t, int32(1), calls.Load())
@@ -140,8 +130,8 @@ func TestGroupsAreSeparateNamespaces(t *testing.T) {
 	waiters(t, 2)
 	assert.Equal(t, 2, singleflight.EngineStats().InFlight)
 	close(release)
-	assert.False(t, recv(t, ra).Shared)
-	assert.False(t, recv(t, rb).Shared)
+	assert.False(t, wait.Recv(t, ra).Shared)
+	assert.False(t, wait.Recv(t, rb).Shared)
 	assert.Equal(t, int32(2), calls.Load())
 }
 
@@ -171,7 +161,7 @@ func TestDoPanicReachesEveryCaller(t *testing.T) {
 	close(release)
 	var first error
 	for i := range n {
-		r := recv(t, got)
+		r := wait.Recv(t, got)
 		err, ok := r.(error)
 		require.True(t, ok, "caller %d recovered %#v, want an error", i, r)
 		assert.ErrorIs(t, err, sentinel)
@@ -242,7 +232,7 @@ func TestGoexitReachesEveryDoCaller(t *testing.T) {
 	waiters(t, n)
 	close(release)
 	for i := range n {
-		o := recv(t, got)
+		o := wait.Recv(t, got)
 		assert.False(t, o.returned, "caller %d: Do returned", i)
 		assert.Nil(t, o.recovered, "caller %d: Goexit is not a panic", i)
 	}
@@ -256,7 +246,7 @@ func TestGoexitReachesEveryDoCaller(t *testing.T) {
 // DoChan caller of a flight whose fn called runtime.Goexit gets an error.
 func TestGoexitInDoChan(t *testing.T) {
 	var g singleflight.Group
-	r := recv(t, g.DoChan("k", func() (any, error) {
+	r := wait.Recv(t, g.DoChan("k", func() (any, error) {
 		runtime.Goexit()
 		return nil, nil
 	}))
@@ -274,7 +264,7 @@ func TestDoChanNeverClosed(t *testing.T) {
 	waiters(t, 2)
 	close(release)
 	for _, ch := range chs {
-		assert.Equal(t, singleflight.Result{Val: 1, Shared: true}, recv(t, ch))
+		assert.Equal(t, singleflight.Result{Val: 1, Shared: true}, wait.Recv(t, ch))
 		assert.Equal(t, 1, cap(ch), "a buffer of one: an unread channel blocks nothing")
 	}
 	idle(t) // nothing more can be sent: the coordinator forgot the callers
@@ -330,18 +320,18 @@ func TestForget(t *testing.T) {
 	second := make(chan singleflight.Result, 1)
 	go func() {
 		<-forgotten
-		second <- recv(t, g.DoChan("k", newFn))
+		second <- wait.Recv(t, g.DoChan("k", newFn))
 	}()
 	close(forgotten)
 	waiters(t, 3)
 
 	// As with x/sync, the new flight runs at once, beside the forgotten one ...
-	eventually(t, "the new flight to start", func() bool { return newCalls.Load() == 1 })
+	wait.Until(t, "the new flight to start", func() bool { return newCalls.Load() == 1 })
 	assert.Equal(t, 2, singleflight.EngineStats().InFlight)
 	close(releaseOld)
 	go func() {
-		assert.Equal(t, singleflight.Result{Val: "old", Shared: true}, recv(t, old))
-		assert.Equal(t, singleflight.Result{Val: "old", Shared: true}, recv(t, oldJoiner))
+		assert.Equal(t, singleflight.Result{Val: "old", Shared: true}, wait.Recv(t, old))
+		assert.Equal(t, singleflight.Result{Val: "old", Shared: true}, wait.Recv(t, oldJoiner))
 		close(oldDone)
 	}()
 	<-oldDone
@@ -349,8 +339,8 @@ func TestForget(t *testing.T) {
 	third := g.DoChan("k", newFn)
 	waiters(t, 2)
 	close(releaseNew)
-	assert.Equal(t, singleflight.Result{Val: "new", Shared: true}, recv(t, second))
-	assert.Equal(t, singleflight.Result{Val: "new", Shared: true}, recv(t, third))
+	assert.Equal(t, singleflight.Result{Val: "new", Shared: true}, wait.Recv(t, second))
+	assert.Equal(t, singleflight.Result{Val: "new", Shared: true}, wait.Recv(t, third))
 	assert.Equal(t, int32(1), newCalls.Load())
 	idle(t)
 }
@@ -523,6 +513,6 @@ func TestForgetLetsNextCallRunWhileOldHangs(t *testing.T) {
 		t.Fatal("the call after Forget waits for the forgotten fn")
 	}
 	close(release)
-	assert.Equal(t, "old", recv(t, old).Val)
+	assert.Equal(t, "old", wait.Recv(t, old).Val)
 	idle(t)
 }
