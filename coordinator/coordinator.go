@@ -171,7 +171,13 @@ func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Co
 		<-cl.w.Done
 	}
 	v, shared, err = f.Val, f.Shared, f.Err
-	c.putCall(cl)
+	// Only the flight's first Do caller (woken on its own channel) recycles
+	// its call: the others were woken together by the broadcast, and
+	// skipping the pool keeps a stampede's fan-out to its bare wake-ups (the
+	// pool could not have supplied a thousand concurrent calls anyway).
+	if cl.w.Wake != nil && cl.w.Done == (<-chan struct{})(cl.w.Wake) {
+		c.putCall(cl)
+	}
 	return v, shared, err
 }
 
