@@ -81,13 +81,6 @@ func (p *Pool) Go(t Task) bool {
 	return true
 }
 
-// Live returns the number of worker goroutines alive now.
-func (p *Pool) Live() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.live
-}
-
 // Close stops parked workers, lets running ones finish their task, and waits
 // until every worker goroutine has exited. It is idempotent.
 func (p *Pool) Close() {
