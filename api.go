@@ -34,8 +34,10 @@ type Result[V any] struct {
 // for concurrent use. A Coordinator that is no longer needed should be
 // closed: Close waits for running functions and stops the coordinator's
 // actors. An idle Coordinator (no flight running) holds no goroutine and no
-// per-key memory; one that is dropped without Close is closed when the
-// garbage collector finds it unreachable (unless WithMeterProvider holds it).
+// per-key memory. Only Close closes a Coordinator while it is in use: a call
+// in progress, an unanswered DoChan and a running fn keep it reachable. One
+// that is dropped without Close is closed, its log route and metrics
+// registration removed, once the garbage collector finds it unreachable.
 //
 // Cost: a flight for a fresh key costs a few microseconds (a message to the
 // key's shard actor, a hand-off of fn to a warm worker goroutine, a message
@@ -77,6 +79,17 @@ var (
 	// ErrGoexit is returned to every waiter of a flight whose fn called
 	// runtime.Goexit (as t.FailNow does).
 	ErrGoexit = errors.New("flight: function called runtime.Goexit")
+	// ErrInvalidKey is returned for a key that can never be shared: one
+	// that cannot be hashed (a slice, map or func inside an interface key)
+	// or is not equal to itself (a NaN, or a struct, array or interface
+	// holding one). Such a key never reaches the coordinator's actors.
+	ErrInvalidKey = errors.New("flight: invalid key")
+	// ErrRecursiveCall is returned to a call made from inside fn, for fn's
+	// own key, with fn's context or one derived from it: that call would
+	// wait for fn, which waits for it. It is also returned for such a call
+	// made through a chain of flights (fn of key a calls Do for b with its
+	// ctx, and b's fn calls Do for a with its own).
+	ErrRecursiveCall = errors.New("flight: recursive call: fn called Do for its own key with its flight's context")
 )
 
 // PanicError is the error every waiter of a flight gets when fn panicked.
@@ -127,8 +140,11 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 // WithTimeout sets a deadline on each execution: d after a flight is created
 // its context is cancelled and every waiter gets an error that matches
-// context.DeadlineExceeded (errors.Is), even if fn has not returned. 0, the
-// default, means no deadline. New panics if d < 0.
+// context.DeadlineExceeded (errors.Is), even if fn has not returned, and
+// even if fn returned its own error once the deadline had passed. 0, the
+// default, means no deadline. New panics if d < 0. A d too large to add to
+// the current time (math.MaxInt64, say) is clamped: the deadline is about
+// 292 years ahead, never one that overflowed into the past.
 func WithTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -235,11 +251,13 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 			Overloaded: ErrOverloaded,
 			Goexit:     ErrGoexit,
 			Timeout:    &timeoutError{cfg.timeout},
+			Recursive:  ErrRecursiveCall,
 			Panic: func(v any, stack []byte) error {
 				return &PanicError{Value: v, Stack: stack}
 			},
 		},
-		ErrNilFunc: ErrNilFunc,
+		ErrNilFunc:    ErrNilFunc,
+		ErrInvalidKey: ErrInvalidKey,
 		Result: func(v V, err error, shared bool) Result[V] {
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
@@ -249,21 +267,37 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		panic(err) // unreachable: the options validated the shard count
 	}
 	fc := &Coordinator[K, V]{c: c}
-	fc.tel = attach(fc.Stats)
+	// The metrics callback reads the engine, not fc, so that it does not
+	// keep fc reachable.
+	fc.tel = attach(func() Stats { return statsOf(c.Stats()) })
 	// The shard actors stay registered in the actor system until Close, and
-	// they hold the engine, not fc: when fc becomes unreachable without
-	// Close, close the engine for the user (on its own goroutine, since Close
-	// waits for running functions). With metrics registered, the provider
-	// holds fc and this never runs; call Close.
-	runtime.AddCleanup(fc, func(c *coordinator.Coordinator[K, V, Result[V]]) { go c.Close() }, c)
+	// they hold the engine, not fc (except while a DoChan call is pending:
+	// see DoChan). When fc becomes unreachable without Close, nothing can
+	// call it or wait for it any more: close the engine and undo the
+	// telemetry for the user, on a goroutine of its own (Close waits for
+	// running functions, and cleanups must not block).
+	runtime.AddCleanup(fc, func(x dropped[K, V]) {
+		go func() {
+			x.c.Close()
+			x.tel.close()
+		}()
+	}, dropped[K, V]{c, fc.tel})
 	return fc
+}
+
+// dropped is what the cleanup of a Coordinator collected without Close
+// undoes.
+type dropped[K comparable, V any] struct {
+	c   *coordinator.Coordinator[K, V, Result[V]]
+	tel *telemetry
 }
 
 // Do runs fn for key and returns its result, unless a flight for key is
 // already running, in which case it waits for that flight and returns its
 // result. shared reports whether the flight had more than one caller.
 //
-// Do returns ctx.Err() as soon as ctx is done; the flight goes on for the
+// Do returns ctx.Err() as soon as ctx is done, even while its call is still
+// queued for the key's shard; the flight goes on for the
 // other callers, and is cancelled (its context) when the last one leaves. A
 // nil ctx is taken as context.Background(). A panic in fn is returned as a
 // *PanicError, runtime.Goexit in fn as ErrGoexit; fn always runs on a
@@ -272,19 +306,25 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 // (abandoned, forgotten or timed out) runs its fn only once the previous fn
 // has returned.
 //
-// Do must not be called from fn with the same key (the flight would wait for
-// itself until a deadline or ctx ends it).
+// A key that cannot be shared (see ErrInvalidKey) gets ErrInvalidKey. A call
+// from inside fn for fn's own key, with fn's ctx or one derived from it, gets
+// ErrRecursiveCall at once; made with an unrelated ctx (Background, say) it
+// would wait for fn, which waits for it, until a deadline or ctx ends one.
 func (c *Coordinator[K, V]) Do(ctx context.Context, key K, fn Func[V]) (v V, shared bool, err error) {
-	return c.c.Do(ctx, key, fn)
+	v, shared, err = c.c.Do(ctx, key, fn)
+	runtime.KeepAlive(c) // only Close closes c: not the collector while Do waits
+	return v, shared, err
 }
 
 // DoChan is like Do but returns at once a channel that receives the Result.
 // The channel has a buffer of one, receives exactly one Result, and is never
 // closed; a caller that never reads it leaks nothing. When ctx is done before
 // the flight ends, the Result carries ctx.Err(); errors of Do (ErrNilFunc,
-// ErrClosed, ErrOverloaded) arrive on the channel too.
+// ErrInvalidKey, ErrRecursiveCall, ErrClosed, ErrOverloaded) arrive on the
+// channel too. Until the Result is sent, the call keeps c reachable: a
+// Coordinator dropped after DoChan is not closed under it.
 func (c *Coordinator[K, V]) DoChan(ctx context.Context, key K, fn Func[V]) <-chan Result[V] {
-	return c.c.DoChan(ctx, key, fn)
+	return c.c.DoChan(ctx, key, fn, c)
 }
 
 // Forget detaches key's running flight: callers already waiting still get
@@ -293,13 +333,15 @@ func (c *Coordinator[K, V]) DoChan(ctx context.Context, key K, fn Func[V]) <-cha
 // detaches the new one (golang/go#31420). A flight that has not started its
 // fn yet is left alone, since it will run after the Forget anyway. Forget is
 // ordered with the caller's later calls: a Do after Forget returns never
-// joins the forgotten flight. After Close it does nothing.
+// joins the forgotten flight. After Close, and for an invalid key, it does
+// nothing.
 func (c *Coordinator[K, V]) Forget(key K) { c.c.Forget(key) }
 
 // Stats returns the coordinator's counters. It takes no lock and sends no
 // message: about 20 ns per shard.
-func (c *Coordinator[K, V]) Stats() Stats {
-	s := c.c.Stats()
+func (c *Coordinator[K, V]) Stats() Stats { return statsOf(c.c.Stats()) }
+
+func statsOf(s coordinator.Stats) Stats {
 	return Stats{
 		Keys: s.Keys, InFlight: s.InFlight, Waiters: s.Waiters,
 		Flights: s.Flights, Joins: s.Joins, Panics: s.Panics, Timeouts: s.Timeouts,

@@ -15,6 +15,7 @@ type Errors struct {
 	Overloaded error
 	Goexit     error
 	Timeout    error                               // wraps context.DeadlineExceeded
+	Recursive  error                               // a call from inside fn that would wait for fn
 	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
 }
 
@@ -134,14 +135,13 @@ type Waiter[K comparable, V any] struct {
 	Flight *Flight[K, V]
 	Done   <-chan struct{} // Do callers: receives (or is closed) when Flight's result is published
 	Err    error           // set when the join was refused
-	// Wake is a Do caller's own channel with a buffer of one, which the
-	// caller may reuse for its next call. The first Do caller of a flight is
-	// woken by one send on it instead of by the close of a channel made for
-	// the flight: that saves the channel's allocation for the common flight
-	// with one caller. The shard makes it the first time its caller is a
-	// flight's first Do caller; later Do callers wait on the flight's
-	// broadcast channel and never need one (a stampede of 1,000 callers
-	// makes one, not 1,000).
+	// Wake is a Do caller's own channel, made by the caller with room for
+	// two tokens and reused for its next call. The shard sends one when it
+	// has handled the join (refused or admitted). The first Do caller of a
+	// flight is then woken by a second send on it, instead of by the close
+	// of a channel made for the flight: that saves the channel's allocation
+	// for the common flight with one caller. Later Do callers wait on the
+	// flight's broadcast channel.
 	Wake chan struct{}
 
 	slot int         // index among Flight's subscribers
@@ -160,6 +160,14 @@ func (k *Key[K, V]) Join(w *Waiter[K, V]) {
 	}
 	if err := w.Ctx.Err(); err != nil {
 		k.refuse(w, err)
+		return
+	}
+	// A call made from inside the running fn of this key (with fn's ctx or
+	// one derived from it, however deep) would wait for that fn: for its
+	// flight if it joins it, or for the next flight, which runs only after
+	// fn returns. Refuse it rather than let fn wait for itself.
+	if k.exec != nil && callsFrom(w.Ctx, &k.exec.ctx) {
+		k.refuse(w, env.Errors.Recursive)
 		return
 	}
 	f := k.open
@@ -188,9 +196,6 @@ func (k *Key[K, V]) Join(w *Waiter[K, V]) {
 	w.Flight = f
 	if w.Out == nil {
 		if f.wake == nil && !f.Published() {
-			if w.Wake == nil {
-				w.Wake = make(chan struct{}, 1)
-			}
 			f.wake = w.Wake
 			w.Done = w.Wake
 		} else {
@@ -230,7 +235,7 @@ func (k *Key[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	// on Close.
 	f.ctx.values = context.WithoutCancel(w.Ctx)
 	if env.Timeout > 0 {
-		f.ctx.deadline = time.Now().Add(env.Timeout).UnixNano()
+		f.ctx.setDeadline(env.Timeout)
 		post := env.Post
 		f.timer = time.AfterFunc(env.Timeout, func() {
 			f.ctx.cancel(ctxExpired)
@@ -318,10 +323,16 @@ func (k *Key[K, V]) Finish(f *Flight[K, V]) {
 		env.OnFinish(time.Since(epoch)-f.began, int(f.joined))
 	}
 	if !f.abandoned && !f.Published() {
-		if err != nil && f.ctx.Err() == context.DeadlineExceeded {
-			k.timeout(f) // fn gave up on its deadline before Expire ran
+		if f.ctx.passed() {
+			// The deadline passed before the shard got fn's return, and
+			// Expire has not run yet (its timer may not even have fired):
+			// the waiters get the timeout, as they would have a moment
+			// later, never what fn made of its cancelled ctx.
+			k.timeout(f)
+			k.publish(f, *new(V), env.Errors.Timeout)
+		} else {
+			k.publish(f, f.val, err)
 		}
-		k.publish(f, f.val, err)
 	}
 }
 
@@ -425,7 +436,7 @@ func (k *Key[K, V]) publish(f *Flight[K, V], val V, err error) {
 	k.env.Stats.Waiters.Add(-int64(f.waiters))
 	f.waiters = 0
 	if f.Publish(val, err, f.joined > 1) && f.wake != nil {
-		f.wake <- struct{}{} // never blocks: buffer of one, one send per flight
+		f.wake <- struct{}{} // never blocks: room for the join token and this one
 		f.wake = nil
 	}
 }

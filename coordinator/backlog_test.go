@@ -40,7 +40,7 @@ func TestDoChanBacklogIsBounded(t *testing.T) {
 	fault.Store(&hold)
 	t.Cleanup(func() { fault.Store(nil) })
 	holder := make(chan (<-chan result), 1)
-	go func() { holder <- c.DoChan(context.Background(), "hold", fn) }()
+	go func() { holder <- c.DoChan(context.Background(), "hold", fn, nil) }()
 	<-held
 
 	// The holder's call is still counted (the hook runs before the join), so
@@ -49,7 +49,7 @@ func TestDoChanBacklogIsBounded(t *testing.T) {
 	var queued []<-chan result
 	refused := 0
 	for i := range MinBacklog - 1 + extra {
-		ch := c.DoChan(context.Background(), fmt.Sprint("k", i%5), fn)
+		ch := c.DoChan(context.Background(), fmt.Sprint("k", i%5), fn, nil)
 		select {
 		case r := <-ch:
 			if !errors.Is(r.err, errOverloaded) {
@@ -81,7 +81,7 @@ func TestDoChanBacklogIsBounded(t *testing.T) {
 		return s.pending.Load() == 0 && c.Stats().Keys == 0
 	})
 	// With room again, DoChan is admitted.
-	if r := recv(t, c.DoChan(context.Background(), "again", fn)); r.err != nil {
+	if r := recv(t, c.DoChan(context.Background(), "again", fn, nil)); r.err != nil {
 		t.Fatalf("after the backlog drained: %+v", r)
 	}
 }
@@ -96,7 +96,7 @@ func TestNoBacklogWithoutBounds(t *testing.T) {
 	if c.backlog != 0 {
 		t.Fatalf("backlog = %d, want 0", c.backlog)
 	}
-	r := recv(t, c.DoChan(context.Background(), "k", func(context.Context) (string, error) { return "v", nil }))
+	r := recv(t, c.DoChan(context.Background(), "k", func(context.Context) (string, error) { return "v", nil }, nil))
 	if r.err != nil || c.shards[0].pending.Load() != 0 {
 		t.Fatalf("got %+v, pending %d", r, c.shards[0].pending.Load())
 	}

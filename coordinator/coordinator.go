@@ -32,8 +32,9 @@ type Config[V, R any] struct {
 	System      *actor.ActorSystem // nil: the process-wide shared system
 	Logger      *slog.Logger       // never nil
 
-	Errors     fa.Errors
-	ErrNilFunc error
+	Errors        fa.Errors
+	ErrNilFunc    error
+	ErrInvalidKey error
 	// Result makes the value a DoChan caller receives.
 	Result func(val V, err error, shared bool) R
 	// OnFinish, when set, is told of each execution's duration and of how
@@ -131,24 +132,43 @@ func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Co
 	if fn == nil {
 		return v, false, c.cfg.ErrNilFunc
 	}
+	i, ok := c.ks.Shard(key)
+	if !ok {
+		return v, false, c.cfg.ErrInvalidKey
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	if err := ctx.Err(); err != nil {
 		return v, false, err
 	}
-	s := c.shards[c.ks.Shard(key)]
+	s := c.shards[i]
 	if !s.api.enter() {
 		return v, false, c.cfg.Errors.Closed
 	}
 	cl := c.getCall()
 	cl.key = key
 	cl.w.Ctx, cl.w.Fn = ctx, fn
-	cl.reply.Add(1)
 	s.send(cl)
-	// The shard never blocks, so this wait is short; when this goroutine
-	// drained the mailbox itself (the synchronized dispatcher), it is over.
-	cl.reply.Wait()
+	// Wait for the shard to handle the join. The shard never blocks, so
+	// this is short unless the shard is flooded; when this goroutine drained
+	// the mailbox itself (the synchronized dispatcher), it is over already.
+	done := ctx.Done()
+	if done == nil {
+		<-cl.w.Wake
+	} else {
+		select {
+		case <-cl.w.Wake:
+		case <-done:
+			// The join may still be queued. The Leave is posted after it,
+			// from this goroutine, so the shard handles it second: it finds
+			// the join refused (its ctx is done) or detaches the waiter.
+			// The call is not recycled: the shard still holds it.
+			s.postInternal(fa.Leave[K, V]{W: &cl.w})
+			s.api.exit()
+			return v, false, ctx.Err()
+		}
+	}
 	// Leave the gate before waiting for the result: a leave, if any, goes
 	// through the shard's internal gate, and the wake-up path of a stampede
 	// stays free of a shared atomic.
@@ -158,10 +178,10 @@ func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Co
 		return v, false, err
 	}
 	f := cl.w.Flight
-	if ctx.Done() != nil {
+	if done != nil {
 		select {
 		case <-cl.w.Done:
-		case <-ctx.Done():
+		case <-done:
 			// The call is not recycled: the shard still holds it, and a
 			// wake-up may still arrive on its channel.
 			s.postInternal(fa.Leave[K, V]{W: &cl.w})
@@ -175,18 +195,28 @@ func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Co
 	// its call: the others were woken together by the broadcast, and
 	// skipping the pool keeps a stampede's fan-out to its bare wake-ups (the
 	// pool could not have supplied a thousand concurrent calls anyway).
-	if cl.w.Wake != nil && cl.w.Done == (<-chan struct{})(cl.w.Wake) {
+	if cl.w.Done == (<-chan struct{})(cl.w.Wake) {
 		c.putCall(cl)
 	}
 	return v, shared, err
 }
 
 // DoChan is Do that answers on a channel. See flight.Coordinator.DoChan.
-func (c *Coordinator[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Context) (V, error)) <-chan R {
+//
+// anchor is what must stay reachable until the call is answered: the
+// flight.Coordinator the caller holds, whose collection (runtime.AddCleanup)
+// closes this engine. The call holds it while it is queued, and the shard
+// while it has any key (see shard.anchor).
+func (c *Coordinator[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Context) (V, error), anchor any) <-chan R {
 	ch := make(chan R, 1)
 	var zero V
 	if fn == nil {
 		ch <- c.cfg.Result(zero, c.cfg.ErrNilFunc, false)
+		return ch
+	}
+	i, ok := c.ks.Shard(key)
+	if !ok {
+		ch <- c.cfg.Result(zero, c.cfg.ErrInvalidKey, false)
 		return ch
 	}
 	if ctx == nil {
@@ -196,7 +226,7 @@ func (c *Coordinator[K, V, R]) DoChan(ctx context.Context, key K, fn func(contex
 		ch <- c.cfg.Result(zero, err, false)
 		return ch
 	}
-	s := c.shards[c.ks.Shard(key)]
+	s := c.shards[i]
 	if !s.api.enter() {
 		ch <- c.cfg.Result(zero, c.cfg.Errors.Closed, false)
 		return ch
@@ -214,7 +244,7 @@ func (c *Coordinator[K, V, R]) DoChan(ctx context.Context, key K, fn func(contex
 			return ch
 		}
 	}
-	cl := &call[K, V, R]{key: key, ch: ch, mk: c.cfg.Result}
+	cl := &call[K, V, R]{key: key, ch: ch, mk: c.cfg.Result, anchor: anchor}
 	cl.w.Ctx, cl.w.Fn, cl.w.Out = ctx, fn, cl
 	s.send(cl)
 	return ch
@@ -226,7 +256,11 @@ const MinBacklog = 1024
 
 // Forget detaches key's running flight. See flight.Coordinator.Forget.
 func (c *Coordinator[K, V, R]) Forget(key K) {
-	s := c.shards[c.ks.Shard(key)]
+	i, ok := c.ks.Shard(key)
+	if !ok {
+		return // no flight can have an invalid key
+	}
+	s := c.shards[i]
 	if !s.api.enter() {
 		return
 	}
@@ -303,14 +337,18 @@ func (c *Coordinator[K, V, R]) shutdown() {
 }
 
 // call is one caller's request: the message a caller posts to join a flight.
+//
+// A Do caller parks on its waiter's Wake channel (buffer of two): one token
+// when the shard has handled the join, and, if it is its flight's first Do
+// caller, a second one when the result is published (see fa.Waiter.Wake).
 type call[K comparable, V, R any] struct {
-	key   K
-	w     fa.Waiter[K, V]
-	reply sync.WaitGroup // Do: done once the shard has handled the join
-	ch    chan R         // DoChan: buffer of one, receives exactly one R
-	mk    func(V, error, bool) R
+	key    K
+	w      fa.Waiter[K, V]
+	ch     chan R // DoChan: buffer of one, receives exactly one R
+	mk     func(V, error, bool) R
+	anchor any // DoChan: keeps the caller's coordinator reachable while queued
 
-	replied bool // owned by the shard: reply.Done has been called
+	replied bool // owned by the shard: the join-handled token was sent
 }
 
 // getCall returns a call for Do from the coordinator's pool. Do recycles its
@@ -322,12 +360,12 @@ func (c *Coordinator[K, V, R]) getCall() *call[K, V, R] {
 	if cl, ok := c.calls.Get().(*call[K, V, R]); ok {
 		return cl
 	}
-	return &call[K, V, R]{}
+	return &call[K, V, R]{w: fa.Waiter[K, V]{Wake: make(chan struct{}, 2)}}
 }
 
 func (c *Coordinator[K, V, R]) putCall(cl *call[K, V, R]) {
-	// The wake channel is empty: either the caller received its one token,
-	// or it waited on the flight's broadcast and no token was sent.
+	// The wake channel is empty: the caller received the join-handled token
+	// and, as its flight's first Do caller, the result token.
 	wake := cl.w.Wake
 	var zero K
 	cl.key = zero

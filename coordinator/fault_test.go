@@ -216,8 +216,8 @@ func newScene(t *testing.T, timeout time.Duration) *scene {
 		s.badOut = append(s.badOut, goDo(s.c, ctx, "bad", s.bad.fn("bad-value")))
 		s.goodOut = append(s.goodOut, goDo(s.c, ctx, "good", s.good.fn("good-value")))
 	}
-	s.badCh = s.c.DoChan(ctx, "bad", s.bad.fn("bad-value"))
-	s.goodCh = s.c.DoChan(ctx, "good", s.good.fn("good-value"))
+	s.badCh = s.c.DoChan(ctx, "bad", s.bad.fn("bad-value"), nil)
+	s.goodCh = s.c.DoChan(ctx, "good", s.good.fn("good-value"), nil)
 	eventually(t, "six waiters", func() bool { return s.c.Stats().Waiters == 6 })
 	recv(t, s.bad.started)
 	recv(t, s.good.started)
@@ -297,7 +297,7 @@ func TestFaultOnJoin(t *testing.T) {
 		_, ok := msg.(*call[string, string, result])
 		return ok && k == "bad2"
 	})
-	if r := recv(t, s.c.DoChan(context.Background(), "bad2", s.bad.fn("never"))); !isPanicErr(r.err) {
+	if r := recv(t, s.c.DoChan(context.Background(), "bad2", s.bad.fn("never"), nil)); !isPanicErr(r.err) {
 		t.Fatalf("a DoChan caller whose join failed got %+v", r)
 	}
 	s.expectServing(t)
@@ -325,7 +325,7 @@ func TestFaultOnDone(t *testing.T) {
 	})
 	release := make(chan struct{})
 	fn := func(context.Context) (string, error) { <-release; return "bad-value", nil }
-	a, b := goDo(c, ctx, "bad", fn), c.DoChan(ctx, "bad", fn)
+	a, b := goDo(c, ctx, "bad", fn), c.DoChan(ctx, "bad", fn, nil)
 	eventually(t, "three waiters", func() bool { return c.Stats().Waiters == 3 })
 	close(release)
 	recv(t, fired)
@@ -354,7 +354,7 @@ func TestFaultOnLeaveForgetExpired(t *testing.T) {
 	t.Run("Leave", func(t *testing.T) {
 		s := newScene(t, 0)
 		ctx, cancel := context.WithCancel(context.Background())
-		leaver := s.c.DoChan(ctx, "bad", s.bad.fn("never"))
+		leaver := s.c.DoChan(ctx, "bad", s.bad.fn("never"), nil)
 		eventually(t, "seven waiters", func() bool { return s.c.Stats().Waiters == 7 })
 		fired := inject(t, func(msg any) bool {
 			_, ok := msg.(fa.Leave[string, string])

@@ -20,6 +20,13 @@ type shard[K comparable, V, R any] struct {
 	stats fa.Stats
 
 	drainedClosed bool // owned by the actor
+	// anchor is the flight.Coordinator of a DoChan caller, held while the
+	// shard has any key, and dropped with its last key (owned by the actor).
+	// A DoChan caller may drop the coordinator while its answer is pending;
+	// the shard is reachable from the actor system's registry, so holding
+	// the coordinator here keeps the garbage collector from closing it under
+	// a flight (Do callers keep it reachable on their own stacks).
+	anchor any
 
 	pending atomic.Int64  // DoChan calls posted and not yet handled (counted only with a backlog bound)
 	api     gate          // callers of Do, DoChan and Forget that may post
@@ -61,6 +68,9 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		k.Finish(m.F)
 		s.retireIfIdle(k)
 	case fa.Leave[K, V]:
+		if m.W.Flight == nil {
+			break // a Do caller that left while its join was queued: refused
+		}
 		k := m.W.Flight.Key()
 		k.Leave(m.W)
 		s.retireIfIdle(k)
@@ -105,14 +115,20 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 		s.stats.Keys.Add(1)
 	}
 	k.Join(&cl.w)
+	if cl.anchor != nil {
+		s.anchor = cl.anchor
+		cl.anchor = nil
+	}
 	s.retireIfIdle(k) // a refused first caller leaves the key empty
 	s.replyTo(cl)
 }
 
+// replyTo tells a Do caller that its join was handled: one token on its
+// Wake channel, which has room for it (see call).
 func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
 	if cl.ch == nil && !cl.replied {
 		cl.replied = true
-		cl.reply.Done()
+		cl.w.Wake <- struct{}{}
 	}
 }
 
@@ -123,6 +139,9 @@ func (s *shard[K, V, R]) retireIfIdle(k *fa.Key[K, V]) {
 	if k.Idle() && s.keys[k.K] == k {
 		delete(s.keys, k.K)
 		s.stats.Keys.Add(-1)
+		if len(s.keys) == 0 {
+			s.anchor = nil
+		}
 	}
 }
 
@@ -148,7 +167,9 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 		k.FailFlight(m.F, err) // its waiters: once retired, Fail below no longer sees it
 		k.Retire(m.F)          // finish the bookkeeping of the execution if it did not
 	case fa.Leave[K, V]:
-		k = m.W.Flight.Key()
+		if m.W.Flight != nil {
+			k = m.W.Flight.Key()
+		}
 	case fa.Expired[K, V]:
 		k = m.F.Key()
 	case *forgetMsg[K]:

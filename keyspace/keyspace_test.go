@@ -1,6 +1,8 @@
 package keyspace
 
 import (
+	"math"
+	"reflect"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,7 +16,7 @@ func TestNewRejectsBadCounts(t *testing.T) {
 	}
 	ks, err := New[string](MaxShards)
 	require.NoError(t, err)
-	require.Equal(t, MaxShards, ks.N())
+	require.Equal(t, uint64(MaxShards), ks.n)
 }
 
 func TestShardSpreadsKeys(t *testing.T) {
@@ -22,7 +24,9 @@ func TestShardSpreadsKeys(t *testing.T) {
 	require.NoError(t, err)
 	counts := make([]int, 8)
 	for i := range 80000 {
-		counts[ks.Shard(i)]++
+		s, ok := ks.Shard(i)
+		require.True(t, ok)
+		counts[s]++
 	}
 	for s, c := range counts {
 		// 10,000 expected per shard; a fair hash stays well within ±10%.
@@ -33,7 +37,9 @@ func TestShardSpreadsKeys(t *testing.T) {
 func TestOneShardIsZero(t *testing.T) {
 	ks, err := New[string](1)
 	require.NoError(t, err)
-	require.Equal(t, 0, ks.Shard("anything"))
+	s, ok := ks.Shard("anything")
+	require.True(t, ok)
+	require.Equal(t, 0, s)
 }
 
 type structKey struct {
@@ -54,11 +60,11 @@ func FuzzShardString(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := ks.Shard(key)
-		if s < 0 || s >= shards {
+		s, ok := ks.Shard(key)
+		if !ok || s < 0 || s >= shards {
 			t.Fatalf("Shard(%q) = %d, out of [0,%d)", key, s, shards)
 		}
-		if again := ks.Shard(string([]byte(key))); again != s {
+		if again, _ := ks.Shard(string([]byte(key))); again != s {
 			t.Fatalf("Shard(%q) unstable: %d then %d", key, s, again)
 		}
 	})
@@ -75,13 +81,107 @@ func FuzzShardStruct(f *testing.F) {
 			t.Fatal(err)
 		}
 		k := structKey{Tenant: tenant, ID: id, Flag: flag}
-		s := ks.Shard(k)
-		if s < 0 || s >= shards {
+		s, ok := ks.Shard(k)
+		if !ok || s < 0 || s >= shards {
 			t.Fatalf("Shard(%+v) = %d, out of [0,%d)", k, s, shards)
 		}
 		k2 := structKey{Tenant: string([]byte(tenant)), ID: id, Flag: flag}
-		if again := ks.Shard(k2); again != s {
+		if again, _ := ks.Shard(k2); again != s {
 			t.Fatalf("Shard(%+v) unstable: %d then %d", k, s, again)
+		}
+	})
+}
+
+type floatKey struct {
+	Name string
+	F    float64
+}
+
+type anyKey struct {
+	Name string
+	V    any
+}
+
+// Keys that cannot be hashed or are not equal to themselves are refused,
+// for any shard count, without a panic; valid keys of the same types pass.
+func TestShardRefusesInvalidKeys(t *testing.T) {
+	nan := math.NaN()
+	for _, n := range []int{1, 7} {
+		ksAny, _ := New[any](n)
+		for _, k := range []any{[]int{1}, map[string]int{}, func() {}, nan, float32(nan),
+			complex(nan, 1), floatKey{"a", nan}, [2]float64{0, nan}, anyKey{"a", []byte("x")},
+			[1]any{map[int]int{}}, anyKey{"a", floatKey{"b", nan}}} {
+			_, ok := ksAny.Shard(k)
+			require.False(t, ok, "%#v with %d shards", k, n)
+		}
+		for _, k := range []any{nil, 1, "s", 1.5, floatKey{"a", 1}, anyKey{"a", 2}, [2]float64{1, 2}, &struct{}{}} {
+			_, ok := ksAny.Shard(k)
+			require.True(t, ok, "%#v with %d shards", k, n)
+		}
+		ksF, _ := New[float64](n)
+		_, ok := ksF.Shard(nan)
+		require.False(t, ok)
+		_, ok = ksF.Shard(math.Inf(1))
+		require.True(t, ok)
+		ksS, _ := New[floatKey](n)
+		_, ok = ksS.Shard(floatKey{"x", nan})
+		require.False(t, ok)
+		ksA, _ := New[anyKey](n)
+		_, ok = ksA.Shard(anyKey{"x", []int{}})
+		require.False(t, ok)
+	}
+}
+
+func TestCheckOf(t *testing.T) {
+	require.Equal(t, checkNone, checkOf(reflect.TypeFor[string]()))
+	require.Equal(t, checkNone, checkOf(reflect.TypeFor[structKey]()))
+	require.Equal(t, checkNone, checkOf(reflect.TypeFor[*floatKey]()))
+	require.Equal(t, checkNone, checkOf(reflect.TypeFor[[0]float64]()))
+	require.Equal(t, checkSelf, checkOf(reflect.TypeFor[floatKey]()))
+	require.Equal(t, checkSelf, checkOf(reflect.TypeFor[[3]complex64]()))
+	require.Equal(t, checkSafe, checkOf(reflect.TypeFor[anyKey]()))
+	require.Equal(t, checkSafe, checkOf(reflect.TypeFor[error]()))
+}
+
+// FuzzShardAny throws keys of random dynamic types at a Keyspace[any]:
+// it never panics, and a key is refused exactly when it is not equal to
+// itself or cannot be compared.
+func FuzzShardAny(f *testing.F) {
+	f.Add(uint8(0), int64(1), 1.5, "a", uint16(3))
+	f.Add(uint8(3), int64(0), math.NaN(), "", uint16(1))
+	f.Fuzz(func(t *testing.T, kind uint8, i int64, x float64, s string, n uint16) {
+		ks, err := New[any](int(n)%64 + 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var key any
+		valid := true
+		switch kind % 8 {
+		case 0:
+			key = i
+		case 1:
+			key, valid = x, x == x
+		case 2:
+			key = s
+		case 3:
+			key, valid = floatKey{s, x}, x == x
+		case 4:
+			key, valid = anyKey{s, x}, x == x
+		case 5:
+			key, valid = []byte(s), false
+		case 6:
+			key, valid = anyKey{s, map[string]int64{s: i}}, false
+		case 7:
+			key, valid = [2]any{i, complex(x, 0)}, x == x
+		}
+		shard, ok := ks.Shard(key)
+		if ok != valid {
+			t.Fatalf("Shard(%#v) ok=%v, want %v", key, ok, valid)
+		}
+		if ok {
+			if again, _ := ks.Shard(key); again != shard {
+				t.Fatalf("Shard(%#v) unstable", key)
+			}
 		}
 	})
 }

@@ -67,7 +67,7 @@ func (g *Group) Do(key string, fn func() (interface{}, error)) (v interface{}, e
 // flight.ErrGoexit (errors.Is); x/sync's channel never receives anything
 // then (golang/go#52557).
 func (g *Group) DoChan(key string, fn func() (interface{}, error)) <-chan Result {
-	return engine().DoChan(context.Background(), groupKey{g, key}, adapt(fn))
+	return engine().DoChan(context.Background(), groupKey{g, key}, adapt(fn), nil)
 }
 
 // Forget tells the singleflight to forget about a key. Future calls to Do
