@@ -12,6 +12,7 @@ import (
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/hooks"
 )
 
 // Func is the function a flight runs. Its context carries the values of the
@@ -45,7 +46,7 @@ type Result[V any] struct {
 // wake-up. See the README's performance section for figures against
 // golang.org/x/sync/singleflight.
 type Coordinator[K comparable, V any] struct {
-	c   *coordinator.Coordinator[K, V, Result[V]]
+	c   *coordinator.Engine[K, V, Result[V]]
 	tel *telemetry // metrics callback and log route to undo on Close; nil: none
 }
 
@@ -132,7 +133,22 @@ type config struct {
 	system      *actor.ActorSystem
 	logger      *slog.Logger
 	telemetry   telemetryConfig // WithMeterProvider, WithMetricAttributes
+
+	// For compat/singleflight only, through package hooks.
+	forgetOverlaps bool                               // hooks.ForgetOverlaps
+	panicErr       func(value any, stack []byte) error // hooks.PanicErrors; nil: *PanicError
 }
+
+func init() {
+	hooks.ForgetOverlaps = func() any {
+		return optionFunc(func(c *config) { c.forgetOverlaps = true })
+	}
+	hooks.PanicErrors = func(mk func(value any, stack []byte) error) any {
+		return optionFunc(func(c *config) { c.panicErr = mk })
+	}
+}
+
+func newPanicError(v any, stack []byte) error { return &PanicError{Value: v, Stack: stack} }
 
 type optionFunc func(*config)
 
@@ -231,7 +247,7 @@ var discard = slog.New(slog.DiscardHandler)
 // the first time the code runs. New spawns the shard actors, a few
 // microseconds each, and starts no goroutine.
 func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
-	cfg := config{shards: coordinator.DefaultShards(), logger: discard}
+	cfg := config{shards: coordinator.DefaultShards(), logger: discard, panicErr: newPanicError}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -252,16 +268,15 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 			Goexit:     ErrGoexit,
 			Timeout:    &timeoutError{cfg.timeout},
 			Recursive:  ErrRecursiveCall,
-			Panic: func(v any, stack []byte) error {
-				return &PanicError{Value: v, Stack: stack}
-			},
+			Panic:      cfg.panicErr,
 		},
 		ErrNilFunc:    ErrNilFunc,
 		ErrInvalidKey: ErrInvalidKey,
 		Result: func(v V, err error, shared bool) Result[V] {
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
-		OnFinish: onFinish,
+		OnFinish:       onFinish,
+		ForgetOverlaps: cfg.forgetOverlaps,
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count
@@ -288,7 +303,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 // dropped is what the cleanup of a Coordinator collected without Close
 // undoes.
 type dropped[K comparable, V any] struct {
-	c   *coordinator.Coordinator[K, V, Result[V]]
+	c   *coordinator.Engine[K, V, Result[V]]
 	tel *telemetry
 }
 

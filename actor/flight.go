@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"time"
-
-	"github.com/actorflight/flight/mailbox"
 )
 
 // Errors are the error values a key actor answers with. The root package
@@ -24,9 +22,9 @@ type Errors struct {
 // by the shard actor: only its handlers read or write Closed.
 type Env[K comparable, V any] struct {
 	Pool       *Pool
-	Limit      *mailbox.Limit // flights across the coordinator (WithMaxInFlight); nil: unbounded
-	MaxWaiters int            // callers per flight (WithMaxWaiters); 0: unbounded
-	Timeout    time.Duration  // WithTimeout; 0: none
+	Limit      *Limit        // flights across the coordinator (WithMaxInFlight); nil: unbounded
+	MaxWaiters int           // callers per flight (WithMaxWaiters); 0: unbounded
+	Timeout    time.Duration // WithTimeout; 0: none
 	Stats      *Stats
 	Errors     Errors
 	// Post sends a message to the shard's mailbox from any goroutine.
@@ -58,24 +56,24 @@ type Env[K comparable, V any] struct {
 //
 // A Key belongs to its shard actor: every method is called from the shard's
 // handlers only, one message at a time.
-type Key[K comparable, V any] struct {
-	K    K
+type Owner[K comparable, V any] struct {
+	Key  K
 	env  *Env[K, V]
 	open *Flight[K, V]   // the flight new callers join; nil if none
 	exec *Flight[K, V]   // the flight whose fn runs now; nil if none
 	gone []*Flight[K, V] // forgotten flights whose fn still runs (Env.ForgetOverlaps)
 }
 
-// NewKey returns the actor of key k.
-func NewKey[K comparable, V any](k K, env *Env[K, V]) *Key[K, V] {
-	return &Key[K, V]{K: k, env: env}
+// NewOwner returns the actor of key k.
+func NewOwner[K comparable, V any](k K, env *Env[K, V]) *Owner[K, V] {
+	return &Owner[K, V]{Key: k, env: env}
 }
 
 // Key returns the key actor that owns f.
-func (f *Flight[K, V]) Key() *Key[K, V] { return f.key }
+func (f *Flight[K, V]) Owner() *Owner[K, V] { return f.key }
 
 // Idle reports whether the key has no flight left, so that its shard retires it.
-func (k *Key[K, V]) Idle() bool { return k.open == nil && k.exec == nil && len(k.gone) == 0 }
+func (k *Owner[K, V]) Idle() bool { return k.open == nil && k.exec == nil && len(k.gone) == 0 }
 
 // Flight is one execution of a key's fn and the callers that share it.
 //
@@ -88,9 +86,9 @@ func (k *Key[K, V]) Idle() bool { return k.open == nil && k.exec == nil && len(k
 // because a flight is the one allocation every distinct key pays for: what is
 // rare (a panic, a timeout) hangs off a pointer.
 type Flight[K comparable, V any] struct {
-	mailbox.Broadcast[V]
+	Broadcast[V]
 
-	key   *Key[K, V]
+	key   *Owner[K, V]
 	wake  chan struct{} // the first Do caller's own wake-up channel; see Waiter.Wake
 	fn    func(context.Context) (V, error)
 	ctx   flightCtx
@@ -103,15 +101,15 @@ type Flight[K comparable, V any] struct {
 	finished  bool // fn has returned
 	abandoned bool
 	timedOut  bool
-	outcome   Outcome // written by the worker
+	outcome   outcome // written by the worker
 
 	// Written by the worker.
 	val   V
 	err   error
-	panic *panicked
+	panic *panicInfo
 }
 
-type panicked struct {
+type panicInfo struct {
 	value any
 	stack []byte
 }
@@ -130,7 +128,7 @@ var epoch = time.Now()
 type Waiter[K comparable, V any] struct {
 	Ctx context.Context
 	Fn  func(context.Context) (V, error)
-	Out mailbox.Subscriber[V] // DoChan callers; nil for Do
+	Out Subscriber[V] // DoChan callers; nil for Do
 
 	Flight *Flight[K, V]
 	Done   <-chan struct{} // Do callers: receives (or is closed) when Flight's result is published
@@ -152,7 +150,7 @@ type Waiter[K comparable, V any] struct {
 // Join admits w to the key's flight, starting one if there is none. On
 // refusal (closed, overloaded, ctx already done) it sets w.Err and, for a
 // DoChan caller, delivers it.
-func (k *Key[K, V]) Join(w *Waiter[K, V]) {
+func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 	env := k.env
 	if env.Closed {
 		k.refuse(w, env.Errors.Closed)
@@ -219,7 +217,7 @@ func (w *Waiter[K, V]) Deliver(val V, err error, shared bool) {
 	w.Out.Deliver(val, err, shared)
 }
 
-func (k *Key[K, V]) refuse(w *Waiter[K, V], err error) {
+func (k *Owner[K, V]) refuse(w *Waiter[K, V], err error) {
 	w.Err = err
 	if w.Out != nil {
 		var zero V
@@ -227,7 +225,7 @@ func (k *Key[K, V]) refuse(w *Waiter[K, V], err error) {
 	}
 }
 
-func (k *Key[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
+func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	env := k.env
 	f := &Flight[K, V]{key: k, fn: w.Fn}
 	// The flight keeps the first caller's values but not its cancellation:
@@ -245,7 +243,7 @@ func (k *Key[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	return f
 }
 
-func (k *Key[K, V]) start(f *Flight[K, V]) {
+func (k *Owner[K, V]) start(f *Flight[K, V]) {
 	env := k.env
 	f.started = true
 	if env.OnFinish != nil {
@@ -260,7 +258,7 @@ func (k *Key[K, V]) start(f *Flight[K, V]) {
 // Leave detaches a caller whose ctx is done. A DoChan caller gets ctx.Err()
 // on its channel. The last caller to leave abandons the flight: it is
 // cancelled and detached, so the next caller starts a fresh one.
-func (k *Key[K, V]) Leave(w *Waiter[K, V]) {
+func (k *Owner[K, V]) Leave(w *Waiter[K, V]) {
 	f := w.Flight
 	if f.Published() || w.left {
 		return // answered already; nothing to undo
@@ -285,7 +283,7 @@ func (k *Key[K, V]) Leave(w *Waiter[K, V]) {
 // Expire answers every waiter of a flight whose WithTimeout deadline passed
 // with the timeout error, and detaches it. Its fn, if running, goes on (its
 // ctx is already cancelled) and the key's next flight waits for it.
-func (k *Key[K, V]) Expire(f *Flight[K, V]) {
+func (k *Owner[K, V]) Expire(f *Flight[K, V]) {
 	if f.Published() || f.abandoned || f.ctx.Err() != context.DeadlineExceeded {
 		return
 	}
@@ -294,7 +292,7 @@ func (k *Key[K, V]) Expire(f *Flight[K, V]) {
 	k.detach(f)
 }
 
-func (k *Key[K, V]) timeout(f *Flight[K, V]) {
+func (k *Owner[K, V]) timeout(f *Flight[K, V]) {
 	if !f.timedOut {
 		f.timedOut = true
 		k.env.Stats.Timeouts.Add(1)
@@ -304,18 +302,18 @@ func (k *Key[K, V]) timeout(f *Flight[K, V]) {
 // Finish handles the return of fn: it answers the waiters (unless they were
 // already answered or all left), retires the execution and starts the key's
 // next flight if one is waiting.
-func (k *Key[K, V]) Finish(f *Flight[K, V]) {
+func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	defer k.Retire(f) // runs even if what follows panics: Close counts on it
 	env := k.env
 	err := f.err
 	switch f.outcome {
-	case Panicked:
+	case fnPanicked:
 		env.Stats.Panics.Add(1)
 		if env.OnPanic != nil {
-			env.OnPanic(k.K, f.panic.value, f.panic.stack)
+			env.OnPanic(k.Key, f.panic.value, f.panic.stack)
 		}
 		err = env.Errors.Panic(f.panic.value, f.panic.stack)
-	case Exited:
+	case fnExited:
 		env.Stats.Panics.Add(1)
 		err = env.Errors.Goexit
 	}
@@ -339,7 +337,7 @@ func (k *Key[K, V]) Finish(f *Flight[K, V]) {
 // Retire ends the bookkeeping of f's execution after fn returned: the gauges,
 // the admission unit, the ctx, and the start of the key's next flight. It is
 // idempotent, so that the shard can call it again after a fault in Finish.
-func (k *Key[K, V]) Retire(f *Flight[K, V]) {
+func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
 	if f.finished {
 		return
 	}
@@ -369,7 +367,7 @@ func (k *Key[K, V]) Retire(f *Flight[K, V]) {
 // result, later callers start a new flight, which runs after it. A flight
 // that has not started yet is left alone: it will run after the Forget anyway.
 // It reports whether a flight was detached.
-func (k *Key[K, V]) Forget() bool {
+func (k *Owner[K, V]) Forget() bool {
 	f := k.open
 	if f == nil || !f.started {
 		return false
@@ -386,7 +384,7 @@ func (k *Key[K, V]) Forget() bool {
 // Close answers every waiter of the key with err, cancels its flights and
 // drops a flight that has not started. A running fn goes on until it returns
 // (Finish then retires it). The shard sets env.Closed first.
-func (k *Key[K, V]) Close(err error) {
+func (k *Owner[K, V]) Close(err error) {
 	for _, f := range append([]*Flight[K, V]{k.exec, k.open}, k.gone...) {
 		if f == nil || f.finished {
 			continue
@@ -399,13 +397,13 @@ func (k *Key[K, V]) Close(err error) {
 // Fail answers every waiter of the key with err after a fault in the shard's
 // own handling of one of its messages, and detaches its flights so that the
 // key can be used again at once. Running fns go on and are retired normally.
-func (k *Key[K, V]) Fail(err error) { k.Close(err) }
+func (k *Owner[K, V]) Fail(err error) { k.Close(err) }
 
 // FailFlight answers every waiter of f with err, unless f was answered or
 // abandoned, and detaches it. The shard calls it when the message that
 // failed was about f itself (its Done), since f may be retired already and
 // then out of Fail's reach.
-func (k *Key[K, V]) FailFlight(f *Flight[K, V], err error) {
+func (k *Owner[K, V]) FailFlight(f *Flight[K, V], err error) {
 	if !f.Published() && !f.abandoned {
 		k.publish(f, *new(V), err)
 	}
@@ -414,7 +412,7 @@ func (k *Key[K, V]) FailFlight(f *Flight[K, V], err error) {
 
 // detach takes f off the key so that no caller joins it again, cancels its
 // ctx, and drops it at once if its fn never started.
-func (k *Key[K, V]) detach(f *Flight[K, V]) {
+func (k *Owner[K, V]) detach(f *Flight[K, V]) {
 	if k.open == f {
 		k.open = nil
 	}
@@ -432,7 +430,7 @@ func (f *Flight[K, V]) stopTimer() {
 	}
 }
 
-func (k *Key[K, V]) publish(f *Flight[K, V], val V, err error) {
+func (k *Owner[K, V]) publish(f *Flight[K, V], val V, err error) {
 	k.env.Stats.Waiters.Add(-int64(f.waiters))
 	f.waiters = 0
 	if f.Publish(val, err, f.joined > 1) && f.wake != nil {

@@ -2,13 +2,13 @@ package actor
 
 import "runtime/debug"
 
-// Outcome says how an execution of fn ended.
-type Outcome uint8
+// outcome says how an execution of fn ended.
+type outcome uint8
 
 const (
-	Returned Outcome = iota // fn returned (a value, an error, or both)
-	Panicked                // fn panicked; the value and stack are recorded
-	Exited                  // fn called runtime.Goexit
+	fnReturned outcome = iota // fn returned (a value, an error, or both)
+	fnPanicked                // fn panicked; the value and stack are recorded
+	fnExited                  // fn called runtime.Goexit
 )
 
 // Run is the worker's side of a flight: it calls fn with the flight's context
@@ -25,7 +25,7 @@ func (f *Flight[K, V]) Run() {
 	normal, recovered := false, false
 	defer func() {
 		if !normal && !recovered {
-			f.outcome = Exited
+			f.outcome = fnExited
 		}
 		f.key.env.Post(Done[K, V]{f})
 	}()
@@ -33,8 +33,8 @@ func (f *Flight[K, V]) Run() {
 		defer func() {
 			if !normal {
 				if r := recover(); r != nil {
-					f.outcome = Panicked
-					f.panic = &panicked{value: r, stack: debug.Stack()}
+					f.outcome = fnPanicked
+					f.panic = &panicInfo{value: r, stack: debug.Stack()}
 				}
 			}
 		}()

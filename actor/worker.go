@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// Task is work handed to a [Pool]. *Flight implements it, so handing a flight
+// task is work handed to a [Pool]. *Flight implements it, so handing a flight
 // to a worker allocates nothing.
-type Task interface{ Run() }
+type task interface{ Run() }
 
 // Linger is how long an idle worker may wait for its next task before it
 // exits: between one and two Lingers. Long enough that back-to-back flights
@@ -45,7 +45,7 @@ type Pool struct {
 }
 
 type worker struct {
-	tasks chan Task // capacity 1: a handoff never blocks the giver; nil task: exit. Set under p.mu.
+	tasks chan task // capacity 1: a handoff never blocks the giver; nil task: exit. Set under p.mu.
 }
 
 // NewPool returns a pool whose idle workers exit after linger to 2×linger.
@@ -57,7 +57,7 @@ func NewPool(linger time.Duration) *Pool {
 }
 
 // Go runs t on a worker. It reports false, without running t, after Close.
-func (p *Pool) Go(t Task) bool {
+func (p *Pool) Go(t task) bool {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -100,7 +100,7 @@ func (p *Pool) Close() {
 	<-p.gone
 }
 
-func (w *worker) loop(p *Pool, t Task) {
+func (w *worker) loop(p *Pool, t task) {
 	defer p.exit()
 	for t != nil {
 		t.Run()
@@ -122,7 +122,7 @@ func (p *Pool) park(w *worker) bool {
 		// Made on the first park, not at start: with many flights running at
 		// once (a burst of distinct keys) none of those workers has parked
 		// yet, and each saves 96 bytes.
-		w.tasks = make(chan Task, 1)
+		w.tasks = make(chan task, 1)
 	}
 	p.idle = append(p.idle, w)
 	if !p.armed {

@@ -20,8 +20,8 @@ func TestDoChanBacklogIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if c.backlog != MinBacklog {
-		t.Fatalf("backlog = %d, want %d", c.backlog, MinBacklog)
+	if c.backlog != minBacklog {
+		t.Fatalf("backlog = %d, want %d", c.backlog, minBacklog)
 	}
 	fn := func(context.Context) (string, error) { return "v", nil }
 
@@ -44,11 +44,11 @@ func TestDoChanBacklogIsBounded(t *testing.T) {
 	<-held
 
 	// The holder's call is still counted (the hook runs before the join), so
-	// MinBacklog-1 more fit; the rest are refused before DoChan returns.
+	// minBacklog-1 more fit; the rest are refused before DoChan returns.
 	const extra = 100
 	var queued []<-chan result
 	refused := 0
-	for i := range MinBacklog - 1 + extra {
+	for i := range minBacklog - 1 + extra {
 		ch := c.DoChan(context.Background(), fmt.Sprint("k", i%5), fn, nil)
 		select {
 		case r := <-ch:
@@ -60,8 +60,8 @@ func TestDoChanBacklogIsBounded(t *testing.T) {
 			queued = append(queued, ch)
 		}
 	}
-	if refused != extra || len(queued) != MinBacklog-1 {
-		t.Fatalf("refused %d, queued %d; want %d and %d", refused, len(queued), extra, MinBacklog-1)
+	if refused != extra || len(queued) != minBacklog-1 {
+		t.Fatalf("refused %d, queued %d; want %d and %d", refused, len(queued), extra, minBacklog-1)
 	}
 	if got := c.Stats().Overloaded; got != extra {
 		t.Fatalf("Stats().Overloaded = %d, want %d", got, extra)

@@ -53,7 +53,7 @@ func DefaultShards() int { return 4 * runtime.GOMAXPROCS(0) }
 // Coordinator is the engine behind flight.Coordinator. R is the result type
 // DoChan delivers (flight.Result[V]); it is a type parameter so that this
 // package need not import the root package.
-type Coordinator[K comparable, V, R any] struct {
+type Engine[K comparable, V, R any] struct {
 	cfg    Config[V, R]
 	system *actor.ActorSystem
 	ks     *keyspace.Keyspace[K]
@@ -61,7 +61,7 @@ type Coordinator[K comparable, V, R any] struct {
 	pool   *fa.Pool
 	calls  sync.Pool // *call for Do, see getCall
 	// backlog bounds the DoChan calls waiting in one shard's mailbox when
-	// MaxWaiters or MaxInFlight is set: max(MinBacklog, MaxWaiters,
+	// MaxWaiters or MaxInFlight is set: max(minBacklog, MaxWaiters,
 	// MaxInFlight), so that a burst the bounds would admit is never refused
 	// for the backlog alone. 0: no bound.
 	backlog int64
@@ -71,29 +71,29 @@ type Coordinator[K comparable, V, R any] struct {
 
 // New starts a coordinator: it spawns cfg.Shards shard actors on the actor
 // system. Spawning costs a few microseconds per shard and no goroutine.
-func New[K comparable, V, R any](cfg Config[V, R]) (*Coordinator[K, V, R], error) {
+func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 	ks, err := keyspace.New[K](cfg.Shards)
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator[K, V, R]{
+	c := &Engine[K, V, R]{
 		cfg:    cfg,
 		system: cfg.System,
 		ks:     ks,
 		pool:   fa.NewPool(fa.Linger),
 	}
 	if cfg.MaxWaiters > 0 || cfg.MaxInFlight > 0 {
-		c.backlog = int64(max(MinBacklog, cfg.MaxWaiters, cfg.MaxInFlight))
+		c.backlog = int64(max(minBacklog, cfg.MaxWaiters, cfg.MaxInFlight))
 	}
 	if c.system == nil {
 		c.system = SharedSystem()
 	}
-	limit := mailbox.NewLimit(cfg.MaxInFlight)
+	limit := fa.NewLimit(cfg.MaxInFlight)
 	c.shards = make([]*shard[K, V, R], cfg.Shards)
 	for i := range c.shards {
 		s := &shard[K, V, R]{
 			c:       c,
-			keys:    make(map[K]*fa.Key[K, V]),
+			keys:    make(map[K]*fa.Owner[K, V]),
 			api:     newGate(),
 			posts:   newGate(),
 			drained: make(chan struct{}),
@@ -121,14 +121,14 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Coordinator[K, V, R], error
 	return c, nil
 }
 
-func (c *Coordinator[K, V, R]) logPanic(key K, value any, stack []byte) {
+func (c *Engine[K, V, R]) logPanic(key K, value any, stack []byte) {
 	c.cfg.Logger.Error("flight: function panicked",
 		slog.Any("key", key), slog.Any("panic", value), slog.String("stack", string(stack)))
 }
 
 // Do runs fn once per key at a time and returns its result to every caller
 // that asked while it ran. See flight.Coordinator.Do.
-func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context) (V, error)) (v V, shared bool, err error) {
+func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context) (V, error)) (v V, shared bool, err error) {
 	if fn == nil {
 		return v, false, c.cfg.ErrNilFunc
 	}
@@ -207,7 +207,7 @@ func (c *Coordinator[K, V, R]) Do(ctx context.Context, key K, fn func(context.Co
 // flight.Coordinator the caller holds, whose collection (runtime.AddCleanup)
 // closes this engine. The call holds it while it is queued, and the shard
 // while it has any key (see shard.anchor).
-func (c *Coordinator[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Context) (V, error), anchor any) <-chan R {
+func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Context) (V, error), anchor any) <-chan R {
 	ch := make(chan R, 1)
 	var zero V
 	if fn == nil {
@@ -250,12 +250,12 @@ func (c *Coordinator[K, V, R]) DoChan(ctx context.Context, key K, fn func(contex
 	return ch
 }
 
-// MinBacklog is the least number of DoChan calls a shard lets wait in its
+// minBacklog is the least number of DoChan calls a shard lets wait in its
 // mailbox when WithMaxWaiters or WithMaxInFlight is set; see Config.
-const MinBacklog = 1024
+const minBacklog = 1024
 
 // Forget detaches key's running flight. See flight.Coordinator.Forget.
-func (c *Coordinator[K, V, R]) Forget(key K) {
+func (c *Engine[K, V, R]) Forget(key K) {
 	i, ok := c.ks.Shard(key)
 	if !ok {
 		return // no flight can have an invalid key
@@ -275,7 +275,7 @@ type Stats struct {
 }
 
 // Stats returns the counters. It takes no lock and sends no message.
-func (c *Coordinator[K, V, R]) Stats() Stats {
+func (c *Engine[K, V, R]) Stats() Stats {
 	var st Stats
 	for _, s := range c.shards {
 		x := &s.stats
@@ -297,12 +297,12 @@ func (c *Coordinator[K, V, R]) Stats() Stats {
 // flight's context, waits for every fn to return, stops the worker pool and
 // the shard actors. It is idempotent and safe to call concurrently; every
 // call returns after the shutdown has finished.
-func (c *Coordinator[K, V, R]) Close() error {
+func (c *Engine[K, V, R]) Close() error {
 	c.closeOnce.Do(c.shutdown)
 	return nil
 }
 
-func (c *Coordinator[K, V, R]) shutdown() {
+func (c *Engine[K, V, R]) shutdown() {
 	// 1. Refuse new calls, then have each shard answer its waiters and
 	//    cancel its flights. Calls that entered before the gate closed are
 	//    either answered by the close message or refused by the closed shard.
@@ -356,14 +356,14 @@ type call[K comparable, V, R any] struct {
 // the shard no longer refers to it then (a Do waiter is never subscribed,
 // and the flight drops its wake channel when it publishes). Recycling saves
 // the call and the channel allocations per Do (≈ 250 B).
-func (c *Coordinator[K, V, R]) getCall() *call[K, V, R] {
+func (c *Engine[K, V, R]) getCall() *call[K, V, R] {
 	if cl, ok := c.calls.Get().(*call[K, V, R]); ok {
 		return cl
 	}
 	return &call[K, V, R]{w: fa.Waiter[K, V]{Wake: make(chan struct{}, 2)}}
 }
 
-func (c *Coordinator[K, V, R]) putCall(cl *call[K, V, R]) {
+func (c *Engine[K, V, R]) putCall(cl *call[K, V, R]) {
 	// The wake channel is empty: the caller received the join-handled token
 	// and, as its flight's first Do caller, the result token.
 	wake := cl.w.Wake

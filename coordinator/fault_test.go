@@ -89,7 +89,7 @@ var (
 	errNilFunc    = errors.New("flight: nil function")
 )
 
-func newTest(t *testing.T, timeout time.Duration) *Coordinator[string, string, result] {
+func newTest(t *testing.T, timeout time.Duration) *Engine[string, string, result] {
 	t.Helper()
 	c, err := New[string, string, result](testConfig(timeout))
 	if err != nil {
@@ -142,7 +142,7 @@ func (b *blocker) fn(v string) func(context.Context) (string, error) {
 	}
 }
 
-func goDo(c *Coordinator[string, string, result], ctx context.Context, key string, fn func(context.Context) (string, error)) <-chan result {
+func goDo(c *Engine[string, string, result], ctx context.Context, key string, fn func(context.Context) (string, error)) <-chan result {
 	out := make(chan result, 1)
 	go func() {
 		v, shared, err := c.Do(ctx, key, fn)
@@ -185,11 +185,11 @@ func keyOf(msg any) (string, bool) {
 	case *call[string, string, result]:
 		return m.key, true
 	case fa.Done[string, string]:
-		return m.F.Key().K, true
+		return m.F.Owner().Key, true
 	case fa.Leave[string, string]:
-		return m.W.Flight.Key().K, true
+		return m.W.Flight.Owner().Key, true
 	case fa.Expired[string, string]:
-		return m.F.Key().K, true
+		return m.F.Owner().Key, true
 	case *forgetMsg[string]:
 		return m.key, true
 	}
@@ -199,7 +199,7 @@ func keyOf(msg any) (string, bool) {
 // scene is two keys of one shard, each with a running fn and three waiters
 // (two Do callers and one DoChan caller).
 type scene struct {
-	c         *Coordinator[string, string, result]
+	c         *Engine[string, string, result]
 	bad, good *blocker
 	badOut    []<-chan result
 	goodOut   []<-chan result

@@ -13,9 +13,9 @@ import (
 // keyspace and handles every message about them, one at a time, on
 // protoactor's synchronized dispatcher (see package mailbox).
 type shard[K comparable, V, R any] struct {
-	c     *Coordinator[K, V, R]
+	c     *Engine[K, V, R]
 	pid   *actor.PID
-	keys  map[K]*fa.Key[K, V] // owned by the actor
+	keys  map[K]*fa.Owner[K, V] // owned by the actor
 	env   fa.Env[K, V]        // owned by the actor (Closed)
 	stats fa.Stats
 
@@ -64,18 +64,18 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 	case *call[K, V, R]:
 		s.join(m)
 	case fa.Done[K, V]:
-		k := m.F.Key()
+		k := m.F.Owner()
 		k.Finish(m.F)
 		s.retireIfIdle(k)
 	case fa.Leave[K, V]:
 		if m.W.Flight == nil {
 			break // a Do caller that left while its join was queued: refused
 		}
-		k := m.W.Flight.Key()
+		k := m.W.Flight.Owner()
 		k.Leave(m.W)
 		s.retireIfIdle(k)
 	case fa.Expired[K, V]:
-		k := m.F.Key()
+		k := m.F.Owner()
 		k.Expire(m.F)
 		s.retireIfIdle(k)
 	case *forgetMsg[K]:
@@ -110,7 +110,7 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 	}
 	k := s.keys[cl.key]
 	if k == nil {
-		k = fa.NewKey(cl.key, &s.env)
+		k = fa.NewOwner(cl.key, &s.env)
 		s.keys[cl.key] = k
 		s.stats.Keys.Add(1)
 	}
@@ -135,9 +135,9 @@ func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
 // retireIfIdle removes a key actor that has no flight left. A key actor, once
 // retired, never comes back; a stale message about it (a late leave) finds it
 // idle and the map already pointing elsewhere or nowhere.
-func (s *shard[K, V, R]) retireIfIdle(k *fa.Key[K, V]) {
-	if k.Idle() && s.keys[k.K] == k {
-		delete(s.keys, k.K)
+func (s *shard[K, V, R]) retireIfIdle(k *fa.Owner[K, V]) {
+	if k.Idle() && s.keys[k.Key] == k {
+		delete(s.keys, k.Key)
 		s.stats.Keys.Add(-1)
 		if len(s.keys) == 0 {
 			s.anchor = nil
@@ -150,7 +150,7 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 	err := s.env.Errors.Panic(r, stack)
 	s.c.cfg.Logger.Error("flight: internal fault in shard; the key's waiters get a *PanicError",
 		"panic", r, "message", msg)
-	var k *fa.Key[K, V]
+	var k *fa.Owner[K, V]
 	switch m := msg.(type) {
 	case *call[K, V, R]:
 		k = s.keys[m.key]
@@ -163,15 +163,15 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 		}
 		defer s.replyTo(m)
 	case fa.Done[K, V]:
-		k = m.F.Key()
+		k = m.F.Owner()
 		k.FailFlight(m.F, err) // its waiters: once retired, Fail below no longer sees it
 		k.Retire(m.F)          // finish the bookkeeping of the execution if it did not
 	case fa.Leave[K, V]:
 		if m.W.Flight != nil {
-			k = m.W.Flight.Key()
+			k = m.W.Flight.Owner()
 		}
 	case fa.Expired[K, V]:
-		k = m.F.Key()
+		k = m.F.Owner()
 	case *forgetMsg[K]:
 		k = s.keys[m.key]
 	case *closeMsg:

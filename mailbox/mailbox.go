@@ -26,7 +26,7 @@ import (
 // nothing per message once its rings have grown, and keeps protoactor's
 // semantics: system messages first, Suspend/ResumeMailbox honoured, a panic
 // in a handler escalated to the invoker (EscalateFailure) as protoactor's
-// mailbox does, Throughput messages between yields.
+// mailbox does, throughput messages between yields.
 //
 // It does not unpack MessageBatch messages (shards never receive any) and
 // runs no MailboxMiddleware.
@@ -50,8 +50,8 @@ const (
 
 var _ actor.Mailbox = (*Mailbox)(nil)
 
-// NewMailbox returns an empty Mailbox.
-func NewMailbox() *Mailbox { return &Mailbox{} }
+// newMailbox returns an empty Mailbox.
+func newMailbox() *Mailbox { return &Mailbox{} }
 
 // PostUserMessage enqueues msg and, if the mailbox was idle, drains it on the
 // calling goroutine.
@@ -111,7 +111,7 @@ func (m *Mailbox) run() {
 		}
 	}()
 	for i := 0; ; i++ {
-		if i == Throughput {
+		if i == throughput {
 			i = 0
 			runtime.Gosched()
 		}

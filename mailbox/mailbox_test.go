@@ -36,7 +36,7 @@ func (r *recorder) EscalateFailure(reason, m any) {
 }
 
 func TestMailboxDrainsOnPosterInOrder(t *testing.T) {
-	mb := NewMailbox()
+	mb := newMailbox()
 	r := &recorder{}
 	mb.RegisterHandlers(r, nil)
 	for i := range 1000 {
@@ -52,7 +52,7 @@ func TestMailboxDrainsOnPosterInOrder(t *testing.T) {
 // A message posted by a handler (re-entrant post) is handled after the
 // current one, in the same drain, and system messages go first.
 func TestMailboxReentrantAndSystemFirst(t *testing.T) {
-	mb := NewMailbox()
+	mb := newMailbox()
 	r := &recorder{}
 	r.onUser = func(m any) {
 		if m == "first" {
@@ -67,7 +67,7 @@ func TestMailboxReentrantAndSystemFirst(t *testing.T) {
 }
 
 func TestMailboxSuspendResume(t *testing.T) {
-	mb := NewMailbox()
+	mb := newMailbox()
 	r := &recorder{}
 	mb.RegisterHandlers(r, nil)
 	mb.PostSystemMessage(&actor.SuspendMailbox{})
@@ -81,7 +81,7 @@ func TestMailboxSuspendResume(t *testing.T) {
 }
 
 func TestMailboxEscalatesPanics(t *testing.T) {
-	mb := NewMailbox()
+	mb := newMailbox()
 	r := &recorder{}
 	r.onUser = func(m any) {
 		if m == "boom" {
@@ -98,7 +98,7 @@ func TestMailboxEscalatesPanics(t *testing.T) {
 // Many goroutines post at once: every message is handled exactly once, by
 // one goroutine at a time.
 func TestMailboxConcurrentPosts(t *testing.T) {
-	mb := NewMailbox()
+	mb := newMailbox()
 	var inside, overlaps int32
 	var mu sync.Mutex
 	r := &recorder{}
@@ -155,18 +155,4 @@ func TestRingGrowsAndWraps(t *testing.T) {
 		model = model[1:]
 	}
 	assert.Zero(t, r.size)
-}
-
-func TestLimit(t *testing.T) {
-	var nilLimit *Limit
-	assert.True(t, nilLimit.TryAcquire())
-	nilLimit.Release()
-	l := NewLimit(2)
-	assert.True(t, l.TryAcquire())
-	assert.True(t, l.TryAcquire())
-	assert.False(t, l.TryAcquire())
-	assert.Equal(t, 2, l.InUse())
-	l.Release()
-	assert.True(t, l.TryAcquire())
-	assert.Nil(t, NewLimit(0))
 }

@@ -4,9 +4,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// Throughput is how many messages a shard handles before its draining
+// throughput is how many messages a shard handles before its draining
 // goroutine yields the processor (runtime.Gosched) and goes on.
-const Throughput = 256
+const throughput = 256
 
 // Props returns the protoactor props of a shard actor made by producer, with
 // a [Mailbox] (drained on the posting goroutine, see the package comment
@@ -16,7 +16,7 @@ const Throughput = 256
 // the Mailbox directly measured no faster.
 func Props(producer actor.Producer) *actor.Props {
 	return actor.PropsFromProducer(producer,
-		actor.WithDispatcher(actor.NewSynchronizedDispatcher(Throughput)),
-		actor.WithMailbox(func() actor.Mailbox { return NewMailbox() }),
+		actor.WithDispatcher(actor.NewSynchronizedDispatcher(throughput)),
+		actor.WithMailbox(func() actor.Mailbox { return newMailbox() }),
 	)
 }

@@ -3,11 +3,12 @@ package singleflight
 import (
 	"sync/atomic"
 
+	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/coordinator"
 )
 
 // EngineStats returns the counters of the process-wide coordinator.
-func EngineStats() coordinator.Stats { return engine().Stats() }
+func EngineStats() flight.Stats { return engine().Stats() }
 
 // SpawnedActors returns how many processes (actors, futures) the shared
 // actor system has ever registered.

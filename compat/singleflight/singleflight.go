@@ -3,14 +3,13 @@ package singleflight
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"runtime"
 	"sync"
 
 	"github.com/actorflight/flight"
-	fa "github.com/actorflight/flight/actor"
-	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/hooks"
 )
 
 // Group represents a class of work and forms a namespace in which units of
@@ -49,7 +48,7 @@ func (g *Group) Do(key string, fn func() (interface{}, error)) (v interface{}, e
 	if err != nil {
 		if p, ok := err.(*panicError); ok {
 			panic(p)
-		} else if err == errGoexit {
+		} else if err == flight.ErrGoexit {
 			runtime.Goexit()
 		}
 	}
@@ -66,8 +65,29 @@ func (g *Group) Do(key string, fn func() (interface{}, error)) (v interface{}, e
 // fn calls runtime.Goexit, the channel receives a Result whose Err matches
 // flight.ErrGoexit (errors.Is); x/sync's channel never receives anything
 // then (golang/go#52557).
+//
+// Like x/sync's DoChan, it starts a goroutine per call: here the one that
+// waits for the flight and hands its Result over (x/sync's runs fn).
 func (g *Group) DoChan(key string, fn func() (interface{}, error)) <-chan Result {
-	return engine().DoChan(context.Background(), groupKey{g, key}, adapt(fn), nil)
+	ch := make(chan Result, 1)
+	r := engine().DoChan(context.Background(), groupKey{g, key}, adapt(fn))
+	go func() { ch <- convert(<-r) }()
+	return ch
+}
+
+// convert makes the Result a DoChan caller receives from the flight's.
+//
+// A panic in fn must not be swallowed, and there is no caller goroutine to
+// re-panic in (the channel may never be read), so, as x/sync does, the
+// panic is re-raised on this goroutine, which crashes the process.
+func convert(r flight.Result[interface{}]) Result {
+	if p, ok := r.Err.(*panicError); ok {
+		panic(p)
+	}
+	if errors.Is(r.Err, flight.ErrGoexit) {
+		r.Err = errGoexit
+	}
+	return Result{Val: r.Val, Err: r.Err, Shared: r.Shared}
 }
 
 // Forget tells the singleflight to forget about a key. Future calls to Do
@@ -102,49 +122,17 @@ func adapt(fn func() (interface{}, error)) func(context.Context) (interface{}, e
 // engine returns the process-wide coordinator, starting it on first use.
 // It is never closed: while no call runs it holds no goroutine (its worker
 // goroutines exit a moment after their last flight) and no per-key memory.
-var engine = sync.OnceValue(func() *coordinator.Coordinator[groupKey, interface{}, Result] {
-	c, err := coordinator.New[groupKey, interface{}, Result](coordinator.Config[interface{}, Result]{
-		Shards: coordinator.DefaultShards(),
-		Logger: slog.New(slog.DiscardHandler),
-		Errors: fa.Errors{
-			// Closed, Overloaded and Timeout cannot happen: the coordinator
-			// is never closed and has no bounds and no timeout.
-			Closed:     flight.ErrClosed,
-			Overloaded: flight.ErrOverloaded,
-			Timeout:    context.DeadlineExceeded,
-			Goexit:     errGoexit,
-			Panic:      newPanicError,
-		},
-		ErrNilFunc: flight.ErrNilFunc, // cannot happen: adapt never returns nil
-		Result:     deliver,
-		// x/sync's Forget lets the next call run beside the forgotten one.
-		ForgetOverlaps: true,
-	})
-	if err != nil {
-		panic(err) // unreachable: DefaultShards is a valid shard count
-	}
-	return c
+// It is made with two hooks for x/sync's behaviour: Forget lets the next
+// call run beside the forgotten one, and a panic reaches the callers as
+// x/sync's panicError (one value for all of them).
+var engine = sync.OnceValue(func() *flight.Coordinator[groupKey, interface{}] {
+	return flight.New[groupKey, interface{}](
+		hooks.ForgetOverlaps().(flight.Option),
+		hooks.PanicErrors(newPanicError).(flight.Option))
 })
 
-// deliver makes the Result a DoChan caller receives. It runs on the
-// goroutine draining a shard's mailbox.
-//
-// A panic in fn must not be swallowed, and there is no caller goroutine to
-// re-panic in (the channel may never be read), so, as x/sync does, the
-// panic is re-raised on a goroutine of its own, which crashes the process,
-// and this goroutine blocks so that it appears in the crash dump and the
-// channel never receives a Result. The process is dying: nothing waits on
-// the blocked goroutine for more than a moment.
-func deliver(v interface{}, err error, shared bool) Result {
-	if p, ok := err.(*panicError); ok {
-		go panic(p)
-		select {}
-	}
-	return Result{Val: v, Err: err, Shared: shared}
-}
-
-// errGoexit is the error of a flight whose fn called runtime.Goexit: Do
-// callers call runtime.Goexit on seeing it, DoChan callers receive it.
+// errGoexit is the error a DoChan caller receives when fn called
+// runtime.Goexit (Do callers call runtime.Goexit instead).
 var errGoexit error = goexitError{}
 
 type goexitError struct{}

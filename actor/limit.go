@@ -1,4 +1,4 @@
-package mailbox
+package actor
 
 import "sync/atomic"
 
@@ -44,14 +44,6 @@ func (l *Limit) Release() {
 		return
 	}
 	if l.n.Add(-1) < 0 {
-		panic("flight: mailbox.Limit released more than acquired")
+		panic("flight: actor.Limit released more than acquired")
 	}
-}
-
-// InUse returns the units taken now (0 for a nil Limit).
-func (l *Limit) InUse() int {
-	if l == nil {
-		return 0
-	}
-	return int(l.n.Load())
 }

@@ -1,4 +1,4 @@
-package mailbox
+package actor
 
 // Subscriber receives a flight's result once, by a call to Deliver. It is how
 // DoChan callers, who have no goroutine waiting, get their answer.

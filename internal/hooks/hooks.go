@@ -1,0 +1,18 @@
+// Package hooks lets the module's own packages reach behaviour of package
+// flight that its public API does not offer: package compat/singleflight,
+// built on the public API, needs two of x/sync's behaviours. Package flight sets each hook
+// in its init, so a package that imports flight finds them set.
+package hooks
+
+// ForgetOverlaps returns a flight.Option (as any, since this package cannot
+// import flight) under which Forget lets the key's next flight start at
+// once, beside the forgotten one, as golang.org/x/sync/singleflight's Forget
+// does. The root Coordinator never overlaps executions of one key; package
+// compat/singleflight needs x/sync's behaviour.
+var ForgetOverlaps func() any
+
+// PanicErrors returns a flight.Option (as any) under which the error every
+// waiter of a panicked flight gets is made by mk instead of being a
+// *flight.PanicError: package compat/singleflight panics in every Do caller
+// with one error of x/sync's shape.
+var PanicErrors func(mk func(value any, stack []byte) error) any
