@@ -18,7 +18,7 @@ import (
 )
 
 // TestModel checks the coordinator against a plain sequential model of its
-// rules (DESIGN.md §2 and the semantics the core chose on top: executions of
+// rules (README, "How it behaves", and docs/design.md: executions of
 // one key never overlap, WithTimeout counts from flight creation, Close
 // answers waiters with ErrClosed). A generated sequence of operations — Do,
 // DoChan, cancelling a caller, Forget, fn returning a value / an error /

@@ -82,9 +82,8 @@ func (k *Owner[K, V]) Idle() bool { return k.open == nil && k.exec == nil && len
 // hand-off orders those writes before the shard reads them), and fn, which is
 // set before fn starts and never changes.
 //
-// The layout is kept small (216 bytes for int keys and values, down from 320)
-// because a flight is the one allocation every distinct key pays for: what is
-// rare (a panic, a timeout) hangs off a pointer.
+// The layout is kept small because a flight is the one allocation every
+// distinct key pays for: what is rare (a panic) hangs off a pointer.
 type Flight[K comparable, V any] struct {
 	Broadcast[V]
 

@@ -12,8 +12,7 @@ type task interface{ Run() }
 // Linger is how long an idle worker may wait for its next task before it
 // exits: between one and two Lingers. Long enough that back-to-back flights
 // reuse a warm goroutine (its stack already grown), short enough that an idle
-// coordinator holds no goroutine a moment after its last flight (DESIGN.md §2
-// rule 7).
+// coordinator holds no goroutine a moment after its last flight.
 const Linger = 2 * time.Millisecond
 
 // Pool runs tasks on warm worker goroutines and keeps none while idle.
@@ -24,9 +23,9 @@ const Linger = 2 * time.Millisecond
 // only; there is no timer per park. Instead one timer per pool, armed while
 // workers are parked, fires every Linger and stops the workers that stayed
 // parked through the whole interval: the stack's low-water mark since the
-// previous tick says how many of the bottom ones were never used. That made
-// park+wake ≈ 40% cheaper than a select on a per-park timer (the profile's
-// selectgo and timer locks), and an idle worker still exits within 2×Linger.
+// previous tick says how many of the bottom ones were never used. That is
+// cheaper than a select on a timer per park, and an idle worker still exits
+// within 2×Linger.
 //
 // The zero value is not usable; call [NewPool]. All methods are safe for
 // concurrent use. A task that calls runtime.Goexit ends its worker; the pool

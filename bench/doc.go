@@ -1,6 +1,6 @@
 // Package bench measures flight (github.com/actorflight/flight) against
 // golang.org/x/sync/singleflight and resenje.org/singleflight on the
-// workloads of DESIGN.md §4. It is its own module, so that the library's
+// workloads and targets of docs/performance.md. It is its own module, so that the library's
 // go.mod never requires the peers.
 //
 // Everything is in the package's tests: the benchmarks (bench_test.go), the

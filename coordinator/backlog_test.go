@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // With bounds configured, DoChan calls cannot pile up in a shard's mailbox
@@ -68,20 +70,20 @@ func TestDoChanBacklogIsBounded(t *testing.T) {
 	}
 
 	close(release)
-	if r := recv(t, recv(t, holder)); r.err != nil || r.v != "v" {
+	if r := wait.Recv(t, wait.Recv(t, holder)); r.err != nil || r.v != "v" {
 		t.Fatalf("holder got %+v", r)
 	}
 	for i, ch := range queued {
-		if r := recv(t, ch); r.err != nil || r.v != "v" {
+		if r := wait.Recv(t, ch); r.err != nil || r.v != "v" {
 			t.Fatalf("queued call %d got %+v", i, r)
 		}
 	}
-	eventually(t, "the backlog drains", func() bool {
+	wait.Until(t, "the backlog drains", func() bool {
 		s := c.shards[0]
 		return s.pending.Load() == 0 && c.Stats().Keys == 0
 	})
 	// With room again, DoChan is admitted.
-	if r := recv(t, c.DoChan(context.Background(), "again", fn, nil)); r.err != nil {
+	if r := wait.Recv(t, c.DoChan(context.Background(), "again", fn, nil)); r.err != nil {
 		t.Fatalf("after the backlog drained: %+v", r)
 	}
 }
@@ -96,7 +98,7 @@ func TestNoBacklogWithoutBounds(t *testing.T) {
 	if c.backlog != 0 {
 		t.Fatalf("backlog = %d, want 0", c.backlog)
 	}
-	r := recv(t, c.DoChan(context.Background(), "k", func(context.Context) (string, error) { return "v", nil }, nil))
+	r := wait.Recv(t, c.DoChan(context.Background(), "k", func(context.Context) (string, error) { return "v", nil }, nil))
 	if r.err != nil || c.shards[0].pending.Load() != 0 {
 		t.Fatalf("got %+v, pending %d", r, c.shards[0].pending.Load())
 	}

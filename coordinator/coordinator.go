@@ -1,12 +1,13 @@
 // Package coordinator runs the shard supervisors of a flight coordinator:
-// protoactor actors that each own a share of the keys, spawn a key actor
-// (package actor) on a key's first call, route joins, leaves, Forget and
-// results to it, retire it when its last flight ends, and contain faults.
-// It also owns the coordinator's lifecycle: the actor system, the worker pool,
-// the counters, and Close.
+// protoactor actors that each own a share of the keys, make a key's actor
+// (package actor) on its first call, route joins, leaves, Forget and results
+// to it, retire it when its last flight ends, and contain faults. [Engine]
+// owns the coordinator's lifecycle: the actor system, the worker pool, the
+// counters, and Close.
 //
-// The root package flight is the public face of this package; nothing here is
-// meant to be used directly.
+// It is part of flight's engine: the root package flight is the API, and
+// this package carries no compatibility promise. docs/design.md describes
+// the message flow and the invariants the shards keep.
 package coordinator
 
 import (
@@ -50,7 +51,7 @@ type Config[V, R any] struct {
 // shard's mailbox at once.
 func DefaultShards() int { return 4 * runtime.GOMAXPROCS(0) }
 
-// Coordinator is the engine behind flight.Coordinator. R is the result type
+// Engine is the engine behind flight.Coordinator. R is the result type
 // DoChan delivers (flight.Result[V]); it is a type parameter so that this
 // package need not import the root package.
 type Engine[K comparable, V, R any] struct {

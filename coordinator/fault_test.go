@@ -151,21 +151,6 @@ func goDo(c *Engine[string, string, result], ctx context.Context, key string, fn
 	return out
 }
 
-func recv[T any](t *testing.T, ch <-chan T) T {
-	t.Helper()
-	return wait.Recv(t, ch)
-}
-
-func recvWithin[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	return wait.Within(t, ch, d, what)
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	wait.Until(t, what, cond)
-}
-
 func pending[T any](t *testing.T, ch <-chan T, what string) {
 	t.Helper()
 	select {
@@ -218,9 +203,9 @@ func newScene(t *testing.T, timeout time.Duration) *scene {
 	}
 	s.badCh = s.c.DoChan(ctx, "bad", s.bad.fn("bad-value"), nil)
 	s.goodCh = s.c.DoChan(ctx, "good", s.good.fn("good-value"), nil)
-	eventually(t, "six waiters", func() bool { return s.c.Stats().Waiters == 6 })
-	recv(t, s.bad.started)
-	recv(t, s.good.started)
+	wait.Until(t, "six waiters", func() bool { return s.c.Stats().Waiters == 6 })
+	wait.Recv(t, s.bad.started)
+	wait.Recv(t, s.good.started)
 	return s
 }
 
@@ -229,19 +214,19 @@ func newScene(t *testing.T, timeout time.Duration) *scene {
 func (s *scene) expectBadFailed(t *testing.T) {
 	t.Helper()
 	for _, o := range s.badOut {
-		r := recv(t, o)
+		r := wait.Recv(t, o)
 		if !isPanicErr(r.err) {
 			t.Fatalf("a Do waiter of the failed key got %+v, want a panic error", r)
 		}
 	}
-	if r := recv(t, s.badCh); !isPanicErr(r.err) {
+	if r := wait.Recv(t, s.badCh); !isPanicErr(r.err) {
 		t.Fatalf("the DoChan waiter of the failed key got %+v, want a panic error", r)
 	}
 	for _, o := range s.goodOut {
 		pending(t, o, "a waiter of the other key")
 	}
 	pending(t, s.goodCh, "the DoChan waiter of the other key")
-	eventually(t, "only the other key's waiters left", func() bool { return s.c.Stats().Waiters == 3 })
+	wait.Until(t, "only the other key's waiters left", func() bool { return s.c.Stats().Waiters == 3 })
 }
 
 // expectServing checks that the shard still serves the failed key (a new
@@ -251,16 +236,16 @@ func (s *scene) expectServing(t *testing.T) {
 	ctx := context.Background()
 	again := goDo(s.c, ctx, "bad", func(context.Context) (string, error) { return "bad-again", nil })
 	s.bad.unblock()
-	if r := recv(t, again); r.err != nil || r.v != "bad-again" {
+	if r := wait.Recv(t, again); r.err != nil || r.v != "bad-again" {
 		t.Fatalf("the failed key after the fault: %+v", r)
 	}
 	s.good.unblock()
 	for _, o := range s.goodOut {
-		if r := recv(t, o); r.err != nil || r.v != "good-value" || !r.shared {
+		if r := wait.Recv(t, o); r.err != nil || r.v != "good-value" || !r.shared {
 			t.Fatalf("a waiter of the other key got %+v", r)
 		}
 	}
-	if r := recv(t, s.goodCh); r.err != nil || r.v != "good-value" {
+	if r := wait.Recv(t, s.goodCh); r.err != nil || r.v != "good-value" {
 		t.Fatalf("the DoChan waiter of the other key got %+v", r)
 	}
 	if n := s.bad.calls.Load() + s.good.calls.Load(); n != 2 {
@@ -270,7 +255,7 @@ func (s *scene) expectServing(t *testing.T) {
 	if err != nil || v != "fresh" {
 		t.Fatalf("a fresh key after the fault: %q, %v", v, err)
 	}
-	eventually(t, "idle", func() bool {
+	wait.Until(t, "idle", func() bool {
 		st := s.c.Stats()
 		return st.Keys == 0 && st.InFlight == 0 && st.Waiters == 0
 	})
@@ -286,8 +271,8 @@ func TestFaultOnJoin(t *testing.T) {
 		return ok && k == "bad"
 	})
 	joiner := goDo(s.c, context.Background(), "bad", s.bad.fn("never"))
-	recv(t, fired)
-	if r := recv(t, joiner); !isPanicErr(r.err) {
+	wait.Recv(t, fired)
+	if r := wait.Recv(t, joiner); !isPanicErr(r.err) {
 		t.Fatalf("the caller whose join failed got %+v", r)
 	}
 	s.expectBadFailed(t)
@@ -297,7 +282,7 @@ func TestFaultOnJoin(t *testing.T) {
 		_, ok := msg.(*call[string, string, result])
 		return ok && k == "bad2"
 	})
-	if r := recv(t, s.c.DoChan(context.Background(), "bad2", s.bad.fn("never"), nil)); !isPanicErr(r.err) {
+	if r := wait.Recv(t, s.c.DoChan(context.Background(), "bad2", s.bad.fn("never"), nil)); !isPanicErr(r.err) {
 		t.Fatalf("a DoChan caller whose join failed got %+v", r)
 	}
 	s.expectServing(t)
@@ -317,7 +302,7 @@ func TestFaultOnDone(t *testing.T) {
 	good := newBlocker()
 	t.Cleanup(good.unblock)
 	goodOut := goDo(c, ctx, "good", good.fn("good-value"))
-	recv(t, good.started)
+	wait.Recv(t, good.started)
 	fired := inject(t, func(msg any) bool {
 		_, ok := msg.(fa.Done[string, string])
 		k, _ := keyOf(msg)
@@ -326,26 +311,26 @@ func TestFaultOnDone(t *testing.T) {
 	release := make(chan struct{})
 	fn := func(context.Context) (string, error) { <-release; return "bad-value", nil }
 	a, b := goDo(c, ctx, "bad", fn), c.DoChan(ctx, "bad", fn, nil)
-	eventually(t, "three waiters", func() bool { return c.Stats().Waiters == 3 })
+	wait.Until(t, "three waiters", func() bool { return c.Stats().Waiters == 3 })
 	close(release)
-	recv(t, fired)
-	if r := recvWithin(t, a, prompt, "the Do waiter of a flight whose Done message failed"); !isPanicErr(r.err) {
+	wait.Recv(t, fired)
+	if r := wait.Within(t, a, prompt, "the Do waiter of a flight whose Done message failed"); !isPanicErr(r.err) {
 		t.Fatalf("Do waiter after a fault on Done: %+v", r)
 	}
-	if r := recvWithin(t, b, prompt, "the DoChan waiter of a flight whose Done message failed"); !isPanicErr(r.err) {
+	if r := wait.Within(t, b, prompt, "the DoChan waiter of a flight whose Done message failed"); !isPanicErr(r.err) {
 		t.Fatalf("DoChan waiter after a fault on Done: %+v", r)
 	}
-	eventually(t, "the failed execution retired", func() bool { st := c.Stats(); return st.InFlight == 1 && st.Waiters == 1 })
+	wait.Until(t, "the failed execution retired", func() bool { st := c.Stats(); return st.InFlight == 1 && st.Waiters == 1 })
 	pending(t, goodOut, "the other key's waiter")
 	v, _, err := c.Do(ctx, "bad", func(context.Context) (string, error) { return "again", nil })
 	if err != nil || v != "again" {
 		t.Fatalf("the key after a fault on Done: %q, %v", v, err)
 	}
 	good.unblock()
-	if r := recv(t, goodOut); r.err != nil || r.v != "good-value" {
+	if r := wait.Recv(t, goodOut); r.err != nil || r.v != "good-value" {
 		t.Fatalf("other key: %+v", r)
 	}
-	eventually(t, "idle", func() bool { st := c.Stats(); return st.Keys+st.InFlight+st.Waiters == 0 })
+	wait.Until(t, "idle", func() bool { st := c.Stats(); return st.Keys+st.InFlight+st.Waiters == 0 })
 }
 
 // A fault on a Leave (a caller's ctx done), a Forget and an Expired
@@ -355,17 +340,17 @@ func TestFaultOnLeaveForgetExpired(t *testing.T) {
 		s := newScene(t, 0)
 		ctx, cancel := context.WithCancel(context.Background())
 		leaver := s.c.DoChan(ctx, "bad", s.bad.fn("never"), nil)
-		eventually(t, "seven waiters", func() bool { return s.c.Stats().Waiters == 7 })
+		wait.Until(t, "seven waiters", func() bool { return s.c.Stats().Waiters == 7 })
 		fired := inject(t, func(msg any) bool {
 			_, ok := msg.(fa.Leave[string, string])
 			k, _ := keyOf(msg)
 			return ok && k == "bad"
 		})
 		cancel()
-		recv(t, fired)
+		wait.Recv(t, fired)
 		// The leaver gets exactly one answer: the panic error, since its
 		// Leave was the message that failed.
-		if r := recv(t, leaver); !isPanicErr(r.err) {
+		if r := wait.Recv(t, leaver); !isPanicErr(r.err) {
 			t.Fatalf("leaver: %+v", r)
 		}
 		s.expectBadFailed(t)
@@ -375,7 +360,7 @@ func TestFaultOnLeaveForgetExpired(t *testing.T) {
 		s := newScene(t, 0)
 		fired := inject(t, func(msg any) bool { _, ok := msg.(*forgetMsg[string]); k, _ := keyOf(msg); return ok && k == "bad" })
 		s.c.Forget("bad")
-		recv(t, fired)
+		wait.Recv(t, fired)
 		s.expectBadFailed(t)
 		s.expectServing(t)
 	})
@@ -388,8 +373,8 @@ func TestFaultOnLeaveForgetExpired(t *testing.T) {
 		})
 		release := make(chan struct{})
 		a := goDo(c, context.Background(), "bad", func(context.Context) (string, error) { <-release; return "late", nil })
-		recv(t, fired)
-		if r := recv(t, a); !isPanicErr(r.err) {
+		wait.Recv(t, fired)
+		if r := wait.Recv(t, a); !isPanicErr(r.err) {
 			t.Fatalf("waiter after a fault on Expired: %+v", r)
 		}
 		close(release)
@@ -428,7 +413,7 @@ func TestManyFaultsShardKeepsServing(t *testing.T) {
 	if n.Load() < 50 {
 		t.Fatalf("%d faults injected, want at least 50", n.Load())
 	}
-	eventually(t, "idle", func() bool { st := c.Stats(); return st.Keys+st.InFlight+st.Waiters == 0 })
+	wait.Until(t, "idle", func() bool { st := c.Stats(); return st.Keys+st.InFlight+st.Waiters == 0 })
 }
 
 // A fault on the close message: Close still answers every waiter (ErrClosed),
@@ -439,21 +424,21 @@ func TestFaultOnClose(t *testing.T) {
 	fired := inject(t, func(msg any) bool { _, ok := msg.(*closeMsg); return ok })
 	closed := make(chan error, 1)
 	go func() { closed <- s.c.Close() }()
-	recv(t, fired)
+	wait.Recv(t, fired)
 	for _, o := range append(s.badOut, s.goodOut...) {
-		if r := recv(t, o); !errors.Is(r.err, errClosed) && !isPanicErr(r.err) {
+		if r := wait.Recv(t, o); !errors.Is(r.err, errClosed) && !isPanicErr(r.err) {
 			t.Fatalf("a waiter at a faulty Close got %+v", r)
 		}
 	}
 	for _, ch := range []<-chan result{s.badCh, s.goodCh} {
-		if r := recv(t, ch); !errors.Is(r.err, errClosed) && !isPanicErr(r.err) {
+		if r := wait.Recv(t, ch); !errors.Is(r.err, errClosed) && !isPanicErr(r.err) {
 			t.Fatalf("a DoChan waiter at a faulty Close got %+v", r)
 		}
 	}
 	pending(t, closed, "Close, while fns still run,")
 	s.bad.unblock()
 	s.good.unblock()
-	if err := recv(t, closed); err != nil {
+	if err := wait.Recv(t, closed); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := s.c.Do(context.Background(), "bad", func(context.Context) (string, error) { return "", nil })
@@ -480,8 +465,8 @@ func TestFaultOnStopped(t *testing.T) {
 	fired := inject(t, func(msg any) bool { _, ok := msg.(*actor.Stopped); return ok })
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
-	recv(t, fired)
-	if err := recvWithin(t, closed, prompt, "Close, after a fault while the shard handled *actor.Stopped,"); err != nil {
+	wait.Recv(t, fired)
+	if err := wait.Within(t, closed, prompt, "Close, after a fault while the shard handled *actor.Stopped,"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -16,7 +16,7 @@ type shard[K comparable, V, R any] struct {
 	c     *Engine[K, V, R]
 	pid   *actor.PID
 	keys  map[K]*fa.Owner[K, V] // owned by the actor
-	env   fa.Env[K, V]        // owned by the actor (Closed)
+	env   fa.Env[K, V]          // owned by the actor (Closed)
 	stats fa.Stats
 
 	drainedClosed bool // owned by the actor

@@ -31,7 +31,7 @@ type Row struct {
 	HasAbs     bool
 }
 
-// Rows are the workloads of DESIGN.md §4 with their targets, plus rows
+// Rows are the workloads of docs/performance.md with their targets, plus rows
 // given for information.
 var Rows = []Row{
 	{Workload: "Distinct", Unit: "ns/op", Label: "distinct keys, parallel", MaxX: 2, MaxR: 1},
