@@ -135,7 +135,7 @@ type config struct {
 	telemetry   telemetryConfig // WithMeterProvider, WithMetricAttributes
 
 	// For compat/singleflight only, through package hooks.
-	forgetOverlaps bool                               // hooks.ForgetOverlaps
+	forgetOverlaps bool                                // hooks.ForgetOverlaps
 	panicErr       func(value any, stack []byte) error // hooks.PanicErrors; nil: *PanicError
 }
 
