@@ -136,7 +136,7 @@ type config struct {
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
-	panicErr       func(value any, stack []byte) error // hooks.PanicErrors; nil: *PanicError
+	panicErr       func(value any, stack []byte) error // hooks.PanicErrors; default: a *PanicError
 }
 
 func init() {

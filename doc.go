@@ -5,6 +5,12 @@
 // cancelled when nobody waits for it any more, timeouts, panics turned into
 // errors, bounded queues and counters.
 //
+// Make a [Coordinator] with [New], call [Coordinator.Do] or
+// [Coordinator.DoChan], and [Coordinator.Close] it when done. Each method's
+// doc says how it behaves (cancellation, panics, Forget, Close); the README
+// states the rules in one place, and docs/design.md explains how they are
+// kept.
+//
 // # Design
 //
 // Each key is owned by a lightweight actor, made on the key's first call and
@@ -12,22 +18,7 @@
 // broadcasts each result to the callers queued on it. Key actors live inside
 // shard supervisor actors of github.com/asynkron/protoactor-go: every change
 // to a key is a message handled by its shard, one at a time, so there is no
-// map of mutexes to get wrong. See the packages actor, coordinator, mailbox
-// and keyspace for the parts, and the README for the rules and figures.
-//
-// # Rules
-//
-//   - One execution per key at a time; callers arriving meanwhile share it.
-//   - Each caller leaves on its own ctx; the flight goes on for the others
-//     and is cancelled when the last one leaves.
-//   - fn's context keeps the first caller's values, and is cancelled when
-//     every caller has left, on the WithTimeout deadline, or on Close.
-//   - Forget detaches the running flight (golang/go#31420 guarded).
-//   - A panic in fn becomes a *PanicError for every waiter, runtime.Goexit
-//     becomes ErrGoexit; the key is usable again at once.
-//   - nil fn → ErrNilFunc; after Close → ErrClosed; over a bound →
-//     ErrOverloaded. Never a hang, a crash or a silent zero value.
-//   - Close answers everyone, waits for every fn, and leaves no goroutine.
-//   - DoChan's channel has a buffer of one, gets exactly one Result, and is
-//     never closed.
+// map of mutexes to get wrong. The packages actor, coordinator, mailbox and
+// keyspace are that engine; this package is the API, and the only one with a
+// compatibility promise.
 package flight
