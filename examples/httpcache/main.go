@@ -202,8 +202,8 @@ func (b burst) String() string {
 // then with it a burst on a cold cache and one on a warm cache.
 type report struct {
 	Alone, Cold, Warm burst
-	Stats             flight.Stats // of the coordinator, after the two bursts
-	Metrics           metrics      // what its meter provider collected then
+	Stats             flight.Stats // of the coordinator, after the two bursts and Close
+	Metrics           metrics      // what its meter provider collected before Close
 }
 
 // metrics is what the service's OpenTelemetry reader collected.
@@ -297,24 +297,26 @@ func run(w io.Writer, cfg config) (report, error) {
 			b.Hits, b.Misses, b.Shared = svc.hits.Load()-hits, svc.misses.Load()-misses, svc.shared.Load()-shared
 			fmt.Fprintf(w, "%s, %s cache: %v\n", x.name, []string{"cold", "warm"}[i], b)
 		}
-		if x.dedupe {
-			// The gauges settle a moment after the last flight returns.
-			for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
-				if st := svc.flights.Stats(); st.Keys+st.InFlight+st.Waiters == 0 {
-					break
-				}
-				time.Sleep(100 * time.Microsecond)
-			}
-			rep.Stats = svc.flights.Stats()
-			fmt.Fprintf(w, "flight.Stats: %+v\n", rep.Stats)
-			if rep.Metrics, err = collect(reader); err != nil {
-				return rep, err
-			}
-			m := rep.Metrics
-			fmt.Fprintf(w, "OpenTelemetry: flight.flights=%d flight.joins=%d flight.callers sum=%d; flight.duration count=%d mean=%.1fms, buckets %v s: %v\n",
-				m.Flights, m.Joins, m.Callers, m.Executions, 1000*m.MeanSeconds, m.DurationBounds, m.DurationBucketCounts)
+		if !x.dedupe {
+			svc.shutdown()
+			continue
 		}
+		// The metrics first, while the coordinator still reports them
+		// (Close unregisters them). Every request has been answered, so
+		// every execution's histogram records are in: they are made as fn
+		// returns, before its callers are answered.
+		if rep.Metrics, err = collect(reader); err != nil {
+			svc.shutdown()
+			return rep, err
+		}
+		// Then the Stats, after Close: it returns once every flight has
+		// been retired, so the gauges it leaves are final.
 		svc.shutdown()
+		rep.Stats = svc.flights.Stats()
+		fmt.Fprintf(w, "flight.Stats: %+v\n", rep.Stats)
+		m := rep.Metrics
+		fmt.Fprintf(w, "OpenTelemetry: flight.flights=%d flight.joins=%d flight.callers sum=%d; flight.duration count=%d mean=%.1fms, buckets %v s: %v\n",
+			m.Flights, m.Joins, m.Callers, m.Executions, 1000*m.MeanSeconds, m.DurationBounds, m.DurationBucketCounts)
 	}
 	return rep, nil
 }

@@ -106,13 +106,15 @@ func run(w io.Writer, requests int, latency time.Duration, capacity int) (withou
 	fmt.Fprintln(w, without)
 
 	c := flight.New[string, string]()
-	defer c.Close()
 	b2 := newBackend(latency, capacity)
 	with = storm("with flight:", requests, b2, func(ctx context.Context) (string, error) {
 		v, _, err := c.Do(ctx, key, func(ctx context.Context) (string, error) { return b2.query(ctx, key) })
 		return v, err
 	})
 	fmt.Fprintln(w, with)
+	// Close returns once every flight has been retired: the Stats read
+	// after it are final, gauges included.
+	c.Close()
 	st = c.Stats()
 	fmt.Fprintf(w, "\nflight.Stats: %+v\n", st)
 	if with.Calls > 0 {
