@@ -12,7 +12,7 @@
 // goroutines. The coordinator reports OpenTelemetry metrics
 // (WithMeterProvider), printed at the end.
 //
-//	go run ./examples/httpcache
+//	cd examples/httpcache && go run .
 package main
 
 import (
