@@ -2,14 +2,28 @@
 // goroutines of a service that all need it at start-up, caches it, and
 // reloads it on demand with Forget.
 //
+//	go run ./examples/configload
+//
 // The configuration is a JSON file that the program writes to a temporary
 // directory; loading it also "validates" it against a remote service, which
-// a 100 ms timer stands in for. While the first load runs, an operator edits
-// the file and asks for a reload: Forget detaches the running load, whose
-// waiting callers still get what it read, and the reload starts a fresh load
-// that reads the new file instead of joining the stale one.
+// a 100 ms timer stands in for. A Store keeps the last configuration loaded
+// (an atomic.Pointer) and loads it through the coordinator, so that the 16
+// goroutines of a service starting up share one load. While that load runs,
+// an operator edits the file and asks for a reload. Reload calls Forget
+// first: the running load may have read the file before it changed, so its
+// waiting callers get what it read, but the reload starts a fresh load
+// instead of joining the stale one. The coordinator runs the fresh load only
+// once the stale one has returned, so the stale configuration can never be
+// stored after the new. A run:
 //
-//	go run ./examples/configload
+//	start-up: 16 goroutines ask for the configuration at once
+//	  load #1 read version 1 (upstream db-a:5432)
+//	  16 callers wait for load #1; the operator edits the file (version 2) and asks for a reload
+//	  load #2 read version 2 (upstream db-b:5432)
+//	  Reload returned version 2
+//	  start-up callers got versions map[1:16] (16 of them shared a load)
+//	after: Get returns version 2 from the cache; 2 loads in all
+//	flight.Stats: {Keys:0 InFlight:0 Waiters:0 Flights:2 Joins:15 Panics:0 Timeouts:0 Abandoned:0 Forgotten:1 Overloaded:0}
 package main
 
 import (

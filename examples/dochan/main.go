@@ -4,6 +4,35 @@
 // for the callers who stayed, and is cancelled only if every caller leaves.
 //
 //	go run ./examples/dochan
+//
+// Each caller gives the query its own budget (context.WithTimeout on its
+// ctx, passed to DoChan), so its leaving is known to the flight. Each phase
+// runs on a coordinator of its own, whose Stats are read after Close. A run:
+//
+//	$ go run ./examples/dochan
+//	1. seven callers ask for user:42 at once; the query takes 200ms
+//	  caller 0 (budget 20ms): fallback "today's best sellers" after 20ms
+//	  caller 1 (budget 5s): "for you: user:42 picks", shared=true after 204ms
+//	  caller 2 (budget 20ms): fallback "today's best sellers" after 20ms
+//	  caller 3 (budget 20ms): fallback "today's best sellers" after 20ms
+//	  caller 4 (budget 5s): "for you: user:42 picks", shared=true after 204ms
+//	  caller 5 (budget 20ms): fallback "today's best sellers" after 21ms
+//	  caller 6 (budget 20ms): fallback "today's best sellers" after 20ms
+//	  query executions=1, the query returned err=<nil>
+//	  flight.Stats: {Keys:0 InFlight:0 Waiters:0 Flights:1 Joins:6 Panics:0 Timeouts:0 Abandoned:0 Forgotten:0 Overloaded:0}
+//	2. three impatient callers ask for user:7; all leave, so the query is cancelled
+//	  caller 0 (budget 20ms): fallback "today's best sellers" after 21ms
+//	  caller 1 (budget 20ms): fallback "today's best sellers" after 21ms
+//	  caller 2 (budget 20ms): fallback "today's best sellers" after 21ms
+//	  query executions=1, the query returned err=context canceled
+//	  flight.Stats: {Keys:0 InFlight:0 Waiters:0 Flights:1 Joins:2 Panics:0 Timeouts:0 Abandoned:1 Forgotten:0 Overloaded:0}
+//
+// In the first phase the five impatient callers leave after 20 ms and the
+// two patient ones get the query's value, shared, when it returns. In the
+// second every caller leaves, the flight is abandoned (Abandoned:1) and the
+// query's context is cancelled, so it stops early. A caller that left never
+// reads its channel: it still receives that caller's Result (ctx.Err()), and
+// with its buffer of one that leaks nothing.
 package main
 
 import (
