@@ -2,14 +2,28 @@
 // goroutines of a service that all need it at start-up, caches it, and
 // reloads it on demand with Forget.
 //
+//	go run ./examples/configload
+//
 // The configuration is a JSON file that the program writes to a temporary
 // directory; loading it also "validates" it against a remote service, which
-// a 100 ms timer stands in for. While the first load runs, an operator edits
-// the file and asks for a reload: Forget detaches the running load, whose
-// waiting callers still get what it read, and the reload starts a fresh load
-// that reads the new file instead of joining the stale one.
+// a 100 ms timer stands in for. A Store keeps the last configuration loaded
+// (an atomic.Pointer) and loads it through the coordinator, so that the 16
+// goroutines of a service starting up share one load. While that load runs,
+// an operator edits the file and asks for a reload. Reload calls Forget
+// first: the running load may have read the file before it changed, so its
+// waiting callers get what it read, but the reload starts a fresh load
+// instead of joining the stale one. The coordinator runs the fresh load only
+// once the stale one has returned, so the stale configuration can never be
+// stored after the new. A run:
 //
-//	go run ./examples/configload
+//	start-up: 16 goroutines ask for the configuration at once
+//	  load #1 read version 1 (upstream db-a:5432)
+//	  16 callers wait for load #1; the operator edits the file (version 2) and asks for a reload
+//	  load #2 read version 2 (upstream db-b:5432)
+//	  Reload returned version 2
+//	  start-up callers got versions map[1:16] (16 of them shared a load)
+//	after: Get returns version 2 from the cache; 2 loads in all
+//	flight.Stats: {Keys:0 InFlight:0 Waiters:0 Flights:2 Joins:15 Panics:0 Timeouts:0 Abandoned:0 Forgotten:1 Overloaded:0}
 package main
 
 import (
@@ -144,7 +158,7 @@ func run(w io.Writer, callers int, validate time.Duration) (outcome, error) {
 		fmt.Fprintf(w, "  load #%d read version %d (upstream %s)\n", load, c.Version, c.Upstream)
 		read <- load
 	})
-	defer s.Close()
+	defer s.Close() // on an early return; Close is idempotent
 	ctx := context.Background()
 
 	fmt.Fprintf(w, "start-up: %d goroutines ask for the configuration at once\n", callers)
@@ -154,21 +168,23 @@ func run(w io.Writer, callers int, validate time.Duration) (outcome, error) {
 		err    error
 	}
 	results := make(chan got, callers)
-	var wg sync.WaitGroup
+	var asked, wg sync.WaitGroup
+	asked.Add(callers)
 	for range callers {
 		wg.Go(func() {
-			// Get, spelled out to see whether the load was shared.
-			c, shared, err := s.f.Do(ctx, key, s.load)
-			results <- got{c, shared, err}
+			// Get, spelled out to see whether the load was shared, and with
+			// DoChan: it has handed the call to the coordinator when it
+			// returns, so the operator's Forget below, made once every
+			// caller has asked, comes after all of their calls.
+			ch := s.f.DoChan(ctx, key, s.load)
+			asked.Done()
+			r := <-ch
+			results <- got{r.Val, r.Shared, r.Err}
 		})
 	}
+	asked.Wait()
 	<-read // load #1 has read version 1 and is validating it
-	// Wait until every start-up caller waits for load #1 (bounded: a
-	// goroutine that is very late would start load #2 instead).
-	for deadline := time.Now().Add(time.Second); s.f.Stats().Waiters < callers && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Microsecond)
-	}
-	fmt.Fprintf(w, "  %d callers wait for load #1; the operator edits the file (version 2) and asks for a reload\n", s.f.Stats().Waiters)
+	fmt.Fprintf(w, "  %d callers wait for load #1; the operator edits the file (version 2) and asks for a reload\n", callers)
 	if err := write(path, Config{Version: 2, Upstream: "db-b:5432", Features: []string{"search", "beta"}}); err != nil {
 		return out, err
 	}
@@ -197,9 +213,10 @@ func run(w io.Writer, callers int, validate time.Duration) (outcome, error) {
 	out.After = c.Version
 	out.Loads = s.loads.Load()
 	fmt.Fprintf(w, "after: Get returns version %d from the cache; %d loads in all\n", c.Version, out.Loads)
-	// The gauges settle a moment after the last load returns.
-	for deadline := time.Now().Add(time.Second); s.f.Stats().Keys > 0 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Microsecond)
+	// Close returns once every load has returned and been retired: the
+	// gauges it leaves are final.
+	if err := s.Close(); err != nil {
+		return out, err
 	}
 	out.Stats = s.f.Stats()
 	fmt.Fprintf(w, "flight.Stats: %+v\n", out.Stats)

@@ -10,7 +10,43 @@
 // (WithActorSystem).
 //
 //	go run ./examples/leakcheck
-//	go test ./examples/leakcheck
+//	go test -race ./examples/leakcheck
+//
+// A run:
+//
+//	6 requests, 3 queries; audited: 6 quotes
+//	  ACME=400 shared=true
+//	  ACME=400 shared=true
+//	  ACME=400 shared=true
+//	  GLOBEX=600 shared=true
+//	  GLOBEX=600 shared=true
+//	  INITECH=700 shared=false
+//
+// # Checking for leaks
+//
+// The test shows the pattern for your own tests: goleak.VerifyTestMain(m)
+// for the package, and goleak.VerifyNone(t) after using and closing the
+// coordinator. An idle coordinator holds no goroutine even before Close.
+//
+// The one goroutine protoactor may leave for a moment is the timer of its
+// dead-letter log throttle (protoactor-go's actor/throttler.go). A message
+// sent to a stopped actor (a dead letter) starts it, and it returns by
+// itself after the system's DeadLetterThrottleInterval (1 s by default) —
+// longer than goleak retries (about 0.5 s). The coordinator never sends a
+// dead letter (its Close stops its actors only once nothing can send to
+// them); your own actors can, for instance by stopping an actor while
+// something still sends to it. If that is expected, ignore the goroutine by
+// its exact name, which depends on inlining, so list both:
+//
+//	func TestMain(m *testing.M) {
+//		goleak.VerifyTestMain(m,
+//			goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"), // normal build
+//			goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1.1"),               // -gcflags=all=-l
+//		)
+//	}
+//
+// or wait for it to end, or give your own system a shorter
+// actor.WithDeadLetterThrottleInterval.
 package main
 
 import (

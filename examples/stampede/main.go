@@ -1,9 +1,30 @@
 // Command stampede shows what the coordinator is for: a hot key hit by
 // 10,000 concurrent requests against a slow backend that can serve only a
-// few queries at a time. Without the coordinator every request queries the
-// backend; with it, the requests that arrive while a query runs share it.
+// few queries at a time (10 ms per query, 100 at once). Without the
+// coordinator every request queries the backend; with it, the requests that
+// arrive while a query runs share it.
 //
 //	go run ./examples/stampede
+//	go run ./examples/stampede -requests 1000 -latency 50ms -capacity 10
+//
+// It prints backend calls, p50/p99 latency and wall time for both runs, and
+// the coordinator's Stats, read after Close (when the gauges are final). A
+// run on a 2-core machine:
+//
+//	10000 concurrent requests for one hot key; backend: 10ms per query, 100 at a time
+//
+//	without flight:    requests=10000 errors=0 backend calls=10000 p50=554.588ms p99=1.083772s wall=1.096s
+//	with flight:       requests=10000 errors=0 backend calls=2 p50=78.427ms p99=91.029ms wall=111ms
+//
+//	flight.Stats: {Keys:0 InFlight:0 Waiters:0 Flights:2 Joins:9998 Panics:0 Timeouts:0 Abandoned:0 Forgotten:0 Overloaded:0}
+//	backend calls saved: 9998 (5000× fewer)
+//
+// Without the coordinator the backend's pool of 100 is the queue: 10,000
+// queries of 10 ms, 100 at a time, take about a second, and the median
+// request waits half of it. With it, the first request's query serves
+// nearly every caller; a straggler scheduled after that query ended starts a
+// second one. The test checks that the coordinator turned 10,000 backend
+// calls into a handful and that every other caller joined.
 package main
 
 import (
@@ -106,13 +127,15 @@ func run(w io.Writer, requests int, latency time.Duration, capacity int) (withou
 	fmt.Fprintln(w, without)
 
 	c := flight.New[string, string]()
-	defer c.Close()
 	b2 := newBackend(latency, capacity)
 	with = storm("with flight:", requests, b2, func(ctx context.Context) (string, error) {
 		v, _, err := c.Do(ctx, key, func(ctx context.Context) (string, error) { return b2.query(ctx, key) })
 		return v, err
 	})
 	fmt.Fprintln(w, with)
+	// Close returns once every flight has been retired: the Stats read
+	// after it are final, gauges included.
+	c.Close()
 	st = c.Stats()
 	fmt.Fprintf(w, "\nflight.Stats: %+v\n", st)
 	if with.Calls > 0 {

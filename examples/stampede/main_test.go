@@ -25,6 +25,7 @@ func TestStampede(t *testing.T) {
 	assert.GreaterOrEqual(t, with.Calls, int64(1))
 	assert.Equal(t, uint64(with.Calls), st.Flights)
 	assert.Equal(t, uint64(10000)-st.Flights, st.Joins)
+	assert.Zero(t, st.Keys+st.InFlight+st.Waiters, "gauges after Close")
 	assert.Less(t, with.P99, without.P99)
 	assert.Contains(t, out.String(), "backend calls=")
 	assert.Contains(t, out.String(), "flight.Stats")
