@@ -43,7 +43,7 @@ type Result[V any] struct {
 // Cost: a flight for a fresh key costs a few microseconds (a message to the
 // key's shard actor, a hand-off of fn to a warm worker goroutine, a message
 // back); a caller joining a running flight costs about one message and one
-// wake-up. See the README's performance section for figures against
+// wake-up. See docs/performance.md for figures against
 // golang.org/x/sync/singleflight.
 type Coordinator[K comparable, V any] struct {
 	c   *coordinator.Engine[K, V, Result[V]]
