@@ -315,8 +315,18 @@ type dropped[K comparable, V any] struct {
 // queued for the key's shard; the flight goes on for the
 // other callers, and is cancelled (its context) when the last one leaves. A
 // nil ctx is taken as context.Background(). A panic in fn is returned as a
-// *PanicError, runtime.Goexit in fn as ErrGoexit; fn always runs on a
-// goroutine of the coordinator, never the caller's. Executions of one key
+// *PanicError, runtime.Goexit in fn as ErrGoexit.
+//
+// fn runs on the caller's own goroutine when the caller starts the flight
+// with a ctx that can never be done (ctx.Done() == nil, as for
+// context.Background()) on a coordinator without WithTimeout: such a caller
+// could not leave before fn returns anyway, and it saves a hand-off to a
+// worker goroutine. runtime.Goexit in fn then ends the caller's goroutine,
+// exactly as calling fn directly would (every other waiter still gets
+// ErrGoexit), and fn sees the caller's goroutine (runtime.LockOSThread,
+// pprof labels). Otherwise fn runs on a worker goroutine of the coordinator.
+//
+// Executions of one key
 // never overlap: a flight started after the previous one was detached
 // (abandoned, forgotten or timed out) runs its fn only once the previous fn
 // has returned.

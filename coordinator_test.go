@@ -349,7 +349,11 @@ func TestGoexitReachesEveryWaiter(t *testing.T) {
 		runtime.Goexit()
 		return 0, nil
 	}
-	a := goDo(c, context.Background(), "k", fn)
+	// A cancellable ctx: fn runs on a worker (TestGoexitOnCallersGoroutine
+	// covers fn on the caller's goroutine).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := goDo(c, ctx, "k", fn)
 	b := c.DoChan(context.Background(), "k", fn)
 	wait.Until(t, "two waiters", waitersOf(c, 2))
 	close(release)
@@ -642,4 +646,73 @@ func TestStructAndInterfaceKeys(t *testing.T) {
 	v2, _, err := ci.Do(context.Background(), 42, func(context.Context) (int, error) { return 42, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 42, v2)
+}
+
+// goid returns the current goroutine's id, read from its stack header.
+func goid() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	f := strings.Fields(string(buf))
+	return f[1] // "goroutine N [running]:"
+}
+
+// Rule 5's exception: a Do whose ctx can never be done, with no WithTimeout,
+// runs fn on its own goroutine (it could not leave early anyway); any other
+// caller's fn runs on a goroutine of the coordinator.
+func TestFnRunsOnCallerWhenNothingIsLost(t *testing.T) {
+	fnG := func(c *flight.Coordinator[string, string], ctx context.Context) (caller, fn string) {
+		v, _, err := c.Do(ctx, "k", func(context.Context) (string, error) { return goid(), nil })
+		require.NoError(t, err)
+		return goid(), v
+	}
+	plain := newC[string](t)
+	caller, fn := fnG(plain, context.Background())
+	assert.Equal(t, caller, fn, "Do with a ctx that cannot be done runs fn on its own goroutine")
+	caller, fn = fnG(plain, nil)
+	assert.Equal(t, caller, fn, "a nil ctx is Background")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	caller, fn = fnG(plain, ctx)
+	assert.NotEqual(t, caller, fn, "a caller that can leave does not run fn")
+
+	timed := newC[string](t, flight.WithTimeout(time.Hour))
+	caller, fn = fnG(timed, context.Background())
+	assert.NotEqual(t, caller, fn, "with WithTimeout the caller must be answerable at the deadline")
+
+	ch := plain.DoChan(context.Background(), "k", func(context.Context) (string, error) { return goid(), nil })
+	assert.NotEqual(t, goid(), wait.Recv(t, ch).Val, "DoChan never runs fn on the caller")
+}
+
+// runtime.Goexit in fn run on the first caller's goroutine ends that
+// goroutine, as calling fn directly would; every other waiter gets ErrGoexit
+// and the key is usable again at once.
+func TestGoexitOnCallersGoroutine(t *testing.T) {
+	c := newC[int](t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	callerEnded := make(chan bool, 1)
+	go func() {
+		returned := false
+		defer func() { callerEnded <- returned }()
+		_, _, _ = c.Do(context.Background(), "k", func(context.Context) (int, error) {
+			close(entered)
+			<-release
+			runtime.Goexit()
+			return 0, nil
+		})
+		returned = true
+	}()
+	<-entered
+	joiner := c.DoChan(context.Background(), "k", func(context.Context) (int, error) { return 2, nil })
+	wait.Until(t, "two waiters", waitersOf(c, 2))
+	close(release)
+	assert.False(t, wait.Recv(t, callerEnded), "the caller's goroutine ended inside Do")
+	r := wait.Recv(t, joiner)
+	assert.ErrorIs(t, r.Err, flight.ErrGoexit)
+	assert.True(t, r.Shared)
+	v, _, err := c.Do(context.Background(), "k", func(context.Context) (int, error) { return 3, nil })
+	require.NoError(t, err)
+	assert.Equal(t, 3, v)
+	wait.Until(t, "idle", idle(c))
+	assert.Equal(t, uint64(1), c.Stats().Panics)
 }

@@ -118,6 +118,7 @@ const (
 	kClosed     = "closed"
 	kOverloaded = "overloaded"
 	kNilFunc    = "nilfunc"
+	kExited     = "goroutine ended" // Do ran fn on its own goroutine, and fn called runtime.Goexit
 )
 
 type answer struct {
@@ -156,6 +157,7 @@ type mCaller struct {
 	flight   *mFlight
 	answered bool
 	ans      answer
+	deferred *answer // the answer of a caller running its flight's fn, given when fn ends
 }
 
 type mFlight struct {
@@ -168,6 +170,10 @@ type mFlight struct {
 	deadline int // tick; -1: none
 
 	started, finished, published, abandoned, timedOut bool
+	// byCaller: fn runs on the creator's goroutine (a Do caller whose ctx
+	// can never be done, no WithTimeout): the creator sees its answer only
+	// when fn ends, and runtime.Goexit in fn ends the creator's goroutine.
+	byCaller bool
 }
 
 type mKey struct {
@@ -209,7 +215,7 @@ func (k *kindCounter) String() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var parts []string
-	for _, kind := range []string{kValue, kError, kPanic, kGoexit, kCanceled, kDeadline, kClosed, kOverloaded, kNilFunc} {
+	for _, kind := range []string{kValue, kError, kPanic, kGoexit, kExited, kCanceled, kDeadline, kClosed, kOverloaded, kNilFunc} {
 		parts = append(parts, fmt.Sprintf("%s=%d", kind, k.n[kind]))
 	}
 	return strings.Join(parts, " ")
@@ -243,6 +249,7 @@ func (m *model) call(c *mCaller, nilFn, preCancelled bool) {
 		m.flights = append(m.flights, f)
 		k.open = f
 		if k.exec == nil {
+			f.byCaller = !c.chanAPI && !c.cancellable && m.cfg.timeout == 0
 			m.start(f)
 		}
 	} else {
@@ -294,6 +301,10 @@ func (m *model) publish(f *mFlight, kind, val string) {
 	f.published = true
 	m.st.Waiters -= len(f.waiters)
 	for _, c := range f.waiters {
+		if f.byCaller && c == f.creator && !f.finished {
+			c.deferred = &answer{kind, val, f.joined > 1}
+			continue
+		}
 		m.answer(c, kind, val, f.joined > 1)
 	}
 	f.waiters = nil
@@ -342,6 +353,15 @@ func (m *model) finish(f *mFlight, o outcome, ctxRet bool) {
 		m.publish(f, kind, val)
 	}
 	m.retire(f)
+	if c := f.creator; f.byCaller {
+		switch {
+		case o == outGoexit && !ctxRet:
+			m.answer(c, kExited, "", false) // its goroutine ended with fn
+		case c.deferred != nil:
+			m.answer(c, c.deferred.kind, c.deferred.val, c.deferred.shared)
+		}
+		c.deferred = nil
+	}
 }
 
 func (m *model) retire(f *mFlight) {
@@ -612,7 +632,14 @@ func (h *harness) call(rt *rapid.T, chanAPI bool) {
 		rc.ch = h.c.DoChan(ctx, mc.key, fn)
 	} else {
 		go func() {
+			returned := false
+			defer func() {
+				if !returned { // runtime.Goexit in fn, run on this goroutine
+					rc.record(answer{kExited, "", false})
+				}
+			}()
 			v, shared, err := h.c.Do(ctx, mc.key, fn)
+			returned = true
 			rc.record(classify(v, shared, err))
 		}()
 	}

@@ -140,6 +140,10 @@ type Waiter[K comparable, V any] struct {
 	// for the common flight with one caller. Later Do callers wait on the
 	// flight's broadcast channel.
 	Wake chan struct{}
+	// RunHere tells a Do caller that its join started a flight whose fn it
+	// must run itself, on its own goroutine, by calling Flight.Run (set by
+	// the shard with the join-handled token; see Owner.Join).
+	RunHere bool
 
 	slot int         // index among Flight's subscribers
 	stop func() bool // stops the ctx watch of a DoChan caller
@@ -177,7 +181,15 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 		f = k.newFlight(w)
 		k.open = f
 		if k.exec == nil {
-			k.start(f)
+			// fn runs on the caller's own goroutine when nothing is lost
+			// by it: a Do caller whose ctx can never be done and with no
+			// WithTimeout could not leave before fn returns anyway. That
+			// saves the hand-off to a worker and two goroutine switches.
+			// runtime.Goexit in fn then ends that caller's goroutine, as
+			// calling fn directly would; the other waiters still get
+			// ErrGoexit (Run posts Done on the way out).
+			w.RunHere = w.Out == nil && w.Ctx.Done() == nil && env.Timeout == 0
+			k.start(f, w.RunHere)
 		}
 	} else {
 		if env.MaxWaiters > 0 && int(f.waiters) >= env.MaxWaiters {
@@ -242,7 +254,7 @@ func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	return f
 }
 
-func (k *Owner[K, V]) start(f *Flight[K, V]) {
+func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 	env := k.env
 	f.started = true
 	if env.OnFinish != nil {
@@ -251,7 +263,9 @@ func (k *Owner[K, V]) start(f *Flight[K, V]) {
 	k.exec = f
 	env.Stats.Flights.Add(1)
 	env.Stats.InFlight.Add(1)
-	env.Pool.Go(f)
+	if !byCaller {
+		env.Pool.Go(f)
+	}
 }
 
 // Leave detaches a caller whose ctx is done. A DoChan caller gets ctx.Err()
@@ -358,7 +372,7 @@ func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
 	f.ctx.cancel(ctxCanceled)
 	f.val, f.err, f.panic = *new(V), nil, nil
 	if next := k.open; next != nil && k.exec == nil && !env.Closed {
-		k.start(next)
+		k.start(next, false)
 	}
 }
 

@@ -179,6 +179,9 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		return v, false, err
 	}
 	f := cl.w.Flight
+	if cl.w.RunHere {
+		f.Run() // may not return: runtime.Goexit in fn ends this goroutine
+	}
 	if done != nil {
 		select {
 		case <-cl.w.Done:

@@ -196,7 +196,11 @@ func newScene(t *testing.T, timeout time.Duration) *scene {
 	s := &scene{c: newTest(t, timeout), bad: newBlocker(), good: newBlocker()}
 	t.Cleanup(s.bad.unblock) // before Close (cleanups run last-in first-out)
 	t.Cleanup(s.good.unblock)
-	ctx := context.Background()
+	// A cancellable ctx, so that fn runs on a worker, not on the first Do
+	// caller's goroutine: the scene's Do callers must be free to be answered
+	// while fn still runs.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	for range 2 {
 		s.badOut = append(s.badOut, goDo(s.c, ctx, "bad", s.bad.fn("bad-value")))
 		s.goodOut = append(s.goodOut, goDo(s.c, ctx, "good", s.good.fn("good-value")))

@@ -40,12 +40,9 @@
 //
 // # Differences from x/sync
 //
-//   - fn always runs on a worker goroutine of the coordinator, never on the
-//     caller's goroutine (x/sync's Do runs it on the first caller's).
-//     What is tied to a goroutine therefore differs: runtime.LockOSThread,
-//     pprof labels set by the caller, the "goroutine N" of fn's stack trace.
-//     The outcomes callers observe do not: Do returns, panics or calls
-//     runtime.Goexit as x/sync's would.
+//   - Do runs fn on the first caller's goroutine, as x/sync's does; DoChan
+//     runs it on a worker goroutine of the coordinator (x/sync's on a
+//     goroutine it starts).
 //   - If fn calls runtime.Goexit, each DoChan caller receives a Result whose
 //     Err matches flight.ErrGoexit (errors.Is). x/sync's channel never
 //     receives anything then (golang/go#52557).

@@ -39,7 +39,7 @@ type Result struct {
 // complete and receives the same results. The return value shared indicates
 // whether v was given to multiple callers.
 //
-// fn runs on a worker goroutine of the coordinator, not on the caller's.
+// fn runs on the first caller's goroutine, as with x/sync.
 // If fn panics, every Do caller of the flight panics with an error holding
 // the panic value and fn's stack; if fn calls runtime.Goexit, every Do
 // caller of the flight calls runtime.Goexit.
