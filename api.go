@@ -65,6 +65,9 @@ type Stats struct {
 	Abandoned  uint64 // flights cancelled because every caller left
 	Forgotten  uint64 // Forget calls that detached a live flight
 	Overloaded uint64 // callers refused with ErrOverloaded
+	Entries    int    // results retained now (WithTTL, WithErrorTTL)
+	Hits       uint64 // calls answered from a retained result, without running fn
+	Refreshes  uint64 // background refreshes started (WithRefreshAhead)
 }
 
 var (
@@ -133,6 +136,8 @@ type config struct {
 	system      *actor.ActorSystem
 	logger      *slog.Logger
 	telemetry   telemetryConfig // WithMeterProvider, WithMetricAttributes
+	retain      coordinator.RetainConfig
+	refreshSet  bool // WithRefreshAhead was given
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
@@ -254,6 +259,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 	if cfg.logger == nil {
 		cfg.logger = discard
 	}
+	checkRetain(&cfg)
 	onFinish, attach := startTelemetry(&cfg)
 	c, err := coordinator.New[K, V, Result[V]](coordinator.Config[V, Result[V]]{
 		Shards:      cfg.shards,
@@ -277,6 +283,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		},
 		OnFinish:       onFinish,
 		ForgetOverlaps: cfg.forgetOverlaps,
+		Retain:         cfg.retain,
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count
@@ -371,6 +378,7 @@ func statsOf(s coordinator.Stats) Stats {
 		Keys: s.Keys, InFlight: s.InFlight, Waiters: s.Waiters,
 		Flights: s.Flights, Joins: s.Joins, Panics: s.Panics, Timeouts: s.Timeouts,
 		Abandoned: s.Abandoned, Forgotten: s.Forgotten, Overloaded: s.Overloaded,
+		Entries: s.Entries, Hits: s.Hits, Refreshes: s.Refreshes,
 	}
 }
 

@@ -88,7 +88,8 @@ func (t *telemetry) close() {
 type instruments struct {
 	// Observed from Stats on collection.
 	flights, joins, panics, timeouts, abandoned, forgotten, overloaded metric.Int64ObservableCounter
-	inFlight, waiters, keys                                            metric.Int64ObservableUpDownCounter
+	hits, refreshes                                                    metric.Int64ObservableCounter
+	inFlight, waiters, keys, entries                                   metric.Int64ObservableUpDownCounter
 	// Recorded as each execution of fn returns.
 	duration metric.Float64Histogram
 	callers  metric.Int64Histogram
@@ -120,9 +121,12 @@ func newInstruments(tc telemetryConfig) *instruments {
 	in.abandoned = counter("flight.abandoned", "{flight}", "Flights cancelled because every caller left.")
 	in.forgotten = counter("flight.forgotten", "{flight}", "Forget calls that detached a running flight.")
 	in.overloaded = counter("flight.overloaded", "{call}", "Calls refused with ErrOverloaded.")
+	in.hits = counter("flight.hits", "{call}", "Calls answered from a retained result, without running fn.")
+	in.refreshes = counter("flight.refreshes", "{flight}", "Background refreshes started (WithRefreshAhead).")
 	in.inFlight = updown("flight.in_flight", "{flight}", "Executions of fn running now.")
 	in.waiters = updown("flight.waiters", "{call}", "Calls waiting for a flight now, the first caller included.")
 	in.keys = updown("flight.keys", "{key}", "Keys with a live flight actor now.")
+	in.entries = updown("flight.entries", "{result}", "Results retained now (WithTTL, WithErrorTTL).")
 	var err error
 	in.duration, err = m.Float64Histogram("flight.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of each execution of fn, from its start to its return."))
@@ -162,9 +166,12 @@ func (in *instruments) register(mp metric.MeterProvider, stats func() Stats) (me
 		o.ObserveInt64(in.inFlight, int64(s.InFlight), in.observe...)
 		o.ObserveInt64(in.waiters, int64(s.Waiters), in.observe...)
 		o.ObserveInt64(in.keys, int64(s.Keys), in.observe...)
+		o.ObserveInt64(in.hits, int64(s.Hits), in.observe...)
+		o.ObserveInt64(in.refreshes, int64(s.Refreshes), in.observe...)
+		o.ObserveInt64(in.entries, int64(s.Entries), in.observe...)
 		return nil
 	}, in.flights, in.joins, in.panics, in.timeouts, in.abandoned, in.forgotten, in.overloaded,
-		in.inFlight, in.waiters, in.keys)
+		in.hits, in.refreshes, in.inFlight, in.waiters, in.keys, in.entries)
 }
 
 // startTelemetry prepares what New registers outside the coordinator: the

@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 )
@@ -37,6 +38,13 @@ type Env[K comparable, V any] struct {
 	// OnFinish, when set (metrics), is told of each execution's duration and
 	// of how many callers its flight had, when fn returns.
 	OnFinish func(d time.Duration, callers int)
+	// Retain, when set (retained results), is told of the end of an
+	// execution before its waiters are answered: keep says whether its
+	// result may be retained (the flight was still attached to its key, fn
+	// returned, and its error, if any, is fn's own: not a ctx error, the
+	// timeout, a panic, Goexit, or one of the coordinator's refusals);
+	// refresh whether the flight was a background refresh.
+	Retain func(key K, val V, err error, keep, refresh bool)
 	// ForgetOverlaps lets the flight that follows a Forget start at once,
 	// beside the forgotten one, as x/sync's Forget does (compat/singleflight
 	// sets it); by default it waits for the forgotten fn to return.
@@ -97,6 +105,7 @@ type Flight[K comparable, V any] struct {
 	joined    int32         // callers ever admitted
 	began     time.Duration // when fn started, since epoch; only with Env.OnFinish
 	started   bool
+	refresh   bool // a background refresh (WithRefreshAhead): no caller started it
 	finished  bool // fn has returned
 	abandoned bool
 	timedOut  bool
@@ -333,18 +342,59 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	if env.OnFinish != nil {
 		env.OnFinish(time.Since(epoch)-f.began, int(f.joined))
 	}
-	if !f.abandoned && !f.Published() {
-		if f.ctx.passed() {
-			// The deadline passed before the shard got fn's return, and
-			// Expire has not run yet (its timer may not even have fired):
-			// the waiters get the timeout, as they would have a moment
-			// later, never what fn made of its cancelled ctx.
-			k.timeout(f)
-			k.publish(f, *new(V), env.Errors.Timeout)
-		} else {
-			k.publish(f, f.val, err)
+	answer := !f.abandoned && !f.Published()
+	expired := answer && f.ctx.passed()
+	if env.Retain != nil {
+		// Before the waiters are answered, so that a caller who asks again
+		// at once finds the result retained.
+		keep := !expired && k.open == f && f.outcome == fnReturned && k.retainable(err)
+		if keep || f.refresh {
+			env.Retain(k.Key, f.val, err, keep, f.refresh)
 		}
 	}
+	switch {
+	case expired:
+		// The deadline passed before the shard got fn's return, and Expire
+		// has not run yet (its timer may not even have fired): the waiters
+		// get the timeout, as they would have a moment later, never what fn
+		// made of its cancelled ctx.
+		k.timeout(f)
+		k.publish(f, *new(V), env.Errors.Timeout)
+	case answer:
+		k.publish(f, f.val, err)
+	}
+}
+
+// retainable reports whether err may be retained as a result: nil, or an
+// error of fn's own, never a ctx error or one of the coordinator's.
+func (k *Owner[K, V]) retainable(err error) bool {
+	if err == nil {
+		return true
+	}
+	e := &k.env.Errors
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(err, e.Closed) && !errors.Is(err, e.Overloaded) &&
+		!errors.Is(err, e.Goexit) && !errors.Is(err, e.Recursive)
+}
+
+// Refresh starts a background refresh of the key: a flight with no caller
+// that runs fn with ctx's values (not its cancellation), whose result, if
+// retainable, replaces the retained one. It reports false, starting
+// nothing, when the key already has an open flight (whose result will be
+// retained anyway), after Close, or when WithMaxInFlight is full.
+func (k *Owner[K, V]) Refresh(ctx context.Context, fn func(context.Context) (V, error)) bool {
+	env := k.env
+	if k.open != nil || env.Closed || !env.Limit.TryAcquire() {
+		return false
+	}
+	f := k.newFlight(&Waiter[K, V]{Ctx: ctx, Fn: fn})
+	f.refresh = true
+	k.open = f
+	env.Stats.Refreshes.Add(1)
+	if k.exec == nil {
+		k.start(f, false)
+	}
+	return true
 }
 
 // Retire ends the bookkeeping of f's execution after fn returned: the gauges,

@@ -19,6 +19,9 @@ type Stats struct {
 	Abandoned  atomic.Uint64 // flights cancelled because every caller left
 	Forgotten  atomic.Uint64 // Forget calls that detached a running flight
 	Overloaded atomic.Uint64 // callers refused by WithMaxWaiters or WithMaxInFlight
+	Entries    atomic.Int64  // results retained now (WithTTL, WithErrorTTL)
+	Hits       atomic.Uint64 // calls answered from a retained result
+	Refreshes  atomic.Uint64 // background refreshes started (WithRefreshAhead)
 
 	_ [64]byte // keep shards' counters on separate cache lines
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -44,6 +45,9 @@ type Config[V, R any] struct {
 	OnFinish func(d time.Duration, callers int)
 	// ForgetOverlaps: see actor.Env.ForgetOverlaps.
 	ForgetOverlaps bool
+	// Retain configures retained results (see retain.go); the zero value
+	// retains nothing.
+	Retain RetainConfig
 }
 
 // DefaultShards is the shard count when none is configured: four per
@@ -66,6 +70,7 @@ type Engine[K comparable, V, R any] struct {
 	// MaxInFlight), so that a burst the bounds would admit is never refused
 	// for the backlog alone. 0: no bound.
 	backlog int64
+	entries atomic.Int64 // results retained across shards (Config.Retain)
 
 	closeOnce sync.Once
 }
@@ -114,6 +119,10 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 
 			ForgetOverlaps: cfg.ForgetOverlaps,
 		}
+		if cfg.Retain.enabled() {
+			s.store = newStore[K, V](&c.cfg.Retain, &c.entries, &s.stats, s.postInternal)
+			s.env.Retain = s.retain
+		}
 		// The producer returns the same shard each time: if protoactor ever
 		// restarted the actor, its keys and waiters would survive.
 		s.pid = c.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
@@ -144,6 +153,11 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		return v, false, err
 	}
 	s := c.shards[i]
+	if s.store != nil {
+		if e := s.hit(ctx, key, fn); e != nil {
+			return e.val, true, e.err
+		}
+	}
 	if !s.api.enter() {
 		return v, false, c.cfg.Errors.Closed
 	}
@@ -174,6 +188,11 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	// through the shard's internal gate, and the wake-up path of a stampede
 	// stays free of a shared atomic.
 	s.api.exit()
+	if cl.hit {
+		v, err = cl.hitVal, cl.hitErr
+		c.putCall(cl)
+		return v, true, err
+	}
 	if err := cl.w.Err; err != nil {
 		c.putCall(cl)
 		return v, false, err
@@ -231,6 +250,12 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 		return ch
 	}
 	s := c.shards[i]
+	if s.store != nil {
+		if e := s.hit(ctx, key, fn); e != nil {
+			ch <- c.cfg.Result(e.val, e.err, true)
+			return ch
+		}
+	}
 	if !s.api.enter() {
 		ch <- c.cfg.Result(zero, c.cfg.Errors.Closed, false)
 		return ch
@@ -269,13 +294,23 @@ func (c *Engine[K, V, R]) Forget(key K) {
 		return
 	}
 	defer s.api.exit()
-	s.send(&forgetMsg[K]{key: key})
+	if s.store == nil {
+		s.send(&forgetMsg[K]{key: key})
+		return
+	}
+	// With retained results, wait for the shard to drop the key's result
+	// and detach its flight together: a call that starts after Forget
+	// returns must find neither.
+	m := &forgetMsg[K]{key: key, done: make(chan struct{})}
+	s.send(m)
+	<-m.done
 }
 
 // Stats is the sum of the shards' counters.
 type Stats struct {
-	Keys, InFlight, Waiters                                            int
+	Keys, InFlight, Waiters, Entries                                   int
 	Flights, Joins, Panics, Timeouts, Abandoned, Forgotten, Overloaded uint64
+	Hits, Refreshes                                                    uint64
 }
 
 // Stats returns the counters. It takes no lock and sends no message.
@@ -293,6 +328,9 @@ func (c *Engine[K, V, R]) Stats() Stats {
 		st.Abandoned += x.Abandoned.Load()
 		st.Forgotten += x.Forgotten.Load()
 		st.Overloaded += x.Overloaded.Load()
+		st.Entries += int(x.Entries.Load())
+		st.Hits += x.Hits.Load()
+		st.Refreshes += x.Refreshes.Load()
 	}
 	return st
 }
@@ -353,6 +391,21 @@ type call[K comparable, V, R any] struct {
 	anchor any // DoChan: keeps the caller's coordinator reachable while queued
 
 	replied bool // owned by the shard: the join-handled token was sent
+
+	// A Do call answered by the shard from a retained result (a hit that
+	// the caller's own look-up missed): written before the join token.
+	hit    bool
+	hitVal V
+	hitErr error
+}
+
+// answer gives the caller a retained result (shared, as every hit is).
+func (cl *call[K, V, R]) answer(val V, err error) {
+	if cl.ch != nil {
+		cl.ch <- cl.mk(val, err, true)
+		return
+	}
+	cl.hit, cl.hitVal, cl.hitErr = true, val, err
 }
 
 // getCall returns a call for Do from the coordinator's pool. Do recycles its
@@ -375,6 +428,7 @@ func (c *Engine[K, V, R]) putCall(cl *call[K, V, R]) {
 	cl.key = zero
 	cl.w = fa.Waiter[K, V]{Wake: wake}
 	cl.replied = false
+	cl.hit, cl.hitVal, cl.hitErr = false, *new(V), nil
 	c.calls.Put(cl)
 }
 
@@ -384,6 +438,9 @@ func (cl *call[K, V, R]) Deliver(val V, err error, shared bool) {
 	cl.ch <- cl.mk(val, err, shared)
 }
 
-type forgetMsg[K comparable] struct{ key K }
+type forgetMsg[K comparable] struct {
+	key  K
+	done chan struct{} // closed once handled; nil: nobody waits
+}
 
 type closeMsg struct{ done chan struct{} }

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"runtime/debug"
 	"sync/atomic"
 
@@ -27,6 +28,8 @@ type shard[K comparable, V, R any] struct {
 	// the coordinator here keeps the garbage collector from closing it under
 	// a flight (Do callers keep it reachable on their own stacks).
 	anchor any
+
+	store *store[K, V] // retained results; nil: none retained
 
 	pending atomic.Int64  // DoChan calls posted and not yet handled (counted only with a backlog bound)
 	api     gate          // callers of Do, DoChan and Forget that may post
@@ -79,10 +82,23 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		k.Expire(m.F)
 		s.retireIfIdle(k)
 	case *forgetMsg[K]:
+		if s.store != nil {
+			s.store.remove(m.key)
+		}
 		if k := s.keys[m.key]; k != nil {
 			k.Forget()
 		}
+		if m.done != nil {
+			close(m.done)
+		}
+	case expireMsg:
+		s.store.expire()
+	case *refreshMsg[K, V]:
+		s.refresh(m)
 	case *closeMsg:
+		if s.store != nil {
+			s.store.close()
+		}
 		s.env.Closed = true
 		for _, k := range s.keys {
 			k.Close(s.env.Errors.Closed)
@@ -107,6 +123,15 @@ func (s *shard[K, V, R]) finished() {
 func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 	if cl.ch != nil && s.c.backlog > 0 {
 		s.pending.Add(-1)
+	}
+	if s.store != nil && !s.env.Closed && cl.w.Ctx.Err() == nil {
+		// The result may have been retained since the caller looked.
+		if e := s.store.lookup(cl.key, since()); e != nil {
+			s.stats.Hits.Add(1)
+			cl.answer(e.val, e.err)
+			s.replyTo(cl)
+			return
+		}
 	}
 	k := s.keys[cl.key]
 	if k == nil {
@@ -174,6 +199,11 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 		k = m.F.Owner()
 	case *forgetMsg[K]:
 		k = s.keys[m.key]
+		if m.done != nil {
+			defer close(m.done)
+		}
+	case *refreshMsg[K, V]:
+		m.e.refreshing.Store(false)
 	case *closeMsg:
 		// Finish closing the other keys; this one is failed below.
 		s.env.Closed = true
@@ -201,5 +231,61 @@ func (s *shard[K, V, R]) postInternal(msg any) {
 	if s.posts.enter() {
 		s.send(msg)
 		s.posts.exit()
+	}
+}
+
+// hit answers a call from key's retained result, if it has one still valid:
+// it returns the entry, or nil for a miss. It runs on the caller's
+// goroutine: a read lock, a map lookup, a clock reading, no allocation. A
+// hit on a result older than WithRefreshAhead starts one background refresh
+// of the key with the caller's fn and ctx values.
+func (s *shard[K, V, R]) hit(ctx context.Context, key K, fn func(context.Context) (V, error)) *entry[K, V] {
+	now := since()
+	e := s.store.lookup(key, now)
+	if e == nil || s.api.closed.Load() {
+		return nil // after Close, the call goes on to be refused
+	}
+	s.stats.Hits.Add(1)
+	if e.wantsRefresh(now) {
+		if s.api.enter() {
+			s.send(&refreshMsg[K, V]{e: e, ctx: ctx, fn: fn})
+			s.api.exit()
+		} else {
+			e.refreshing.Store(false)
+		}
+	}
+	return e
+}
+
+// refresh starts the refresh a hit asked for, unless the entry it would
+// refresh is gone or replaced already.
+func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
+	e := m.e
+	if e.gone || s.store.entries[e.key] != e {
+		return
+	}
+	k := s.keys[e.key]
+	if k == nil {
+		k = fa.NewOwner(e.key, &s.env)
+		s.keys[e.key] = k
+		s.stats.Keys.Add(1)
+	}
+	if !k.Refresh(m.ctx, m.fn) {
+		e.refreshing.Store(false)
+	}
+	s.retireIfIdle(k)
+}
+
+// retain is the key actors' Env.Retain: it retains a result, or, for a
+// refresh whose result is not retained, lets the next hit refresh again (a
+// failed refresh keeps the old result until its TTL).
+func (s *shard[K, V, R]) retain(key K, val V, err error, keep, refresh bool) {
+	if keep && s.store.keep(key, val, err) {
+		return
+	}
+	if refresh {
+		if e := s.store.entries[key]; e != nil {
+			e.refreshing.Store(false)
+		}
 	}
 }

@@ -1,0 +1,87 @@
+package flight
+
+import (
+	"fmt"
+	"time"
+)
+
+// DefaultMaxEntries is the bound on retained results when WithTTL or
+// WithErrorTTL is set and WithMaxEntries is not.
+const DefaultMaxEntries = 100_000
+
+// WithTTL keeps each successful result for d after its flight ends: a call
+// for the key within d gets it at once, with shared true, without running fn
+// and without waiting for the key's actor (a read lock and a map look-up on
+// the caller's goroutine; no allocation). That makes a dedup window for
+// repeated requests and a memo of hot results.
+//
+// A result is retained only if its flight was still attached to its key
+// when fn returned: not one that was abandoned, timed out or forgotten
+// (whose own callers still get it). Forget drops the key's retained result.
+// Expired results are dropped by a timer, without any caller asking; an idle
+// coordinator still holds no goroutine. WithMaxEntries bounds how many are
+// kept. 0, the default, retains nothing. New panics if d < 0; a d too large
+// to add to the current time is clamped (about 292 years).
+func WithTTL(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			panic(fmt.Sprintf("flight: WithTTL(%v): negative duration", d))
+		}
+		c.retain.TTL = d
+	})
+}
+
+// WithErrorTTL keeps error results for d, as WithTTL keeps successful ones
+// (negative caching). Only fn's own errors are retained: never a context
+// error, the WithTimeout expiry, a *PanicError, ErrGoexit, ErrClosed,
+// ErrOverloaded or ErrRecursiveCall. A retained error is never refreshed
+// ahead: it expires. 0, the default, retains no error. New panics if d < 0.
+func WithErrorTTL(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			panic(fmt.Sprintf("flight: WithErrorTTL(%v): negative duration", d))
+		}
+		c.retain.ErrorTTL = d
+	})
+}
+
+// WithRefreshAhead makes a call that finds a successful result older than d
+// (and younger than its TTL) get it at once and start one background refresh
+// of the key: at most one per key at a time, whatever the number of callers.
+// The refresh is an execution like any other (it counts in Flights and
+// InFlight, and Stats.Refreshes counts it); it runs the triggering caller's
+// fn with a ctx that carries that caller's values but none of its
+// cancellation, bounded by WithTimeout and cancelled by Close. A successful
+// refresh replaces the result and restarts its TTL; a failed one keeps the
+// old result until its TTL ends (a later hit may try again). New panics
+// unless 0 < d < the WithTTL duration.
+func WithRefreshAhead(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.retain.RefreshAhead, c.refreshSet = d, true })
+}
+
+// WithMaxEntries bounds the results retained at once across the
+// coordinator (default DefaultMaxEntries). Beyond it, a new result evicts
+// one of its shard's results chosen by the CLOCK policy (an approximation of
+// least recently used: a hit marks its result, and eviction skips marked
+// results once); a shard with none to evict does not retain the new one.
+// New panics if n < 1.
+func WithMaxEntries(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 1 {
+			panic(fmt.Sprintf("flight: WithMaxEntries(%d): need at least 1", n))
+		}
+		c.retain.MaxEntries = n
+	})
+}
+
+// checkRetain validates the options that depend on each other.
+func checkRetain(c *config) {
+	r := &c.retain
+	if c.refreshSet && (r.RefreshAhead <= 0 || r.RefreshAhead >= r.TTL) {
+		panic(fmt.Sprintf("flight: WithRefreshAhead(%v) needs WithTTL(t) with 0 < %v < t (WithTTL is %v)",
+			r.RefreshAhead, r.RefreshAhead, r.TTL))
+	}
+	if r.MaxEntries == 0 {
+		r.MaxEntries = DefaultMaxEntries
+	}
+}
