@@ -31,10 +31,10 @@ type Errors struct {
 // package need not import the root package.
 type Config[K comparable, V, R any] struct {
 	Fn            func(ctx context.Context, keys []K) (map[K]V, error) // never nil
-	MaxBatch      int                                                 // ≥ 1
-	MaxWait       time.Duration                                       // ≥ 0
-	MaxConcurrent int                                                 // 0: no bound
-	Timeout       time.Duration                                       // 0: none
+	MaxBatch      int                                                  // ≥ 1
+	MaxWait       time.Duration                                        // ≥ 0
+	MaxConcurrent int                                                  // 0: no bound
+	Timeout       time.Duration                                        // 0: none
 	Shards        int
 	System        *actor.ActorSystem // nil: the process-wide shared system
 	Logger        *slog.Logger       // never nil
