@@ -102,6 +102,19 @@ func (ke KeyErrors[K]) Error() string {
 	return fmt.Sprintf("flight: %d keys failed: %s", n, strings.Join(lines, "; "))
 }
 
+// Unwrap returns the non-nil errors, in no particular order, so that
+// errors.Is(err, ErrNotFound) or errors.Is(err, ErrClosed) tells whether
+// any key of a LoadMany failed that way.
+func (ke KeyErrors[K]) Unwrap() []error {
+	errs := make([]error, 0, len(ke))
+	for _, err := range ke {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
 // NewBatcher returns a running Batcher that loads keys with fn.
 //
 // It accepts WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches,
