@@ -33,10 +33,15 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 //
 // A key that is already waiting for a batch, or inside a running one, is
 // joined: its callers share one slot in one batch, and the key is never
-// sent twice while it is wanted. A batch holds at most WithMaxBatch keys
-// and is dispatched when full or WithMaxWait after its first key, once a
+// sent twice while it is wanted. A batch holds each key once, at most
+// WithMaxBatch keys, in first-arrival order: the order in which the keys'
+// shard actors handled their first callers (a key posted to a shard that
+// another goroutine is draining may be overtaken by a key posted just
+// after it to another shard; with WithShards(1), the order of the calls).
+// It is dispatched when full or WithMaxWait after its first key, once a
 // WithMaxConcurrentBatches slot is free. Results are not kept: a key loaded
-// again after its batch answered goes into a new batch.
+// again after its batch answered goes into a new batch, and so does a key
+// whose callers all left (its old batch, if running, no longer answers it).
 //
 // Create one with [NewBatcher]; the zero value is not usable. All methods
 // are safe for concurrent use. A Batcher that is no longer needed should be
