@@ -84,7 +84,9 @@ func (l flightLoader) thunk(ctx context.Context, key int) func() (user, error) {
 func (l flightLoader) loadMany(ctx context.Context, keys []int) { _, _ = l.b.LoadMany(ctx, keys) }
 func (l flightLoader) close()                                   { _ = l.b.Close() }
 
-type dataloadgenLoader struct{ l *dataloadgen.Loader[int, user] }
+type dataloadgenLoader struct {
+	l *dataloadgen.Loader[int, user]
+}
 
 func newDataloadgen(opts ...dataloadgen.Option) loader {
 	opts = append([]dataloadgen.Option{dataloadgen.WithBatchCapacity(100), dataloadgen.WithWait(500 * time.Nanosecond)}, opts...)
