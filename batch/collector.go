@@ -305,33 +305,39 @@ func (c *collector[K, V, R]) done(b *batch[K, V, R]) {
 	if b.timer != nil {
 		b.timer.Stop()
 	}
+	// Resolve into locals: once answered (timed out), the shards may be
+	// reading the resolved fields.
+	var rerr error
+	var rvals map[K]V
+	var rkerrs map[K]error
 	switch b.how {
 	case fnPanicked:
 		e.stats.Panics.Add(1)
 		e.logPanic(len(b.keys), b.pvalue, b.pstack)
-		b.rerr = e.cfg.Errors.Panic(b.pvalue, b.pstack)
+		rerr = e.cfg.Errors.Panic(b.pvalue, b.pstack)
 	case fnExited:
 		e.stats.Panics.Add(1)
-		b.rerr = e.cfg.Errors.Goexit
+		rerr = e.cfg.Errors.Goexit
 	default:
 		switch {
 		case !b.deadline.IsZero() && !time.Now().Before(b.deadline):
 			// The deadline passed before the collector got fn's return:
 			// the callers get the timeout, as they would have a moment
 			// later, never what fn made of its cancelled ctx.
-			b.rerr = e.cfg.Errors.Timeout
+			rerr = e.cfg.Errors.Timeout
 			if !b.answered {
 				e.stats.Timeouts.Add(1)
 			}
 		case b.err != nil:
-			b.rerr = b.err
+			rerr = b.err
 		default:
-			b.rvals, b.rkerrs = b.vals, b.kerrs
+			rvals, rkerrs = b.vals, b.kerrs
 		}
 	}
 	b.vals, b.kerrs, b.err, b.pvalue, b.pstack = nil, nil, nil, nil, nil
 	if !b.answered {
 		b.answered = true
+		b.rerr, b.rvals, b.rkerrs = rerr, rvals, rkerrs
 		c.publish(b)
 	}
 	b.cancel()
