@@ -137,7 +137,8 @@ type config struct {
 	logger      *slog.Logger
 	telemetry   telemetryConfig // WithMeterProvider, WithMetricAttributes
 	retain      coordinator.RetainConfig
-	refreshSet  bool // WithRefreshAhead was given
+	refreshSet  bool        // WithRefreshAhead was given
+	batch       batchConfig // WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches (batch_options.go)
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
@@ -177,7 +178,8 @@ func WithTimeout(d time.Duration) Option {
 
 // WithMaxWaiters bounds the callers of one flight (the first included): the
 // (n+1)th caller of a key whose flight already has n gets ErrOverloaded at
-// once. 0, the default, means no bound. New panics if n < 0.
+// once. 0, the default, means no bound. New panics if n < 0. It applies to
+// New only: NewBatcher panics when given it.
 //
 // With WithMaxWaiters or WithMaxInFlight set, the queue in front of the
 // bounds is bounded too: DoChan returns before its call is handled, so a
@@ -190,6 +192,7 @@ func WithMaxWaiters(n int) Option {
 		if n < 0 {
 			panic(fmt.Sprintf("flight: WithMaxWaiters(%d): negative bound", n))
 		}
+		c.batch.forCoordinator("WithMaxWaiters")
 		c.maxWaiters = n
 	})
 }
@@ -198,12 +201,14 @@ func WithMaxWaiters(n int) Option {
 // start a new flight while n flights exist (running, or waiting for the
 // previous execution of their key) gets ErrOverloaded at once; calls that
 // join an existing flight are not affected. 0, the default, means no bound.
-// New panics if n < 0.
+// New panics if n < 0. It applies to New only: NewBatcher panics when given
+// it (WithMaxConcurrentBatches bounds a Batcher).
 func WithMaxInFlight(n int) Option {
 	return optionFunc(func(c *config) {
 		if n < 0 {
 			panic(fmt.Sprintf("flight: WithMaxInFlight(%d): negative bound", n))
 		}
+		c.batch.forCoordinator("WithMaxInFlight")
 		c.maxInFlight = n
 	})
 }
@@ -256,6 +261,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
+	cfg.checkCoordinator()
 	if cfg.logger == nil {
 		cfg.logger = discard
 	}

@@ -1,0 +1,272 @@
+package flight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/actorflight/flight/batch"
+	"github.com/actorflight/flight/coordinator"
+)
+
+// BatchFunc loads many keys in one call: a `WHERE id IN (…)` query, a
+// multi-get. keys holds each key once, in the order its first caller asked
+// for it, at most WithMaxBatch of them; fn must not modify it after it
+// returns.
+//
+// fn returns a value for each key it found. A key missing from the map gets
+// ErrNotFound. To fail only some keys, return a KeyErrors naming them (the
+// other keys get their values); any other error, or a panic, reaches every
+// key of this batch and no other.
+//
+// ctx carries the values of the batch's first caller and is cancelled when
+// every caller of every key in the batch has left, when the WithTimeout
+// deadline passes, or on Close; one caller leaving never cancels it for the
+// others.
+type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V, error)
+
+// Batcher collects the keys that callers load within a short window into
+// batches and loads each batch with one call of its BatchFunc: the
+// DataLoader pattern (N+1 queries in GraphQL resolvers, multi-get APIs).
+//
+// A key that is already waiting for a batch, or inside a running one, is
+// joined: its callers share one slot in one batch, and the key is never
+// sent twice while it is wanted. A batch holds each key once, at most
+// WithMaxBatch keys, in first-arrival order: the order in which the keys'
+// shard actors handled their first callers (a key posted to a shard that
+// another goroutine is draining may be overtaken by a key posted just
+// after it to another shard; with WithShards(1), the order of the calls).
+// It is dispatched when full or WithMaxWait after its first key, once a
+// WithMaxConcurrentBatches slot is free. Results are not kept: a key loaded
+// again after its batch answered goes into a new batch, and so does a key
+// whose callers all left (its old batch, if running, no longer answers it).
+//
+// Create one with [NewBatcher]; the zero value is not usable. All methods
+// are safe for concurrent use. A Batcher that is no longer needed should be
+// closed: Close waits for running batches and stops its actors; until then
+// they stay registered in the actor system (they hold no goroutine). An
+// idle Batcher holds no goroutine and no per-key memory: the MaxWait
+// deadline is a timer, not a sleeping goroutine, and fn runs on warm
+// workers that exit a few milliseconds after the last batch.
+//
+// Cost: a Load costs two actor messages (to its key's shard, and for a
+// fresh key from the shard to the collector), drained on the caller's own
+// goroutine, and one channel receive; a batch costs a context, a timer and
+// a worker hand-off. docs/batching.md has the figures against
+// vikstrous/dataloadgen and graph-gophers/dataloader.
+type Batcher[K comparable, V any] struct {
+	e   *batch.Engine[K, V, Result[V]]
+	tel *telemetry // metrics callback and log route to undo on Close; nil: none
+}
+
+// BatchStats is a reading of a Batcher's counters. Keys, Waiters, Pending
+// and Running are gauges: they return to 0 when the batcher is idle. The
+// other fields count since NewBatcher. Each field is exact; a BatchStats is
+// not an atomic snapshot of all of them together.
+type BatchStats struct {
+	Keys        int    // keys with at least one caller waiting now
+	Waiters     int    // callers waiting now
+	Pending     int    // batches collecting keys or waiting for a slot now
+	Running     int    // batches whose fn runs now
+	Loads       uint64 // callers admitted (Load, LoadChan, each key of LoadMany), ever
+	Joins       uint64 // callers that joined a key another caller was waiting for, ever
+	Batches     uint64 // calls of fn started, ever
+	BatchedKeys uint64 // keys passed to fn, ever (BatchedKeys/Batches: mean batch size)
+	Dropped     uint64 // keys taken out of a batch before dispatch because every caller left, ever
+	Abandoned   uint64 // running batches cancelled because every caller of every key left, ever
+	Panics      uint64 // calls of fn that panicked or called runtime.Goexit, ever
+	Timeouts    uint64 // batches answered with the WithTimeout error, ever
+}
+
+// ErrNotFound is the error of a key that fn's map has no value for.
+var ErrNotFound = errors.New("flight: key not in batch result")
+
+// KeyErrors fails some keys of a batch: a BatchFunc returns it as its error
+// to give the keys it names their own errors, while every other key of the
+// batch gets its value from the map (or ErrNotFound). A nil entry means no
+// error for that key. It is matched with errors.As, so a wrapped KeyErrors
+// works too. LoadMany returns one for the keys that failed.
+type KeyErrors[K comparable] map[K]error
+
+// Error lists the keys that failed, in the order of their formatted keys
+// (at most 10 of them) and how many there are.
+func (ke KeyErrors[K]) Error() string {
+	var lines []string
+	for k, err := range ke {
+		if err != nil {
+			lines = append(lines, fmt.Sprintf("%v: %v", k, err))
+		}
+	}
+	slices.Sort(lines)
+	n := len(lines)
+	if n > 10 {
+		lines = append(lines[:10], "…")
+	}
+	return fmt.Sprintf("flight: %d keys failed: %s", n, strings.Join(lines, "; "))
+}
+
+// Unwrap returns the non-nil errors, in no particular order, so that
+// errors.Is(err, ErrNotFound) or errors.Is(err, ErrClosed) tells whether
+// any key of a LoadMany failed that way.
+func (ke KeyErrors[K]) Unwrap() []error {
+	errs := make([]error, 0, len(ke))
+	for _, err := range ke {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// NewBatcher returns a running Batcher that loads keys with fn.
+//
+// It accepts WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches,
+// WithTimeout (a deadline on each call of fn), WithShards (the key shard
+// actors), WithActorSystem, WithLogger, WithMeterProvider and
+// WithMetricAttributes. Any other option (WithMaxWaiters, WithMaxInFlight,
+// and options for retained results or retries) does not apply to a
+// Batcher: NewBatcher panics, naming it. It panics with ErrNilFunc if fn is
+// nil, and if an option has an invalid value (each option says which): a
+// programming error, found the first time the code runs.
+//
+// NewBatcher spawns the shard actors and the collector, a few microseconds
+// each, and starts no goroutine.
+func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batcher[K, V] {
+	if fn == nil {
+		panic(ErrNilFunc)
+	}
+	cfg := batcherConfig(opts)
+	onBatch, attach := startBatchTelemetry(&cfg)
+	e, err := batch.New(batch.Config[K, V, Result[V]]{
+		Fn:            fn,
+		MaxBatch:      cfg.batch.maxBatch,
+		MaxWait:       cfg.batch.maxWait,
+		MaxConcurrent: cfg.batch.maxConcurrent,
+		Timeout:       cfg.timeout,
+		Shards:        cfg.shards,
+		System:        cfg.system,
+		Logger:        cfg.logger,
+		Errors: batch.Errors{
+			Closed:     ErrClosed,
+			NotFound:   ErrNotFound,
+			InvalidKey: ErrInvalidKey,
+			Goexit:     ErrGoexit,
+			Timeout:    &timeoutError{cfg.timeout},
+			Panic:      newPanicError,
+		},
+		KeyErrors: func(err error) (map[K]error, bool) {
+			var ke KeyErrors[K]
+			if errors.As(err, &ke) {
+				return ke, true
+			}
+			return nil, false
+		},
+		Result: func(v V, err error, shared bool) Result[V] {
+			return Result[V]{Val: v, Err: err, Shared: shared}
+		},
+		OnBatch: onBatch,
+	})
+	if err != nil {
+		panic(err) // unreachable: the options validated the shard count
+	}
+	b := &Batcher[K, V]{e: e}
+	b.tel = attach(func() BatchStats { return batchStatsOf(e.Stats()) })
+	return b
+}
+
+// batcherConfig applies opts to the Batcher's defaults and panics on an
+// option that does not apply to a Batcher.
+func batcherConfig(opts []Option) config {
+	cfg := config{
+		shards: coordinator.DefaultShards(),
+		logger: discard,
+		batch:  batchConfig{maxBatch: 100, maxWait: defaultMaxWait},
+	}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	cfg.checkBatcher()
+	if cfg.logger == nil {
+		cfg.logger = discard
+	}
+	return cfg
+}
+
+// Load returns key's value, loaded in a batch with the keys other callers
+// asked for meanwhile. If key is already waiting for a batch or inside a
+// running one, Load joins it.
+//
+// Load returns ctx.Err() as soon as ctx is done; the batch goes on for the
+// other callers, and a key whose every caller left before its batch was
+// dispatched is taken out of it. A nil ctx is taken as
+// context.Background(). A key missing from fn's map gets ErrNotFound, one
+// named by a KeyErrors gets its error, and any other error of fn, a
+// *PanicError or ErrGoexit is the error of every key of that batch. After
+// Close, Load returns ErrClosed; a key that cannot be shared (see
+// ErrInvalidKey) gets ErrInvalidKey.
+func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
+	r := b.e.Load(ctx, key)
+	return r.Val, r.Err
+}
+
+// LoadChan is like Load but returns at once a channel that receives the
+// Result. The channel has a buffer of one, receives exactly one Result, and
+// is never closed; a caller that never reads it leaks nothing. Shared
+// reports whether the key had more than one caller. When ctx is done first,
+// the Result carries ctx.Err().
+func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
+	return b.e.LoadChan(ctx, key)
+}
+
+// LoadMany loads every key of keys (a key given twice is loaded once) and
+// returns the values it got. When some keys failed, the error is a
+// KeyErrors[K] with an error for each of them, and the map holds the
+// others. When ctx ends first, LoadMany returns ctx.Err() and the values
+// received until then; its keys' callers leave as Load's do. An empty keys
+// returns an empty map and nil.
+func (b *Batcher[K, V]) LoadMany(ctx context.Context, keys []K) (map[K]V, error) {
+	vals, errs, err := b.e.LoadMany(ctx, keys)
+	if err != nil {
+		return vals, err
+	}
+	if len(errs) > 0 {
+		return vals, KeyErrors[K](errs)
+	}
+	return vals, nil
+}
+
+// Stats returns the batcher's counters. It takes no lock and sends no
+// message.
+func (b *Batcher[K, V]) Stats() BatchStats { return batchStatsOf(b.e.Stats()) }
+
+func batchStatsOf(s *batch.Stats) BatchStats {
+	return BatchStats{
+		Keys:        int(s.Keys.Load()),
+		Waiters:     int(s.Waiters.Load()),
+		Pending:     int(s.Pending.Load()),
+		Running:     int(s.Running.Load()),
+		Loads:       s.Loads.Load(),
+		Joins:       s.Joins.Load(),
+		Batches:     s.Batches.Load(),
+		BatchedKeys: s.BatchedKeys.Load(),
+		Dropped:     s.Dropped.Load(),
+		Abandoned:   s.Abandoned.Load(),
+		Panics:      s.Panics.Load(),
+		Timeouts:    s.Timeouts.Load(),
+	}
+}
+
+// Close refuses new loads (they get ErrClosed), drops the batches not
+// dispatched yet, cancels the context of every running batch, answers every
+// waiting caller with ErrClosed, waits until every fn has returned, and
+// stops the batcher's actors and goroutines; then it unregisters its
+// metrics and its log route. It is idempotent: every call returns nil once
+// the shutdown is complete. Close waits for fn, so it must not be called
+// from fn.
+func (b *Batcher[K, V]) Close() error {
+	err := b.e.Close()
+	b.tel.close()
+	return err
+}

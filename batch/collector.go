@@ -1,0 +1,400 @@
+package batch
+
+import (
+	"context"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// collector is the actor that owns the batches: the open one collecting
+// keys, the full ones waiting for a slot (WithMaxConcurrentBatches), and the
+// running ones. All its fields belong to it (its handlers run one at a
+// time), except drained and stopped, which Close waits on.
+type collector[K comparable, V, R any] struct {
+	e   *Engine[K, V, R]
+	pid *actor.PID
+
+	open    *batch[K, V, R]   // collecting keys; nil: none
+	ready   []*batch[K, V, R] // full, waiting for a slot, oldest first
+	running map[*batch[K, V, R]]struct{}
+	closed  bool
+
+	drainedClosed bool
+	drained       chan struct{} // closed once closed and no fn runs
+	stopped       chan struct{} // closed when the actor has stopped
+}
+
+// batch is one call of fn: the keys collected for it and, once dispatched,
+// its context, its outcome and the shards to tell.
+//
+// The collector owns every field, except the outcome fields, which the
+// worker writes before it posts doneMsg (the mailbox hand-off orders those
+// writes before the collector reads them). The collector writes the
+// resolved fields before it posts resultMsg to the shards, which then only
+// read them, with entries.
+type batch[K comparable, V, R any] struct {
+	c       *collector[K, V, R]
+	entries []*entry[K, V, R] // first-arrival order; compacted at dispatch
+	n       int               // entries not dropped
+	live    int               // after dispatch: entries whose callers have not all left
+	timer   *time.Timer       // the WithMaxWait deadline, then the WithTimeout one
+
+	due        bool // WithMaxWait has passed: dispatch as soon as a slot is free
+	dispatched bool
+	answered   bool // resolved and posted to the shards (or dropped by Close)
+	finished   bool // fn has returned
+
+	keys     []K
+	ctx      context.Context
+	cancel   context.CancelFunc
+	deadline time.Time // WithTimeout; zero: none
+
+	// Written by the worker.
+	vals   map[K]V
+	kerrs  map[K]error
+	err    error
+	how    outcome
+	pvalue any
+	pstack []byte
+
+	// Resolved by the collector.
+	rerr   error       // the error of every key; nil: per key
+	rvals  map[K]V     // values
+	rkerrs map[K]error // per-key errors (KeyErrors)
+}
+
+type outcome uint8
+
+const (
+	fnReturned outcome = iota
+	fnPanicked
+	fnExited
+)
+
+// outcome returns key's answer from a resolved batch.
+func (b *batch[K, V, R]) outcome(key K) (V, error) {
+	var zero V
+	if b.rerr != nil {
+		return zero, b.rerr
+	}
+	if err := b.rkerrs[key]; err != nil {
+		return zero, err
+	}
+	v, ok := b.rvals[key]
+	if !ok {
+		return zero, b.c.e.cfg.Errors.NotFound
+	}
+	return v, nil
+}
+
+// Messages to the collector. Each is a struct of one pointer, so boxing it
+// in an interface does not allocate.
+type (
+	addMsg[K comparable, V, R any]     struct{ e *entry[K, V, R] }
+	dropMsg[K comparable, V, R any]    struct{ e *entry[K, V, R] }
+	tickMsg[K comparable, V, R any]    struct{ b *batch[K, V, R] } // WithMaxWait passed
+	doneMsg[K comparable, V, R any]    struct{ b *batch[K, V, R] } // fn returned
+	expiredMsg[K comparable, V, R any] struct{ b *batch[K, V, R] } // WithTimeout passed
+)
+
+func (c *collector[K, V, R]) send(msg any) { c.e.system.Root.Send(c.pid, msg) }
+
+// Receive handles one message. A panic in the collector's own code is
+// logged and the message dropped; it does not stop the actor.
+func (c *collector[K, V, R]) Receive(ctx actor.Context) {
+	msg := ctx.Message()
+	if _, ok := msg.(*actor.Stopped); ok {
+		close(c.stopped)
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.e.cfg.Logger.Error("flight: internal fault in batch collector", "panic", r,
+				"message", msg, "stack", string(debug.Stack()))
+		}
+	}()
+	switch m := msg.(type) {
+	case addMsg[K, V, R]:
+		c.add(m.e)
+	case dropMsg[K, V, R]:
+		c.drop(m.e)
+	case tickMsg[K, V, R]:
+		if m.b == c.open {
+			m.b.due = true
+			c.dispatchReady()
+		}
+	case doneMsg[K, V, R]:
+		c.done(m.b)
+	case expiredMsg[K, V, R]:
+		c.expire(m.b)
+	case *closeMsg:
+		c.close()
+		close(m.done)
+	}
+}
+
+// add puts a key with a fresh entry into the open batch, opening one (and
+// arming its WithMaxWait timer) if there is none. A full batch is sealed:
+// dispatched at once if a slot is free, else queued.
+func (c *collector[K, V, R]) add(en *entry[K, V, R]) {
+	if c.closed {
+		return // the shard's close answers its callers
+	}
+	cfg := &c.e.cfg
+	b := c.open
+	if b == nil {
+		b = &batch[K, V, R]{c: c}
+		c.open = b
+		c.e.stats.Pending.Add(1)
+		e := c.e
+		b.timer = time.AfterFunc(cfg.MaxWait, func() { e.post(c, tickMsg[K, V, R]{b}) })
+	}
+	b.entries = append(b.entries, en)
+	en.batch = b
+	b.n++
+	if b.n >= cfg.MaxBatch {
+		b.timer.Stop()
+		c.open = nil
+		c.ready = append(c.ready, b)
+		c.dispatchReady()
+	}
+}
+
+// drop handles a key whose every caller left: taken out of its batch if
+// that is not dispatched yet (a batch left empty is discarded), or counted
+// off a running batch, which is cancelled when no key of it has a caller.
+func (c *collector[K, V, R]) drop(en *entry[K, V, R]) {
+	b := en.batch
+	if c.closed || b == nil || b.answered {
+		return
+	}
+	if b.dispatched {
+		if b.live--; b.live == 0 {
+			c.e.stats.Abandoned.Add(1)
+			b.answered = true // nobody is left to answer
+			b.cancel()
+		}
+		return
+	}
+	en.dropped = true
+	b.n--
+	c.e.stats.Dropped.Add(1)
+	if b.n > 0 {
+		return
+	}
+	c.e.stats.Pending.Add(-1)
+	if b == c.open {
+		b.timer.Stop()
+		c.open = nil
+	} else if i := slices.Index(c.ready, b); i >= 0 {
+		c.ready = slices.Delete(c.ready, i, i+1)
+	}
+}
+
+func (c *collector[K, V, R]) slotFree() bool {
+	m := c.e.cfg.MaxConcurrent
+	return !c.closed && (m == 0 || len(c.running) < m)
+}
+
+// dispatchReady dispatches waiting batches while slots are free: the full
+// ones first, oldest first, then the open one if its WithMaxWait passed.
+func (c *collector[K, V, R]) dispatchReady() {
+	for c.slotFree() {
+		switch {
+		case len(c.ready) > 0:
+			b := c.ready[0]
+			c.ready[0] = nil
+			c.ready = c.ready[1:]
+			c.dispatch(b)
+		case c.open != nil && c.open.due:
+			b := c.open
+			c.open = nil
+			c.dispatch(b)
+		default:
+			return
+		}
+	}
+}
+
+// dispatch hands b to a worker: it takes out the dropped keys, makes the
+// batch's context (the first caller's values, no cancellation of any
+// caller's; the WithTimeout deadline) and starts fn.
+func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
+	e := c.e
+	cfg := &e.cfg
+	b.dispatched = true
+	live := b.entries[:0]
+	for _, en := range b.entries {
+		if !en.dropped {
+			live = append(live, en)
+		}
+	}
+	clear(b.entries[len(live):])
+	b.entries = live
+	b.live = len(live)
+	b.keys = make([]K, len(live))
+	for i, en := range live {
+		b.keys[i] = en.key
+	}
+	base := context.WithoutCancel(live[0].first)
+	if cfg.Timeout > 0 {
+		b.deadline = time.Now().Add(cfg.Timeout)
+		b.ctx, b.cancel = context.WithDeadline(base, b.deadline)
+		b.timer = time.AfterFunc(cfg.Timeout, func() { e.post(c, expiredMsg[K, V, R]{b}) })
+	} else {
+		b.ctx, b.cancel = context.WithCancel(base)
+	}
+	c.running[b] = struct{}{}
+	e.stats.Pending.Add(-1)
+	e.stats.Running.Add(1)
+	e.stats.Batches.Add(1)
+	e.stats.BatchedKeys.Add(uint64(len(live)))
+	if cfg.OnBatch != nil {
+		cfg.OnBatch(len(live))
+	}
+	e.pool.Go(b)
+}
+
+// Run is the worker's side of a batch: it calls fn and records how it
+// ended, then hands the batch back to the collector. A panic is recovered
+// with its stack; runtime.Goexit is detected as x/sync/singleflight does
+// (neither a normal return nor a recovered panic); the batch is handed back
+// in every case, so every caller is answered.
+func (b *batch[K, V, R]) Run() {
+	normal, recovered := false, false
+	e := b.c.e
+	defer func() {
+		if !normal && !recovered {
+			b.how = fnExited
+		}
+		e.post(b.c, doneMsg[K, V, R]{b})
+	}()
+	func() {
+		defer func() {
+			if !normal {
+				if r := recover(); r != nil {
+					b.how = fnPanicked
+					b.pvalue, b.pstack = r, debug.Stack()
+				}
+			}
+		}()
+		b.vals, b.err = e.cfg.Fn(b.ctx, b.keys)
+		if b.err != nil {
+			if ke, ok := e.cfg.KeyErrors(b.err); ok {
+				b.kerrs, b.err = ke, nil
+			}
+		}
+		normal = true
+	}()
+	if !normal {
+		recovered = true
+	}
+}
+
+// done handles fn's return: it resolves the outcome (unless the batch was
+// answered already: timed out, abandoned, closed), tells the shards, frees
+// the slot and dispatches what waits for it.
+func (c *collector[K, V, R]) done(b *batch[K, V, R]) {
+	e := c.e
+	b.finished = true
+	delete(c.running, b)
+	e.stats.Running.Add(-1)
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	// Resolve into locals: once answered (timed out), the shards may be
+	// reading the resolved fields.
+	var rerr error
+	var rvals map[K]V
+	var rkerrs map[K]error
+	switch b.how {
+	case fnPanicked:
+		e.stats.Panics.Add(1)
+		e.logPanic(len(b.keys), b.pvalue, b.pstack)
+		rerr = e.cfg.Errors.Panic(b.pvalue, b.pstack)
+	case fnExited:
+		e.stats.Panics.Add(1)
+		rerr = e.cfg.Errors.Goexit
+	default:
+		switch {
+		case !b.deadline.IsZero() && !time.Now().Before(b.deadline):
+			// The deadline passed before the collector got fn's return:
+			// the callers get the timeout, as they would have a moment
+			// later, never what fn made of its cancelled ctx.
+			rerr = e.cfg.Errors.Timeout
+			if !b.answered {
+				e.stats.Timeouts.Add(1)
+			}
+		case b.err != nil:
+			rerr = b.err
+		default:
+			rvals, rkerrs = b.vals, b.kerrs
+		}
+	}
+	b.vals, b.kerrs, b.err, b.pvalue, b.pstack = nil, nil, nil, nil, nil
+	if !b.answered {
+		b.answered = true
+		b.rerr, b.rvals, b.rkerrs = rerr, rvals, rkerrs
+		c.publish(b)
+	}
+	b.cancel()
+	c.dispatchReady()
+	c.checkDrained()
+}
+
+// expire answers the callers of a running batch whose WithTimeout deadline
+// passed with the timeout error; its fn goes on until it returns (its ctx
+// is cancelled) and holds its slot until then.
+func (c *collector[K, V, R]) expire(b *batch[K, V, R]) {
+	if b.answered || b.finished {
+		return
+	}
+	b.answered = true
+	c.e.stats.Timeouts.Add(1)
+	b.rerr = c.e.cfg.Errors.Timeout
+	c.publish(b)
+}
+
+// publish posts the resolved b to every shard that has keys in it.
+func (c *collector[K, V, R]) publish(b *batch[K, V, R]) {
+	shards := c.e.shards
+	if len(shards) == 1 {
+		shards[0].send(resultMsg[K, V, R]{b})
+		return
+	}
+	told := make([]bool, len(shards))
+	for _, en := range b.entries {
+		if !told[en.shard] {
+			told[en.shard] = true
+			shards[en.shard].send(resultMsg[K, V, R]{b})
+		}
+	}
+}
+
+// close stops dispatching, discards the batches not dispatched (the shards
+// answer their callers) and cancels the running ones.
+func (c *collector[K, V, R]) close() {
+	c.closed = true
+	if b := c.open; b != nil {
+		b.timer.Stop()
+		c.open = nil
+		c.e.stats.Pending.Add(-1)
+	}
+	c.e.stats.Pending.Add(-int64(len(c.ready)))
+	c.ready = nil
+	for b := range c.running {
+		b.answered = true // the shards answer with ErrClosed
+		b.cancel()
+	}
+	c.checkDrained()
+}
+
+func (c *collector[K, V, R]) checkDrained() {
+	if c.closed && len(c.running) == 0 && !c.drainedClosed {
+		c.drainedClosed = true
+		close(c.drained)
+	}
+}

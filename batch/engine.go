@@ -1,0 +1,352 @@
+package batch
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	fa "github.com/actorflight/flight/actor"
+	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/keyspace"
+	"github.com/actorflight/flight/mailbox"
+)
+
+// Errors are the error values the engine answers with; the root package
+// supplies them so that callers can match them with errors.Is / errors.As.
+type Errors struct {
+	Closed     error
+	NotFound   error
+	InvalidKey error
+	Goexit     error
+	Timeout    error                               // wraps context.DeadlineExceeded
+	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
+}
+
+// Config is the resolved configuration of a Batcher. R is the result type
+// LoadChan delivers (flight.Result[V]); it is a type parameter so that this
+// package need not import the root package.
+type Config[K comparable, V, R any] struct {
+	Fn            func(ctx context.Context, keys []K) (map[K]V, error) // never nil
+	MaxBatch      int                                                  // ≥ 1
+	MaxWait       time.Duration                                        // ≥ 0
+	MaxConcurrent int                                                  // 0: no bound
+	Timeout       time.Duration                                        // 0: none
+	Shards        int
+	System        *actor.ActorSystem // nil: the process-wide shared system
+	Logger        *slog.Logger       // never nil
+
+	Errors Errors
+	// KeyErrors extracts the per-key errors from fn's error (errors.As on
+	// flight.KeyErrors). It runs on the worker, after fn, with fn's panic
+	// recovery: a panicking As method is a panic of the batch.
+	KeyErrors func(err error) (map[K]error, bool)
+	// Result makes the value a caller receives.
+	Result func(val V, err error, shared bool) R
+	// OnBatch, when set (metrics), is told of each dispatched batch's key
+	// count. It runs on the collector's goroutine and must not block.
+	OnBatch func(keys int)
+}
+
+// Stats are the engine's counters. Shards write Keys, Waiters, Loads and
+// Joins; the collector writes the others. Anyone may read them at any time;
+// each field is exact on its own.
+type Stats struct {
+	Keys        atomic.Int64  // keys with at least one waiting caller
+	Waiters     atomic.Int64  // callers waiting
+	Pending     atomic.Int64  // batches collecting keys or waiting for a slot
+	Running     atomic.Int64  // batches whose fn runs
+	Loads       atomic.Uint64 // callers admitted
+	Joins       atomic.Uint64 // callers that joined a key another caller asked for
+	Batches     atomic.Uint64 // calls of fn started
+	BatchedKeys atomic.Uint64 // keys passed to fn
+	Dropped     atomic.Uint64 // keys taken out of a batch before dispatch: every caller left
+	Abandoned   atomic.Uint64 // running batches cancelled: every caller of every key left
+	Panics      atomic.Uint64 // calls of fn that panicked or called runtime.Goexit
+	Timeouts    atomic.Uint64 // batches answered with the WithTimeout error
+}
+
+// Engine is the engine behind flight.Batcher.
+type Engine[K comparable, V, R any] struct {
+	cfg    Config[K, V, R]
+	system *actor.ActorSystem
+	ks     *keyspace.Keyspace[K]
+	shards []*shard[K, V, R]
+	col    *collector[K, V, R]
+	pool   *fa.Pool
+	posts  gate // timers, ctx watches, leaves and workers that may post
+	stats  Stats
+
+	closeOnce sync.Once
+}
+
+// New starts a batcher engine: it spawns cfg.Shards shard actors and one
+// collector actor, a few microseconds each, and starts no goroutine.
+func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) {
+	ks, err := keyspace.New[K](cfg.Shards)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine[K, V, R]{
+		cfg:    cfg,
+		system: cfg.System,
+		ks:     ks,
+		pool:   fa.NewPool(fa.Linger),
+		posts:  newGate(),
+	}
+	if e.system == nil {
+		e.system = coordinator.SharedSystem()
+	}
+	e.col = &collector[K, V, R]{
+		e:       e,
+		running: make(map[*batch[K, V, R]]struct{}),
+		drained: make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	e.col.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return e.col }))
+	e.shards = make([]*shard[K, V, R], cfg.Shards)
+	for i := range e.shards {
+		s := &shard[K, V, R]{
+			e:       e,
+			idx:     int32(i),
+			keys:    make(map[K]*entry[K, V, R]),
+			api:     newGate(),
+			stopped: make(chan struct{}),
+		}
+		s.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
+		e.shards[i] = s
+	}
+	return e, nil
+}
+
+// Load asks for key's value and waits for its batch, or for ctx. See
+// flight.Batcher.Load.
+func (e *Engine[K, V, R]) Load(ctx context.Context, key K) R {
+	var zero V
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	s, err := e.admit(ctx, key)
+	if err != nil {
+		return e.cfg.Result(zero, err, false)
+	}
+	c := &call[K, V, R]{key: key, ctx: ctx, ch: make(chan R, 1)}
+	s.send(c)
+	s.api.exit()
+	done := ctx.Done()
+	if done == nil {
+		return <-c.ch
+	}
+	select {
+	case r := <-c.ch:
+		return r
+	case <-done:
+		// The join is posted before the leave, from this goroutine, so the
+		// shard handles it first. The shard may answer c meanwhile: its
+		// channel has room for that answer, which nobody reads.
+		e.post(s, leaveMsg[K, V, R]{c})
+		return e.cfg.Result(zero, ctx.Err(), false)
+	}
+}
+
+// LoadChan is Load that answers on a channel with a buffer of one, which
+// receives exactly one R and is never closed.
+func (e *Engine[K, V, R]) LoadChan(ctx context.Context, key K) <-chan R {
+	var zero V
+	ch := make(chan R, 1)
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	s, err := e.admit(ctx, key)
+	if err != nil {
+		ch <- e.cfg.Result(zero, err, false)
+		return ch
+	}
+	s.send(&call[K, V, R]{key: key, ctx: ctx, ch: ch, watch: ctx.Done() != nil})
+	s.api.exit()
+	return ch
+}
+
+// admit checks key and ctx and enters the key's shard's gate: on success
+// the caller must post its call and call s.api.exit.
+func (e *Engine[K, V, R]) admit(ctx context.Context, key K) (*shard[K, V, R], error) {
+	i, ok := e.ks.Shard(key)
+	if !ok {
+		return nil, e.cfg.Errors.InvalidKey
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := e.shards[i]
+	if !s.api.enter() {
+		return nil, e.cfg.Errors.Closed
+	}
+	return s, nil
+}
+
+// LoadMany asks for every key of keys (each distinct key once, in the order
+// given) and waits for all of them, or for ctx. It returns the values it
+// got and the errors of the keys that failed (nil when none did); when ctx
+// ends first, ctxErr is ctx.Err() and vals holds the values received so far.
+func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V, errs map[K]error, ctxErr error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	g := &group[K, V]{vals: make(map[K]V, len(keys)), done: make(chan struct{})}
+	if err := ctx.Err(); err != nil {
+		return g.vals, nil, err
+	}
+	type posted struct {
+		s *shard[K, V, R]
+		c *call[K, V, R]
+	}
+	calls := make([]posted, 0, len(keys))
+	seen := make(map[K]struct{}, len(keys))
+	// Count every call before posting any: an answer may arrive at once.
+	for _, key := range keys {
+		i, ok := e.ks.Shard(key)
+		if !ok {
+			g.fail(key, e.cfg.Errors.InvalidKey)
+			continue
+		}
+		if _, dup := seen[key]; dup {
+			continue
+		}
+		seen[key] = struct{}{}
+		calls = append(calls, posted{e.shards[i], &call[K, V, R]{key: key, ctx: ctx, g: g}})
+	}
+	g.left = len(calls)
+	if g.left == 0 {
+		close(g.done)
+	}
+	var zero V
+	for _, p := range calls {
+		if !p.s.api.enter() {
+			g.deliver(p.c.key, zero, e.cfg.Errors.Closed)
+			continue
+		}
+		p.s.send(p.c)
+		p.s.api.exit()
+	}
+	select {
+	case <-g.done:
+		return g.vals, g.errs, nil
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	select {
+	case <-g.done: // everything arrived just as ctx ended
+		g.mu.Unlock()
+		return g.vals, g.errs, nil
+	default:
+	}
+	g.gone = true
+	out := make(map[K]V, len(g.vals))
+	for k, v := range g.vals {
+		out[k] = v
+	}
+	g.mu.Unlock()
+	for _, p := range calls {
+		e.post(p.s, leaveMsg[K, V, R]{p.c})
+	}
+	return out, nil, ctx.Err()
+}
+
+// group collects the answers of one LoadMany.
+type group[K comparable, V any] struct {
+	mu   sync.Mutex // protects the fields below
+	vals map[K]V
+	errs map[K]error
+	left int           // calls not answered yet
+	done chan struct{} // closed when left drops to 0
+	gone bool          // LoadMany returned early: drop later answers
+}
+
+// fail records err for key; g.mu is held.
+func (g *group[K, V]) fail(key K, err error) {
+	if g.errs == nil {
+		g.errs = make(map[K]error)
+	}
+	g.errs[key] = err
+}
+
+func (g *group[K, V]) deliver(key K, v V, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gone {
+		return
+	}
+	if err != nil {
+		g.fail(key, err)
+	} else {
+		g.vals[key] = v
+	}
+	if g.left--; g.left == 0 {
+		close(g.done)
+	}
+}
+
+// Stats returns the engine's counters.
+func (e *Engine[K, V, R]) Stats() *Stats { return &e.stats }
+
+// post is how leaves, timers and workers reach an actor.
+func (e *Engine[K, V, R]) post(to interface{ send(any) }, msg any) {
+	if e.posts.enter() {
+		to.send(msg)
+		e.posts.exit()
+	}
+}
+
+func (e *Engine[K, V, R]) logPanic(keys int, value any, stack []byte) {
+	e.cfg.Logger.Error("flight: batch function panicked",
+		slog.Int("keys", keys), slog.Any("panic", value), slog.String("stack", string(stack)))
+}
+
+// Close refuses new loads, cancels running batches, answers every waiting
+// caller with Errors.Closed, waits for every fn to return, and stops the
+// workers and the actors. It is idempotent; every call returns after the
+// shutdown has finished.
+func (e *Engine[K, V, R]) Close() error {
+	e.closeOnce.Do(e.shutdown)
+	return nil
+}
+
+func (e *Engine[K, V, R]) shutdown() {
+	// 1. Refuse new loads and wait for those posting now.
+	for _, s := range e.shards {
+		s.api.close()
+	}
+	for _, s := range e.shards {
+		s.api.wait()
+	}
+	// 2. The collector first: it dispatches nothing more, drops the batches
+	//    not dispatched and cancels the running ones. Then the shards answer
+	//    every caller still waiting.
+	m := &closeMsg{done: make(chan struct{})}
+	e.col.send(m)
+	<-m.done
+	for _, s := range e.shards {
+		m := &closeMsg{done: make(chan struct{})}
+		s.send(m)
+		<-m.done
+	}
+	// 3. Wait for every fn to return.
+	<-e.col.drained
+	// 4. Only stale posts are left (a timer or a ctx watch firing just now):
+	//    refuse them and wait for those under way; then stop the workers
+	//    and the actors. Nothing can post to them any more.
+	e.posts.close()
+	e.posts.wait()
+	e.pool.Close()
+	e.system.Root.Stop(e.col.pid)
+	<-e.col.stopped
+	for _, s := range e.shards {
+		e.system.Root.Stop(s.pid)
+		<-s.stopped
+	}
+}
+
+type closeMsg struct{ done chan struct{} }

@@ -1,0 +1,210 @@
+package batch
+
+import (
+	"context"
+	"runtime/debug"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// shard is a key actor supervisor: it owns the entries of its share of the
+// keyspace and handles every message about them (join, leave, result,
+// close), one at a time, on package mailbox's mailbox.
+type shard[K comparable, V, R any] struct {
+	e      *Engine[K, V, R]
+	idx    int32
+	pid    *actor.PID
+	keys   map[K]*entry[K, V, R] // owned by the actor
+	closed bool                  // owned by the actor
+
+	api     gate          // callers of Load, LoadChan and LoadMany that may post
+	stopped chan struct{} // closed when the actor has stopped
+}
+
+// entry is one key with callers: the key's actor. It is made by the key's
+// first caller, joined by the later ones, and detached from its shard's map
+// when its callers are answered or have all left, so an idle key costs
+// nothing.
+type entry[K comparable, V, R any] struct {
+	key   K
+	shard int32
+	first context.Context // the first caller's ctx: the batch's values
+
+	// Owned by the shard actor.
+	calls   []*call[K, V, R] // every caller, answered or not
+	waiters int32            // callers not answered yet
+	joined  int32            // callers ever
+	gone    bool             // detached: answered, or every caller left
+
+	// Owned by the collector actor.
+	batch   *batch[K, V, R] // the batch the key was added to
+	dropped bool            // taken out of its batch before dispatch
+}
+
+// call is one caller's request for one key, and the message that joins it.
+// key, ctx and the sink (ch, or g) are set by the caller before it posts;
+// the rest belongs to the shard.
+type call[K comparable, V, R any] struct {
+	key   K
+	ctx   context.Context
+	ch    chan R       // Load, LoadChan: buffer of one, receives exactly one R
+	g     *group[K, V] // LoadMany
+	watch bool         // LoadChan with a cancellable ctx: the shard watches it
+
+	entry    *entry[K, V, R]
+	answered bool
+	stop     func() bool // stops the ctx watch
+}
+
+// leaveMsg is posted when a caller's ctx is done before its answer.
+type leaveMsg[K comparable, V, R any] struct{ c *call[K, V, R] }
+
+// resultMsg is posted by the collector to each shard with keys in b once
+// b's outcome is resolved.
+type resultMsg[K comparable, V, R any] struct{ b *batch[K, V, R] }
+
+func (s *shard[K, V, R]) send(msg any) { s.e.system.Root.Send(s.pid, msg) }
+
+// Receive handles one message. A panic in the shard's own code is logged
+// and the message dropped; it does not stop the actor.
+func (s *shard[K, V, R]) Receive(ctx actor.Context) {
+	msg := ctx.Message()
+	if _, ok := msg.(*actor.Stopped); ok {
+		close(s.stopped)
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.e.cfg.Logger.Error("flight: internal fault in batch shard", "panic", r,
+				"message", msg, "stack", string(debug.Stack()))
+		}
+	}()
+	switch m := msg.(type) {
+	case *call[K, V, R]:
+		s.join(m)
+	case leaveMsg[K, V, R]:
+		s.leave(m.c)
+	case resultMsg[K, V, R]:
+		s.result(m.b)
+	case *closeMsg:
+		s.close()
+		close(m.done)
+	}
+}
+
+func (s *shard[K, V, R]) join(c *call[K, V, R]) {
+	var zero V
+	if s.closed {
+		s.answer(c, zero, s.e.cfg.Errors.Closed, false)
+		return
+	}
+	if err := c.ctx.Err(); err != nil {
+		s.answer(c, zero, err, false)
+		return
+	}
+	st := &s.e.stats
+	en := s.keys[c.key]
+	if en == nil {
+		en = &entry[K, V, R]{key: c.key, shard: s.idx, first: c.ctx}
+		s.keys[c.key] = en
+		st.Keys.Add(1)
+		s.e.col.send(addMsg[K, V, R]{en})
+	} else {
+		st.Joins.Add(1)
+	}
+	st.Loads.Add(1)
+	st.Waiters.Add(1)
+	en.calls = append(en.calls, c)
+	en.waiters++
+	en.joined++
+	c.entry = en
+	if c.watch {
+		e := s.e
+		c.stop = context.AfterFunc(c.ctx, func() { e.post(s, leaveMsg[K, V, R]{c}) })
+	}
+}
+
+// answer gives c its one answer.
+func (s *shard[K, V, R]) answer(c *call[K, V, R], v V, err error, shared bool) {
+	c.answered = true
+	if c.stop != nil {
+		c.stop()
+	}
+	if c.g != nil {
+		c.g.deliver(c.key, v, err)
+		return
+	}
+	c.ch <- s.e.cfg.Result(v, err, shared)
+}
+
+// leave detaches a caller whose ctx is done; a LoadChan caller gets
+// ctx.Err() on its channel. When the key's last caller leaves, the entry is
+// detached (a later caller starts a new one) and the collector told: a key
+// not dispatched yet is taken out of its batch, and a running batch whose
+// keys have all lost their callers is cancelled.
+func (s *shard[K, V, R]) leave(c *call[K, V, R]) {
+	en := c.entry
+	if c.answered || en == nil || en.gone {
+		return
+	}
+	c.answered = true
+	if c.stop != nil {
+		c.stop()
+	}
+	if c.watch {
+		var zero V
+		c.ch <- s.e.cfg.Result(zero, c.ctx.Err(), false)
+	}
+	en.waiters--
+	s.e.stats.Waiters.Add(-1)
+	if en.waiters == 0 {
+		s.detach(en)
+		s.e.col.send(dropMsg[K, V, R]{en})
+	}
+}
+
+func (s *shard[K, V, R]) detach(en *entry[K, V, R]) {
+	en.gone = true
+	en.calls = nil
+	if s.keys[en.key] == en {
+		delete(s.keys, en.key)
+		s.e.stats.Keys.Add(-1)
+	}
+}
+
+// result answers the callers of this shard's keys in b.
+func (s *shard[K, V, R]) result(b *batch[K, V, R]) {
+	if s.closed {
+		return // every caller was answered with ErrClosed
+	}
+	for _, en := range b.entries {
+		if en.shard != s.idx || en.gone {
+			continue
+		}
+		v, err := b.outcome(en.key)
+		s.publish(en, v, err)
+	}
+}
+
+// publish answers every caller of en still waiting and detaches it.
+func (s *shard[K, V, R]) publish(en *entry[K, V, R], v V, err error) {
+	shared := en.joined > 1
+	for _, c := range en.calls {
+		if !c.answered {
+			s.answer(c, v, err, shared)
+		}
+	}
+	s.e.stats.Waiters.Add(-int64(en.waiters))
+	en.waiters = 0
+	s.detach(en)
+}
+
+// close answers every caller still waiting with Errors.Closed; later joins
+// are refused and later results ignored.
+func (s *shard[K, V, R]) close() {
+	s.closed = true
+	var zero V
+	for _, en := range s.keys {
+		s.publish(en, zero, s.e.cfg.Errors.Closed)
+	}
+}

@@ -1,0 +1,49 @@
+package flight_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/actorflight/flight"
+)
+
+// With WithMeterProvider, a Batcher reports its batches as a counter and the
+// keys of each batch as a histogram (and its other Stats), with the
+// attributes of WithMetricAttributes; Close unregisters the observed ones.
+func TestBatchMetrics(t *testing.T) {
+	m := newMeters(t)
+	attrs := []attribute.KeyValue{attribute.String("flight.name", "rows")}
+	b := flight.NewBatcher(echo(nil), flight.WithMaxBatch(10), flight.WithMaxWait(hour),
+		flight.WithMeterProvider(m.provider), flight.WithMetricAttributes(attrs...))
+	keys := make([]string, 25)
+	for i := range keys {
+		keys[i] = fmt.Sprint(i)
+	}
+	pending := b.LoadChan(context.Background(), "extra") // fills a batch with the first 9
+	vals, err := b.LoadMany(context.Background(), keys[:19])
+	require.NoError(t, err)
+	assert.Len(t, vals, 19)
+	assert.Equal(t, "v:extra", (<-pending).Val)
+
+	got := m.collect(t)
+	expect(t, got, attrs, map[string]int64{
+		"flight.batch.batches":      2,
+		"flight.batch.batched_keys": 20,
+		"flight.batch.loads":        20,
+		"flight.batch.pending":      0,
+		"flight.batch.running":      0,
+		"flight.batch.waiters":      0,
+	})
+	h := histogram[int64](t, got, "flight.batch.keys", attrs...)
+	assert.Equal(t, uint64(2), h.Count)
+	assert.Equal(t, int64(20), h.Sum)
+
+	require.NoError(t, b.Close())
+	_, ok := m.collect(t).sum(t, "flight.batch.batches", attrs...)
+	assert.False(t, ok, "Close unregisters the observed instruments")
+}

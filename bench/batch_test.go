@@ -1,0 +1,209 @@
+package bench
+
+// Batcher benchmarks, side by side with vikstrous/dataloadgen and
+// graph-gophers/dataloader (v7), on the workloads of dataloadgen's own
+// benchmark: a loader per request (init), 100 loads of one key (cached),
+// 100 loads of distinct keys (unique keys), 10 goroutines loading their own
+// key 10 times each (10 concurrently), and 10,000 keys in one LoadMany (all
+// in one request). Each peer is configured as there: batches of 100 keys,
+// a 500 ns wait, and a fetch that fails every key ≡ 1 (mod 100) with its
+// own error. Every operation makes a fresh loader, as a request would;
+// flight's Batcher is closed at the end of it (the peers have nothing to
+// close), with one shard, the right size for a loader per request.
+//
+// The peers cache every value for the loader's life; the Batcher keeps
+// none (it joins a key only while it waits or runs), so the
+// dataloadgen-nocache variant shows the peer without its cache.
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/graph-gophers/dataloader/v7"
+	"github.com/vikstrous/dataloadgen"
+
+	"github.com/actorflight/flight"
+)
+
+type user struct{ ID, Name string }
+
+var errNoUser = errors.New("user not found")
+
+func userOf(key int) user { return user{ID: strconv.Itoa(key), Name: "user " + strconv.Itoa(key)} }
+
+// loader is one request's loader, whatever the implementation.
+type loader interface {
+	thunk(ctx context.Context, key int) func() (user, error)
+	loadMany(ctx context.Context, keys []int)
+	close()
+}
+
+type loaderImpl struct {
+	name string
+	make func() loader
+}
+
+var loaders = []loaderImpl{
+	{"flight", newFlightLoader},
+	{"dataloadgen", func() loader { return newDataloadgen() }},
+	{"dataloadgen-nocache", func() loader { return newDataloadgen(dataloadgen.WithoutCache()) }},
+	{"dataloader", newDataloader},
+}
+
+type flightLoader struct{ b *flight.Batcher[int, user] }
+
+func newFlightLoader() loader {
+	return flightLoader{flight.NewBatcher(func(_ context.Context, keys []int) (map[int]user, error) {
+		users := make(map[int]user, len(keys))
+		var failed flight.KeyErrors[int]
+		for _, k := range keys {
+			if k%100 == 1 {
+				if failed == nil {
+					failed = flight.KeyErrors[int]{}
+				}
+				failed[k] = errNoUser
+			} else {
+				users[k] = userOf(k)
+			}
+		}
+		if failed != nil {
+			return users, failed
+		}
+		return users, nil
+	}, flight.WithMaxBatch(100), flight.WithMaxWait(500*time.Nanosecond), flight.WithShards(1))}
+}
+
+func (l flightLoader) thunk(ctx context.Context, key int) func() (user, error) {
+	ch := l.b.LoadChan(ctx, key)
+	return func() (user, error) { r := <-ch; return r.Val, r.Err }
+}
+func (l flightLoader) loadMany(ctx context.Context, keys []int) { _, _ = l.b.LoadMany(ctx, keys) }
+func (l flightLoader) close()                                   { _ = l.b.Close() }
+
+type dataloadgenLoader struct {
+	l *dataloadgen.Loader[int, user]
+}
+
+func newDataloadgen(opts ...dataloadgen.Option) loader {
+	opts = append([]dataloadgen.Option{dataloadgen.WithBatchCapacity(100), dataloadgen.WithWait(500 * time.Nanosecond)}, opts...)
+	return dataloadgenLoader{dataloadgen.NewLoader(func(_ context.Context, keys []int) ([]user, []error) {
+		users := make([]user, len(keys))
+		errs := make([]error, len(keys))
+		for i, k := range keys {
+			if k%100 == 1 {
+				errs[i] = errNoUser
+			} else {
+				users[i] = userOf(k)
+			}
+		}
+		return users, errs
+	}, opts...)}
+}
+
+func (l dataloadgenLoader) thunk(ctx context.Context, key int) func() (user, error) {
+	return l.l.LoadThunk(ctx, key)
+}
+func (l dataloadgenLoader) loadMany(ctx context.Context, keys []int) { _, _ = l.l.LoadAll(ctx, keys) }
+func (l dataloadgenLoader) close()                                   {}
+
+type dataloaderLoader struct{ l *dataloader.Loader[int, user] }
+
+func newDataloader() loader {
+	return dataloaderLoader{dataloader.NewBatchedLoader(func(_ context.Context, keys []int) []*dataloader.Result[user] {
+		out := make([]*dataloader.Result[user], len(keys))
+		for i, k := range keys {
+			if k%100 == 1 {
+				out[i] = &dataloader.Result[user]{Error: errNoUser}
+			} else {
+				out[i] = &dataloader.Result[user]{Data: userOf(k)}
+			}
+		}
+		return out
+	}, dataloader.WithBatchCapacity[int, user](100), dataloader.WithWait[int, user](500*time.Nanosecond))}
+}
+
+func (l dataloaderLoader) thunk(ctx context.Context, key int) func() (user, error) {
+	return l.l.Load(ctx, key)
+}
+func (l dataloaderLoader) loadMany(ctx context.Context, keys []int) { _, _ = l.l.LoadMany(ctx, keys)() }
+func (l dataloaderLoader) close()                                   {}
+
+// BenchmarkBatch runs the five workloads for every implementation. ns/op
+// and allocs/op are per request (one loader's life).
+func BenchmarkBatch(b *testing.B) {
+	ctx := context.Background()
+	run := func(b *testing.B, op func(loader)) {
+		for _, im := range loaders {
+			b.Run(im.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					l := im.make()
+					op(l)
+					l.close()
+				}
+			})
+		}
+	}
+	thunks := func(l loader, key func(i int) int) {
+		var ts [100]func() (user, error)
+		for i := range ts {
+			ts[i] = l.thunk(ctx, key(i))
+		}
+		for _, t := range ts {
+			_, _ = t()
+		}
+	}
+	b.Run("init", func(b *testing.B) { run(b, func(loader) {}) })
+	b.Run("cached", func(b *testing.B) { run(b, func(l loader) { thunks(l, func(int) int { return 1 }) }) })
+	b.Run("unique-keys", func(b *testing.B) { run(b, func(l loader) { thunks(l, func(i int) int { return i }) }) })
+	// dataloadgen's version loops b.N times inside each of b.N×10 requests,
+	// so its ns/op grows with b.N; here each goroutine loads its key 10
+	// times.
+	b.Run("10-concurrently", func(b *testing.B) {
+		run(b, func(l loader) {
+			var wg sync.WaitGroup
+			for i := range 10 {
+				wg.Go(func() {
+					for range 10 {
+						_, _ = l.thunk(ctx, i)()
+					}
+				})
+			}
+			wg.Wait()
+		})
+	})
+	keys := make([]int, 10000)
+	for i := range keys {
+		keys[i] = i
+	}
+	b.Run("all-in-one-request", func(b *testing.B) { run(b, func(l loader) { l.loadMany(ctx, keys) }) })
+}
+
+// The implementations answer alike: values for found keys, an error for
+// the missing ones, under every workload.
+func TestBatchLoadersAgree(t *testing.T) {
+	ctx := context.Background()
+	for _, im := range loaders {
+		l := im.make()
+		var ts []func() (user, error)
+		for k := range 200 {
+			ts = append(ts, l.thunk(ctx, k), l.thunk(ctx, k))
+		}
+		for i, th := range ts {
+			k := i / 2
+			u, err := th()
+			if k%100 == 1 {
+				if err == nil {
+					t.Errorf("%s: key %d: no error", im.name, k)
+				}
+			} else if err != nil || u != userOf(k) {
+				t.Errorf("%s: key %d: %v, %v", im.name, k, u, err)
+			}
+		}
+		l.close()
+	}
+}

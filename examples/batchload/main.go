@@ -1,0 +1,154 @@
+// Command batchload shows a Batcher under a GraphQL-style resolver: 1,000
+// posts each resolve their author with one row lookup (the N+1 pattern),
+// and the Batcher turns those lookups into one query per 100 keys against a
+// fake database that counts its queries and gets a deadline per query
+// (WithTimeout). Then one caller of a running query leaves early: it gets
+// its ctx's error at once, and the query goes on for the 99 other callers
+// of its batch.
+//
+//	go run ./examples/batchload
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/actorflight/flight"
+)
+
+func main() {
+	if err := run(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "batchload:", err)
+		os.Exit(1)
+	}
+}
+
+// Row is one author row.
+type Row struct {
+	ID   int
+	Name string
+}
+
+// DB is a fake database: one query loads many rows by id, and it counts
+// queries and the keys they asked for.
+type DB struct {
+	Queries      atomic.Int64
+	Keys         atomic.Int64
+	WithDeadline atomic.Int64 // queries whose ctx had a deadline
+	// hold, when set, is called inside each query with its ids (the
+	// example uses it to hold one query open while a caller leaves).
+	hold func(ctx context.Context, ids []int) error
+}
+
+// Rows is `SELECT id, name FROM authors WHERE id IN (…)`.
+func (db *DB) Rows(ctx context.Context, ids []int) (map[int]Row, error) {
+	db.Queries.Add(1)
+	db.Keys.Add(int64(len(ids)))
+	if _, ok := ctx.Deadline(); ok {
+		db.WithDeadline.Add(1)
+	}
+	if db.hold != nil {
+		if err := db.hold(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
+	rows := make(map[int]Row, len(ids))
+	for _, id := range ids {
+		rows[id] = Row{ID: id, Name: fmt.Sprintf("author-%d", id)}
+	}
+	return rows, nil
+}
+
+// Report is what run found, for the test.
+type Report struct {
+	Lookups, Queries, Keys, WithDeadline int64
+	Wrong                                int   // lookups that got a wrong row or an error
+	LeaverErr                            error // what the caller that left got
+	Others                               int   // callers of the leaver's batch that got their row
+}
+
+func run(w io.Writer) error {
+	r, err := resolve()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%d author lookups from %d resolvers\n", r.Lookups, r.Lookups)
+	fmt.Fprintf(w, "queries: %d, keys per query: %d, every query had a deadline: %v\n",
+		r.Queries, r.Keys/r.Queries, r.WithDeadline == r.Queries)
+	fmt.Fprintf(w, "wrong or failed lookups: %d\n", r.Wrong)
+	fmt.Fprintf(w, "a caller that left early got: %v\n", r.LeaverErr)
+	fmt.Fprintf(w, "the other %d callers of its batch got their rows\n", r.Others)
+	return nil
+}
+
+func resolve() (Report, error) {
+	db := &DB{}
+	// One query per 100 keys. WithMaxWait is long because every batch here
+	// fills up long before it (a full batch goes at once): the wait only
+	// bounds how long a lone key would wait. WithTimeout is each query's
+	// deadline.
+	users := flight.NewBatcher(db.Rows, flight.WithMaxBatch(100), flight.WithMaxWait(time.Second),
+		flight.WithTimeout(5*time.Second))
+	defer users.Close()
+
+	// 1. 1,000 resolvers, each on its own goroutine, each asking for its
+	//    post's author: the N+1 pattern.
+	const posts = 1000
+	var wrong atomic.Int64
+	var wg sync.WaitGroup
+	for post := range posts {
+		wg.Go(func() {
+			author := post // each post has its own author
+			row, err := users.Load(context.Background(), author)
+			if err != nil || row.ID != author {
+				wrong.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	r := Report{Lookups: posts, Queries: db.Queries.Load(), Keys: db.Keys.Load(),
+		WithDeadline: db.WithDeadline.Load(), Wrong: int(wrong.Load())}
+
+	// 2. 100 more lookups fill one batch; the query holds until the caller
+	//    of author 5000 has left.
+	started, left := make(chan struct{}), make(chan struct{})
+	db.hold = func(ctx context.Context, ids []int) error {
+		close(started)
+		select {
+		case <-left:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	leaver := make(chan error, 1)
+	go func() {
+		_, err := users.Load(ctx, 5000)
+		leaver <- err
+	}()
+	var others atomic.Int64
+	for id := 5001; id < 5100; id++ {
+		wg.Go(func() {
+			if row, err := users.Load(context.Background(), id); err == nil && row.ID == id {
+				others.Add(1)
+			}
+		})
+	}
+	<-started
+	cancel()
+	r.LeaverErr = <-leaver
+	close(left)
+	wg.Wait()
+	r.Others = int(others.Load())
+	if !errors.Is(r.LeaverErr, context.Canceled) {
+		return r, fmt.Errorf("the caller that left got %v", r.LeaverErr)
+	}
+	return r, nil
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestOneQueryPer100KeysAndALeaverFailsNobody(t *testing.T) {
+	r, err := resolve()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1000), r.Lookups)
+	assert.Equal(t, int64(10), r.Queries, "one query per 100 keys")
+	assert.Equal(t, int64(1000), r.Keys)
+	assert.Equal(t, r.Queries, r.WithDeadline, "each query has its deadline")
+	assert.Zero(t, r.Wrong)
+	assert.ErrorIs(t, r.LeaverErr, context.Canceled)
+	assert.Equal(t, 99, r.Others, "the leaver failed nobody")
+}
+
+func TestOutput(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(&out))
+	assert.Equal(t, `1000 author lookups from 1000 resolvers
+queries: 10, keys per query: 100, every query had a deadline: true
+wrong or failed lookups: 0
+a caller that left early got: context canceled
+the other 99 callers of its batch got their rows
+`, out.String())
+}
