@@ -23,13 +23,72 @@ func noop(context.Context) (int, error) { return 1, nil }
 const keysPerGoroutine = 1024
 
 // BenchmarkDistinct is workload 1: distinct keys, a no-op fn, RunParallel
-// (GOMAXPROCS goroutines). ns/op is the cost of one flight nobody shares.
+// (GOMAXPROCS goroutines), context.Background(). ns/op is the cost of one
+// flight nobody shares.
 func BenchmarkDistinct(b *testing.B) {
 	keys := keyTable(64 * keysPerGoroutine)
 	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) { benchDistinct(b, im, keys, false) })
+	}
+}
+
+// BenchmarkDistinctCtx is BenchmarkDistinct with a cancellable context:
+// each RunParallel goroutine makes one with context.WithCancel, as a
+// server's handler has its request's, and passes it to every call (x/sync
+// ignores it). ns/op is the cost of one flight nobody shares when its
+// caller can leave on its ctx.
+func BenchmarkDistinctCtx(b *testing.B) {
+	keys := keyTable(64 * keysPerGoroutine)
+	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) { benchDistinct(b, im, keys, true) })
+	}
+}
+
+// benchDistinct runs the distinct-key workload; cancellable gives each
+// goroutine a context.WithCancel context (made before its first call and
+// cancelled after its last, so neither is in the loop).
+func benchDistinct(b *testing.B, im impl, keys []string, cancellable bool) {
+	g := im.new(noop)
+	defer g.Close()
+	var next, sharedCalls atomic.Int64
+	var failed errs
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		if cancellable {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+		}
+		base := int(next.Add(1)-1) * keysPerGoroutine
+		for i := 0; pb.Next(); i++ {
+			v, shared, err := g.Do(ctx, keys[(base+i%keysPerGoroutine)%len(keys)])
+			if err != nil || v != 1 {
+				failed.set("Do = %d, %v", v, err)
+			}
+			if shared {
+				sharedCalls.Add(1)
+			}
+		}
+	})
+	b.StopTimer()
+	if err := failed.err(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(sharedCalls.Load())/float64(b.N), "shared/op")
+}
+
+// BenchmarkCompat is BenchmarkDistinct for flight's compat/singleflight
+// (named flight) against x/sync, through their common Do(key, fn) API:
+// distinct keys, a no-op fn, RunParallel. Both run fn on the caller's
+// goroutine.
+func BenchmarkCompat(b *testing.B) {
+	keys := keyTable(64 * keysPerGoroutine)
+	fn := func() (any, error) { return 1, nil } // a small int in an any does not allocate
+	for _, im := range compatImpls {
 		b.Run(im.name, func(b *testing.B) {
-			g := im.new(noop)
-			defer g.Close()
+			g := im.new()
 			var next, sharedCalls atomic.Int64
 			var failed errs
 			b.ReportAllocs()
@@ -37,9 +96,9 @@ func BenchmarkDistinct(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				base := int(next.Add(1)-1) * keysPerGoroutine
 				for i := 0; pb.Next(); i++ {
-					v, shared, err := g.Do(keys[(base+i%keysPerGoroutine)%len(keys)])
+					v, err, shared := g.Do(keys[(base+i%keysPerGoroutine)%len(keys)], fn)
 					if err != nil || v != 1 {
-						failed.set("Do = %d, %v", v, err)
+						failed.set("Do = %v, %v", v, err)
 					}
 					if shared {
 						sharedCalls.Add(1)
@@ -66,7 +125,7 @@ func BenchmarkDistinctSeq(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				v, shared, err := g.Do(keys[i%len(keys)])
+				v, shared, err := g.Do(context.Background(), keys[i%len(keys)])
 				if err != nil || v != 1 || shared {
 					b.Fatalf("Do = %d, %v, %v", v, shared, err)
 				}
@@ -190,7 +249,7 @@ func (s *stampedeRound) fn(context.Context) (int, error) {
 func stampedeCaller(s *stampedeRound, i int) {
 	defer s.wg.Done()
 	s.arrived.Add(1)
-	v, shared, err := s.g.Do("hot")
+	v, shared, err := s.g.Do(context.Background(), "hot")
 	s.ret[i] = time.Since(s.base)
 	if err != nil || v != 1 || !shared {
 		s.failed.set("caller %d: Do = %d, shared %v, %v", i, v, shared, err)
@@ -228,7 +287,7 @@ func BenchmarkZipf(b *testing.B) {
 						if i >= int64(b.N) {
 							return
 						}
-						if v, _, err := g.Do(kt[seq[i%int64(len(seq))]]); err != nil || v != 1 {
+						if v, _, err := g.Do(context.Background(), kt[seq[i%int64(len(seq))]]); err != nil || v != 1 {
 							failed.set("Do = %d, %v", v, err)
 						}
 					}
@@ -314,7 +373,7 @@ func inFlightRound(im impl, keys []string) (heapPerKey, stackPerKey, goroutinesP
 	for i := range n {
 		go func() {
 			defer wg.Done()
-			if v, shared, err := g.Do(keys[i]); err != nil || v != 1 || shared {
+			if v, shared, err := g.Do(context.Background(), keys[i]); err != nil || v != 1 || shared {
 				failed.set("Do(%s) = %d, shared %v, %v", keys[i], v, shared, err)
 			}
 		}()
@@ -362,7 +421,7 @@ func BenchmarkIdle(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						for i := next.Add(1) - 1; i < calls; i = next.Add(1) - 1 {
-							g.Do(kt[seq[i]])
+							g.Do(context.Background(), kt[seq[i]])
 						}
 					}()
 				}

@@ -119,7 +119,7 @@ func TestLiveKeys(t *testing.T) {
 			g := im.new(func(context.Context) (int, error) { close(started); <-release; return 1, nil })
 			defer g.Close()
 			done := make(chan struct{})
-			go func() { defer close(done); g.Do("k") }()
+			go func() { defer close(done); g.Do(context.Background(), "k") }()
 			<-started
 			if !waitFor(5*time.Second, func() bool { return g.LiveKeys() == 1 }) {
 				t.Fatalf("LiveKeys() = %d during a flight, want 1", g.LiveKeys())
