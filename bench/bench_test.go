@@ -256,6 +256,182 @@ func stampedeCaller(s *stampedeRound, i int) {
 	}
 }
 
+// BenchmarkStampedeWhole is the whole of a stampede of n callers of one
+// key, timed: spawning the callers (from the benchmark's goroutine, one
+// after the other), their joins, fn and the fan-out, until the last caller
+// has returned. fn returns once every caller has reached Do: the caller
+// that is the n-th to reach it closes a channel that fn waits on, just
+// before its own call. No goroutine profile and no polling, unlike
+// BenchmarkStampede, so ns/op is the cost of the round. A caller whose join
+// lands after the flight ended starts a flight of its own (its fn returns
+// at once); that costs what it costs, and execs/stampede (fn executions per
+// round, mean) shows how often it happened. Making the group and closing
+// it are outside the timer.
+func BenchmarkStampedeWhole(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("callers=%d", n), func(b *testing.B) {
+			for _, im := range impls {
+				b.Run(im.name, func(b *testing.B) { benchStampedeWhole(b, im, n) })
+			}
+		})
+	}
+}
+
+func benchStampedeWhole(b *testing.B, im impl, n int) {
+	b.ReportAllocs()
+	var execs int64
+	for range b.N {
+		b.StopTimer()
+		w := &wholeRound{n: n, all: make(chan struct{})}
+		w.g = im.new(w.fn)
+		b.StartTimer()
+		w.run()
+		b.StopTimer()
+		w.g.Close()
+		if err := w.failed.err(); err != nil {
+			b.Fatal(err)
+		}
+		execs += w.execs.Load()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(execs)/float64(b.N), "execs/stampede")
+}
+
+// wholeRound is one round of BenchmarkStampedeWhole.
+type wholeRound struct {
+	n       int
+	g       group
+	arrived atomic.Int64  // callers that have reached Do
+	all     chan struct{} // closed when all n have
+	execs   atomic.Int64
+	wg      sync.WaitGroup
+	failed  errs
+}
+
+// run spawns the n callers and waits until every one has returned.
+func (w *wholeRound) run() {
+	w.wg.Add(w.n)
+	for range w.n {
+		go w.caller()
+	}
+	w.wg.Wait()
+}
+
+func (w *wholeRound) caller() {
+	defer w.wg.Done()
+	if w.arrived.Add(1) == int64(w.n) {
+		close(w.all)
+	}
+	if v, _, err := w.g.Do(context.Background(), "hot"); err != nil || v != 1 {
+		w.failed.set("Do = %d, %v", v, err)
+	}
+}
+
+func (w *wholeRound) fn(context.Context) (int, error) {
+	w.execs.Add(1)
+	<-w.all
+	return 1, nil
+}
+
+// shareHold is how long BenchmarkStampedeShare's fn runs at least: the
+// window within which callers that reach Do must share one execution.
+const shareHold = 2 * time.Millisecond
+
+// BenchmarkStampedeShare counts fn executions when n callers reach Do
+// together. Each round starts n callers and parks them on a start barrier
+// (a channel), then releases them all at once (close); each notes when it
+// reaches Do. fn runs for at least shareHold (2 ms) and, beyond that, until
+// the last caller has reached Do, polling every 20 µs: so every caller
+// reaches Do while the first execution is still running, and an
+// implementation that shares flights among callers that reach Do within
+// 2 ms of each other runs fn exactly once per round. A caller whose join is
+// handled after the flight ended starts another one. execs/stampede is the
+// mean of fn executions per round (target 1); arrive-spread-ns is the
+// median over the rounds of the time between the first and the last caller
+// reaching Do (it should be below 2 ms for the target's wording to apply;
+// fn waits for the last caller either way). ns/op is a whole round and not
+// a figure of merit.
+func BenchmarkStampedeShare(b *testing.B) {
+	const n = 1000
+	b.Run(fmt.Sprintf("callers=%d", n), func(b *testing.B) {
+		for _, im := range impls {
+			b.Run(im.name, func(b *testing.B) {
+				b.ReportAllocs()
+				var execs int64
+				spreads := make([]time.Duration, 0, b.N)
+				for range b.N {
+					e, spread, err := runShare(im, n)
+					if err != nil {
+						b.Fatal(err)
+					}
+					execs += e
+					spreads = append(spreads, spread)
+				}
+				b.StopTimer()
+				slices.Sort(spreads)
+				b.ReportMetric(float64(execs)/float64(b.N), "execs/stampede")
+				b.ReportMetric(float64(spreads[len(spreads)/2].Nanoseconds()), "arrive-spread-ns")
+			})
+		}
+	})
+}
+
+// shareRound is one round of BenchmarkStampedeShare.
+type shareRound struct {
+	n       int
+	g       group
+	release chan struct{} // the start barrier: closed to release the callers
+	base    time.Time     // set before release is closed
+	arrive  []time.Duration
+	arrived atomic.Int64
+	execs   atomic.Int64
+	ready   sync.WaitGroup // every caller's goroutine is running
+	done    sync.WaitGroup
+	failed  errs
+}
+
+// runShare runs one round and returns fn's executions and the time between
+// the first and the last caller reaching Do.
+func runShare(im impl, n int) (execs int64, spread time.Duration, err error) {
+	s := &shareRound{n: n, release: make(chan struct{}), arrive: make([]time.Duration, n)}
+	s.g = im.new(s.fn)
+	defer s.g.Close()
+	s.ready.Add(n)
+	s.done.Add(n)
+	for i := range n {
+		go s.caller(i)
+	}
+	s.ready.Wait()
+	s.base = time.Now()
+	close(s.release)
+	s.done.Wait()
+	if err := s.failed.err(); err != nil {
+		return 0, 0, err
+	}
+	return s.execs.Load(), slices.Max(s.arrive) - slices.Min(s.arrive), nil
+}
+
+func (s *shareRound) caller(i int) {
+	defer s.done.Done()
+	s.ready.Done()
+	<-s.release
+	s.arrive[i] = time.Since(s.base)
+	s.arrived.Add(1)
+	if v, _, err := s.g.Do(context.Background(), "hot"); err != nil || v != 1 {
+		s.failed.set("caller %d: Do = %d, %v", i, v, err)
+	}
+}
+
+func (s *shareRound) fn(context.Context) (int, error) {
+	s.execs.Add(1)
+	start := time.Now()
+	for time.Since(start) < shareHold || s.arrived.Load() < int64(s.n) {
+		time.Sleep(20 * time.Microsecond)
+	}
+	return 1, nil
+}
+
 // BenchmarkZipf is workload 3: 64 goroutines call keys drawn from a Zipf
 // distribution (s = 1.1) over 10,000 keys; fn busy-waits 20 µs. ns/op is
 // wall time per call (b.N calls shared by the 64 goroutines); execs/call is
