@@ -23,13 +23,72 @@ func noop(context.Context) (int, error) { return 1, nil }
 const keysPerGoroutine = 1024
 
 // BenchmarkDistinct is workload 1: distinct keys, a no-op fn, RunParallel
-// (GOMAXPROCS goroutines). ns/op is the cost of one flight nobody shares.
+// (GOMAXPROCS goroutines), context.Background(). ns/op is the cost of one
+// flight nobody shares.
 func BenchmarkDistinct(b *testing.B) {
 	keys := keyTable(64 * keysPerGoroutine)
 	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) { benchDistinct(b, im, keys, false) })
+	}
+}
+
+// BenchmarkDistinctCtx is BenchmarkDistinct with a cancellable context:
+// each RunParallel goroutine makes one with context.WithCancel, as a
+// server's handler has its request's, and passes it to every call (x/sync
+// ignores it). ns/op is the cost of one flight nobody shares when its
+// caller can leave on its ctx.
+func BenchmarkDistinctCtx(b *testing.B) {
+	keys := keyTable(64 * keysPerGoroutine)
+	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) { benchDistinct(b, im, keys, true) })
+	}
+}
+
+// benchDistinct runs the distinct-key workload; cancellable gives each
+// goroutine a context.WithCancel context (made before its first call and
+// cancelled after its last, so neither is in the loop).
+func benchDistinct(b *testing.B, im impl, keys []string, cancellable bool) {
+	g := im.new(noop)
+	defer g.Close()
+	var next, sharedCalls atomic.Int64
+	var failed errs
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		if cancellable {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+		}
+		base := int(next.Add(1)-1) * keysPerGoroutine
+		for i := 0; pb.Next(); i++ {
+			v, shared, err := g.Do(ctx, keys[(base+i%keysPerGoroutine)%len(keys)])
+			if err != nil || v != 1 {
+				failed.set("Do = %d, %v", v, err)
+			}
+			if shared {
+				sharedCalls.Add(1)
+			}
+		}
+	})
+	b.StopTimer()
+	if err := failed.err(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(sharedCalls.Load())/float64(b.N), "shared/op")
+}
+
+// BenchmarkCompat is BenchmarkDistinct for flight's compat/singleflight
+// (named flight) against x/sync, through their common Do(key, fn) API:
+// distinct keys, a no-op fn, RunParallel. Both run fn on the caller's
+// goroutine.
+func BenchmarkCompat(b *testing.B) {
+	keys := keyTable(64 * keysPerGoroutine)
+	fn := func() (any, error) { return 1, nil } // a small int in an any does not allocate
+	for _, im := range compatImpls {
 		b.Run(im.name, func(b *testing.B) {
-			g := im.new(noop)
-			defer g.Close()
+			g := im.new()
 			var next, sharedCalls atomic.Int64
 			var failed errs
 			b.ReportAllocs()
@@ -37,9 +96,9 @@ func BenchmarkDistinct(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				base := int(next.Add(1)-1) * keysPerGoroutine
 				for i := 0; pb.Next(); i++ {
-					v, shared, err := g.Do(keys[(base+i%keysPerGoroutine)%len(keys)])
+					v, err, shared := g.Do(keys[(base+i%keysPerGoroutine)%len(keys)], fn)
 					if err != nil || v != 1 {
-						failed.set("Do = %d, %v", v, err)
+						failed.set("Do = %v, %v", v, err)
 					}
 					if shared {
 						sharedCalls.Add(1)
@@ -66,7 +125,7 @@ func BenchmarkDistinctSeq(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				v, shared, err := g.Do(keys[i%len(keys)])
+				v, shared, err := g.Do(context.Background(), keys[i%len(keys)])
 				if err != nil || v != 1 || shared {
 					b.Fatalf("Do = %d, %v, %v", v, shared, err)
 				}
@@ -190,11 +249,187 @@ func (s *stampedeRound) fn(context.Context) (int, error) {
 func stampedeCaller(s *stampedeRound, i int) {
 	defer s.wg.Done()
 	s.arrived.Add(1)
-	v, shared, err := s.g.Do("hot")
+	v, shared, err := s.g.Do(context.Background(), "hot")
 	s.ret[i] = time.Since(s.base)
 	if err != nil || v != 1 || !shared {
 		s.failed.set("caller %d: Do = %d, shared %v, %v", i, v, shared, err)
 	}
+}
+
+// BenchmarkStampedeWhole is the whole of a stampede of n callers of one
+// key, timed: spawning the callers (from the benchmark's goroutine, one
+// after the other), their joins, fn and the fan-out, until the last caller
+// has returned. fn returns once every caller has reached Do: the caller
+// that is the n-th to reach it closes a channel that fn waits on, just
+// before its own call. No goroutine profile and no polling, unlike
+// BenchmarkStampede, so ns/op is the cost of the round. A caller whose join
+// lands after the flight ended starts a flight of its own (its fn returns
+// at once); that costs what it costs, and execs/stampede (fn executions per
+// round, mean) shows how often it happened. Making the group and closing
+// it are outside the timer.
+func BenchmarkStampedeWhole(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("callers=%d", n), func(b *testing.B) {
+			for _, im := range impls {
+				b.Run(im.name, func(b *testing.B) { benchStampedeWhole(b, im, n) })
+			}
+		})
+	}
+}
+
+func benchStampedeWhole(b *testing.B, im impl, n int) {
+	b.ReportAllocs()
+	var execs int64
+	for range b.N {
+		b.StopTimer()
+		w := &wholeRound{n: n, all: make(chan struct{})}
+		w.g = im.new(w.fn)
+		b.StartTimer()
+		w.run()
+		b.StopTimer()
+		w.g.Close()
+		if err := w.failed.err(); err != nil {
+			b.Fatal(err)
+		}
+		execs += w.execs.Load()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(execs)/float64(b.N), "execs/stampede")
+}
+
+// wholeRound is one round of BenchmarkStampedeWhole.
+type wholeRound struct {
+	n       int
+	g       group
+	arrived atomic.Int64  // callers that have reached Do
+	all     chan struct{} // closed when all n have
+	execs   atomic.Int64
+	wg      sync.WaitGroup
+	failed  errs
+}
+
+// run spawns the n callers and waits until every one has returned.
+func (w *wholeRound) run() {
+	w.wg.Add(w.n)
+	for range w.n {
+		go w.caller()
+	}
+	w.wg.Wait()
+}
+
+func (w *wholeRound) caller() {
+	defer w.wg.Done()
+	if w.arrived.Add(1) == int64(w.n) {
+		close(w.all)
+	}
+	if v, _, err := w.g.Do(context.Background(), "hot"); err != nil || v != 1 {
+		w.failed.set("Do = %d, %v", v, err)
+	}
+}
+
+func (w *wholeRound) fn(context.Context) (int, error) {
+	w.execs.Add(1)
+	<-w.all
+	return 1, nil
+}
+
+// shareHold is how long BenchmarkStampedeShare's fn runs at least: the
+// window within which callers that reach Do must share one execution.
+const shareHold = 2 * time.Millisecond
+
+// BenchmarkStampedeShare counts fn executions when n callers reach Do
+// together. Each round starts n callers and parks them on a start barrier
+// (a channel), then releases them all at once (close); each notes when it
+// reaches Do. fn runs for at least shareHold (2 ms) and, beyond that, until
+// the last caller has reached Do, polling every 20 µs: so every caller
+// reaches Do while the first execution is still running, and an
+// implementation that shares flights among callers that reach Do within
+// 2 ms of each other runs fn exactly once per round. A caller whose join is
+// handled after the flight ended starts another one. execs/stampede is the
+// mean of fn executions per round (target 1); arrive-spread-ns is the
+// median over the rounds of the time between the first and the last caller
+// reaching Do (it should be below 2 ms for the target's wording to apply;
+// fn waits for the last caller either way). ns/op is a whole round and not
+// a figure of merit.
+func BenchmarkStampedeShare(b *testing.B) {
+	const n = 1000
+	b.Run(fmt.Sprintf("callers=%d", n), func(b *testing.B) {
+		for _, im := range impls {
+			b.Run(im.name, func(b *testing.B) {
+				b.ReportAllocs()
+				var execs int64
+				spreads := make([]time.Duration, 0, b.N)
+				for range b.N {
+					e, spread, err := runShare(im, n)
+					if err != nil {
+						b.Fatal(err)
+					}
+					execs += e
+					spreads = append(spreads, spread)
+				}
+				b.StopTimer()
+				slices.Sort(spreads)
+				b.ReportMetric(float64(execs)/float64(b.N), "execs/stampede")
+				b.ReportMetric(float64(spreads[len(spreads)/2].Nanoseconds()), "arrive-spread-ns")
+			})
+		}
+	})
+}
+
+// shareRound is one round of BenchmarkStampedeShare.
+type shareRound struct {
+	n       int
+	g       group
+	release chan struct{} // the start barrier: closed to release the callers
+	base    time.Time     // set before release is closed
+	arrive  []time.Duration
+	arrived atomic.Int64
+	execs   atomic.Int64
+	ready   sync.WaitGroup // every caller's goroutine is running
+	done    sync.WaitGroup
+	failed  errs
+}
+
+// runShare runs one round and returns fn's executions and the time between
+// the first and the last caller reaching Do.
+func runShare(im impl, n int) (execs int64, spread time.Duration, err error) {
+	s := &shareRound{n: n, release: make(chan struct{}), arrive: make([]time.Duration, n)}
+	s.g = im.new(s.fn)
+	defer s.g.Close()
+	s.ready.Add(n)
+	s.done.Add(n)
+	for i := range n {
+		go s.caller(i)
+	}
+	s.ready.Wait()
+	s.base = time.Now()
+	close(s.release)
+	s.done.Wait()
+	if err := s.failed.err(); err != nil {
+		return 0, 0, err
+	}
+	return s.execs.Load(), slices.Max(s.arrive) - slices.Min(s.arrive), nil
+}
+
+func (s *shareRound) caller(i int) {
+	defer s.done.Done()
+	s.ready.Done()
+	<-s.release
+	s.arrive[i] = time.Since(s.base)
+	s.arrived.Add(1)
+	if v, _, err := s.g.Do(context.Background(), "hot"); err != nil || v != 1 {
+		s.failed.set("caller %d: Do = %d, %v", i, v, err)
+	}
+}
+
+func (s *shareRound) fn(context.Context) (int, error) {
+	s.execs.Add(1)
+	start := time.Now()
+	for time.Since(start) < shareHold || s.arrived.Load() < int64(s.n) {
+		time.Sleep(20 * time.Microsecond)
+	}
+	return 1, nil
 }
 
 // BenchmarkZipf is workload 3: 64 goroutines call keys drawn from a Zipf
@@ -228,7 +463,7 @@ func BenchmarkZipf(b *testing.B) {
 						if i >= int64(b.N) {
 							return
 						}
-						if v, _, err := g.Do(kt[seq[i%int64(len(seq))]]); err != nil || v != 1 {
+						if v, _, err := g.Do(context.Background(), kt[seq[i%int64(len(seq))]]); err != nil || v != 1 {
 							failed.set("Do = %d, %v", v, err)
 						}
 					}
@@ -314,7 +549,7 @@ func inFlightRound(im impl, keys []string) (heapPerKey, stackPerKey, goroutinesP
 	for i := range n {
 		go func() {
 			defer wg.Done()
-			if v, shared, err := g.Do(keys[i]); err != nil || v != 1 || shared {
+			if v, shared, err := g.Do(context.Background(), keys[i]); err != nil || v != 1 || shared {
 				failed.set("Do(%s) = %d, shared %v, %v", keys[i], v, shared, err)
 			}
 		}()
@@ -362,7 +597,7 @@ func BenchmarkIdle(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						for i := next.Add(1) - 1; i < calls; i = next.Add(1) - 1 {
-							g.Do(kt[seq[i]])
+							g.Do(context.Background(), kt[seq[i]])
 						}
 					}()
 				}

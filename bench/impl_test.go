@@ -8,6 +8,7 @@ import (
 	resenje "resenje.org/singleflight"
 
 	"github.com/actorflight/flight"
+	compat "github.com/actorflight/flight/compat/singleflight"
 )
 
 // work is the function a benchmark's flights run. Every implementation gets
@@ -19,9 +20,10 @@ type work = func(ctx context.Context) (int, error)
 // common interface. Every call goes through this interface, at the same cost
 // (one indirect call) for all implementations.
 type group interface {
-	// Do runs or joins the flight for key with a context that is never
-	// cancelled (context.Background()).
-	Do(key string) (v int, shared bool, err error)
+	// Do runs or joins the flight for key with ctx. x/sync takes no
+	// context and ignores it; flight and resenje pass it on. Every workload
+	// passes context.Background() except BenchmarkDistinctCtx.
+	Do(ctx context.Context, key string) (v int, shared bool, err error)
 	// LiveKeys is the number of keys the implementation holds state for now.
 	// For the peers it is the length of their unexported map (read with
 	// reflect, without their lock: call it only while the group is quiet).
@@ -55,8 +57,8 @@ func newFlight(fn work) group {
 	return &flightGroup{c: flight.New[string, int](), fn: fn}
 }
 
-func (g *flightGroup) Do(key string) (int, bool, error) {
-	return g.c.Do(context.Background(), key, g.fn)
+func (g *flightGroup) Do(ctx context.Context, key string) (int, bool, error) {
+	return g.c.Do(ctx, key, g.fn)
 }
 func (g *flightGroup) LiveKeys() int { return g.c.Stats().Keys }
 func (g *flightGroup) Close()        { _ = g.c.Close() }
@@ -67,9 +69,8 @@ func (g *flightGroup) Stats() flight.Stats { return g.c.Stats() }
 // statser is implemented by groups that report flight's Stats.
 type statser interface{ Stats() flight.Stats }
 
-// xsyncGroup is golang.org/x/sync/singleflight. Its fn takes no context: it
-// gets context.Background(), as flight's and resenje's get a context that
-// derives from it.
+// xsyncGroup is golang.org/x/sync/singleflight. It takes no context: Do
+// ignores ctx, and fn gets context.Background().
 type xsyncGroup struct {
 	g  xsync.Group
 	fn func() (any, error)
@@ -81,7 +82,7 @@ func newXSync(fn work) group {
 	return x
 }
 
-func (g *xsyncGroup) Do(key string) (int, bool, error) {
+func (g *xsyncGroup) Do(_ context.Context, key string) (int, bool, error) {
 	v, err, shared := g.g.Do(key, g.fn)
 	n, _ := v.(int)
 	return n, shared, err
@@ -98,11 +99,29 @@ type resenjeGroup struct {
 
 func newResenje(fn work) group { return &resenjeGroup{fn: fn} }
 
-func (g *resenjeGroup) Do(key string) (int, bool, error) {
-	return g.g.Do(context.Background(), key, g.fn)
+func (g *resenjeGroup) Do(ctx context.Context, key string) (int, bool, error) {
+	return g.g.Do(ctx, key, g.fn)
 }
 func (g *resenjeGroup) LiveKeys() int { return mapLen(&g.g, "calls") }
 func (g *resenjeGroup) Close()        {}
+
+// anyGroup is the API of golang.org/x/sync/singleflight's Group, which
+// flight's compat/singleflight copies: BenchmarkCompat calls both through
+// it.
+type anyGroup interface {
+	Do(key string, fn func() (any, error)) (v any, err error, shared bool)
+}
+
+// compatImpls are BenchmarkCompat's implementations. flight's is its
+// compat/singleflight package, named "flight" so that cmd/compare puts it
+// in flight's column.
+var compatImpls = []struct {
+	name string
+	new  func() anyGroup
+}{
+	{"flight", func() anyGroup { return new(compat.Group) }},
+	{"xsync", func() anyGroup { return new(xsync.Group) }},
+}
 
 // mapLen returns the length of the map in the unexported field of *ptr
 // (reflect may read the length of an unexported field). It panics if the

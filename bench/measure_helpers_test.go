@@ -119,7 +119,7 @@ func TestLiveKeys(t *testing.T) {
 			g := im.new(func(context.Context) (int, error) { close(started); <-release; return 1, nil })
 			defer g.Close()
 			done := make(chan struct{})
-			go func() { defer close(done); g.Do("k") }()
+			go func() { defer close(done); g.Do(context.Background(), "k") }()
 			<-started
 			if !waitFor(5*time.Second, func() bool { return g.LiveKeys() == 1 }) {
 				t.Fatalf("LiveKeys() = %d during a flight, want 1", g.LiveKeys())
@@ -195,4 +195,81 @@ func TestInFlightRound(t *testing.T) {
 		})
 	}
 	runtime.GC()
+}
+
+// A whole-stampede round returns once every caller has returned with the
+// value, for each implementation; fn ran at least once and at most once
+// per caller.
+func TestWholeRound(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			for range 3 {
+				w := &wholeRound{n: 200, all: make(chan struct{})}
+				w.g = im.new(w.fn)
+				w.run()
+				w.g.Close()
+				if err := w.failed.err(); err != nil {
+					t.Fatal(err)
+				}
+				if e := w.execs.Load(); e < 1 || e > 200 {
+					t.Fatalf("fn ran %d times", e)
+				}
+			}
+		})
+	}
+}
+
+// A share round releases every caller, each gets the value, and the
+// arrival spread is measured.
+func TestShareRound(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			start := time.Now()
+			execs, spread, err := runShare(im, 200)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d < shareHold {
+				t.Errorf("round took %v, less than fn's hold %v", d, shareHold)
+			}
+			if execs < 1 || execs > 200 || spread < 0 || spread > 10*time.Second {
+				t.Fatalf("execs %d, spread %v", execs, spread)
+			}
+			t.Logf("execs %d, spread %v", execs, spread)
+		})
+	}
+}
+
+// The share round's fn runs for at least shareHold and does not return
+// before the last caller has reached Do, however long that takes.
+func TestShareFnWaitsForLastCaller(t *testing.T) {
+	s := &shareRound{n: 2}
+	s.arrived.Store(1)
+	done := make(chan time.Duration)
+	start := time.Now()
+	go func() {
+		s.fn(context.Background())
+		done <- time.Since(start)
+	}()
+	// Past the hold, with a caller still missing, fn is still running.
+	if !waitFor(10*time.Second, func() bool { return time.Since(start) > 2*shareHold }) {
+		t.Fatal("unreachable")
+	}
+	select {
+	case d := <-done:
+		t.Fatalf("fn returned after %v with a caller missing", d)
+	default:
+	}
+	s.arrived.Add(1)
+	select {
+	case d := <-done:
+		if d < 2*shareHold {
+			t.Fatalf("fn returned after %v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("fn did not return once every caller arrived")
+	}
+	if s.execs.Load() != 1 {
+		t.Fatalf("execs = %d", s.execs.Load())
+	}
 }

@@ -33,9 +33,13 @@ func TestParse(t *testing.T) {
 		t.Errorf("Procs = %d, want 2", run.Procs)
 	}
 	want := map[string]map[string][]float64{
-		"Distinct/flight":                {"ns/op": {2000, 2400, 9000}, "B/op": {415, 415, 415}, "allocs/op": {4, 4, 4}, "shared/op": {0, 0, 0}},
-		"Stampede/callers=10000/resenje": {"fanout-ns": {10913224}},
-		"InFlight/keys=100000/xsync":     {"heap-B/key": {226.7}, "goroutines/key": {0}},
+		"Distinct/flight":                   {"ns/op": {2000, 2400, 9000}, "B/op": {415, 415, 415}, "allocs/op": {4, 4, 4}, "shared/op": {0, 0, 0}},
+		"Stampede/callers=10000/resenje":    {"fanout-ns": {10913224}},
+		"InFlight/keys=100000/xsync":        {"heap-B/key": {226.7}, "goroutines/key": {0}},
+		"DistinctCtx/resenje":               {"ns/op": {2000}, "allocs/op": {7}},
+		"Compat/flight":                     {"ns/op": {500}},
+		"StampedeWhole/callers=10000/xsync": {"ns/op": {40000000}, "execs/stampede": {1}},
+		"StampedeShare/callers=1000/flight": {"execs/stampede": {1.031}, "arrive-spread-ns": {1520070}},
 	}
 	for name, units := range want {
 		for unit, vs := range units {
@@ -57,7 +61,7 @@ func TestParse(t *testing.T) {
 			t.Errorf("parsed a result for %q", name)
 		}
 	}
-	if len(run.Order) != 13 || run.Order[0] != "Distinct/flight" {
+	if len(run.Order) != 27 || run.Order[0] != "Distinct/flight" {
 		t.Errorf("Order = %v", run.Order)
 	}
 	if m, _ := run.Median("Distinct/flight", "ns/op"); m != 2400 {
@@ -142,6 +146,31 @@ func TestEvaluate(t *testing.T) {
 	if i := outcome(t, outs, "Idle", "live-keys"); !i.Checked || !i.Pass {
 		t.Errorf("live keys: %+v", i)
 	}
+	// Cancellable ctx: 1500 / 300 = 5× x/sync fails ≤ 3×, though 0.75×
+	// resenje meets ≤ 0.8×: one bound missed is a FAIL.
+	if d := outcome(t, outs, "DistinctCtx", "ns/op"); !d.Checked || d.Pass || math.Abs(d.RatioX-5) > 1e-9 || math.Abs(d.RatioR-0.75) > 1e-9 {
+		t.Errorf("DistinctCtx: %+v", d)
+	}
+	// compat: 500 / 300 ≤ 2× x/sync; no resenje, which the target does not need.
+	if c := outcome(t, outs, "Compat", "ns/op"); !c.Checked || !c.Pass || !math.IsNaN(c.RatioR) || c.Has["resenje"] {
+		t.Errorf("Compat: %+v", c)
+	}
+	// Whole stampede: 1,000 is information; 50 ms / 40 ms = 1.25 > 1.1 fails.
+	if w := outcome(t, outs, "StampedeWhole/callers=1000", "ns/op"); w.Checked || w.Target() != "" {
+		t.Errorf("whole 1000: %+v", w)
+	}
+	if w := outcome(t, outs, "StampedeWhole/callers=10000", "ns/op"); !w.Checked || w.Pass || math.Abs(w.RatioX-1.25) > 1e-9 {
+		t.Errorf("whole 10000: %+v", w)
+	}
+	// Executions per stampede: 1.031 > 1 (+1%) fails; 1.004 would pass.
+	if e := outcome(t, outs, "StampedeShare/callers=1000", "execs/stampede"); !e.Checked || e.Pass {
+		t.Errorf("execs/stampede: %+v", e)
+	}
+	if e := Evaluate(&Run{Samples: map[string]map[string][]float64{
+		"StampedeShare/callers=1000/flight": {"execs/stampede": {1.004, 1, 1.2}},
+	}}); len(e) != 1 || !e[0].Checked || !e[0].Pass {
+		t.Errorf("execs/stampede median 1.004: %+v", e)
+	}
 	// Information rows are never checked; rows with no data (Zipf) are absent.
 	if a := outcome(t, outs, "Distinct", "allocs/op"); a.Checked {
 		t.Errorf("allocs: %+v", a)
@@ -169,7 +198,14 @@ func TestWriteMarkdown(t *testing.T) {
 		"| 100k keys in flight | goroutines/key | 1.00 | 0 | — | — | — | ≤ 1 | PASS |",
 		"| idle after load | idle-goroutines | 1.00 | 0 | — | — | — | 0 | **FAIL** |",
 		"| distinct keys, parallel | allocs/op | 4.00 | 1.00 | 6.00 | 4.00× | 0.667× |  | (info) |",
-		"4 of 7 targets met.",
+		"| distinct keys, parallel, cancellable ctx | ns/op | 1.50 µs | 300 ns | 2.00 µs | 5.00× | 0.750× | ≤ 3× x/sync, ≤ 0.8× resenje | **FAIL** |",
+		"| compat/singleflight Do, distinct keys | ns/op | 500 ns | 300 ns | — | 1.67× | — | ≤ 2× x/sync | PASS |",
+		"| stampede, 1,000 callers, whole | ns/op | 5.00 ms | 3.00 ms | 3.50 ms | 1.67× | 1.43× |  | (info) |",
+		"| stampede, 10,000 callers, whole | ns/op | 50.0 ms | 40.0 ms | 45.0 ms | 1.25× | 1.11× | ≤ 1.1× x/sync | **FAIL** |",
+		"| stampede, 1,000 callers released together, fn ≥ 2 ms | execs/stampede | 1.03 | 1.00 | 1.00 | 1.03× | 1.03× | ≤ 1 | **FAIL** |",
+		"| stampede, 1,000 callers released together, fn ≥ 2 ms | arrive-spread-ns | 1.52 ms | 583 µs | 858 µs | 2.61× | 1.77× |  | (info) |",
+		"| stampede, 1,000 callers, whole | execs/stampede | 1.50 | 1.00 | 1.00 | 1.50× | 1.50× |  | (info) |",
+		"5 of 11 targets met.",
 		"Distinct ns/op flight ±146%",
 	} {
 		if !strings.Contains(out, want) {
@@ -199,12 +235,14 @@ func TestWriteSVG(t *testing.T) {
 			rects++
 		}
 	}
-	// background + 3 legend swatches + bars: Distinct 3, Stampede 3 + 3,
+	// background + 3 legend swatches + bars: Distinct 3, DistinctCtx 3,
+	// Compat 2 (no resenje), Stampede 3 + 3, StampedeWhole at 10,000 3,
 	// heap 2 (no resenje).
-	if want := 1 + 3 + 3 + 3 + 3 + 2; rects != want {
+	if want := 1 + 3 + 3 + 3 + 2 + 3 + 3 + 3 + 2; rects != want {
 		t.Errorf("%d rects, want %d", rects, want)
 	}
-	for _, want := range []string{"Test &lt;CPU&gt; &amp; co", "flight 2.40 µs (8.57×)", "idle after load, idle-goroutines: flight 1.00, x/sync 0; target 0: FAIL"} {
+	for _, want := range []string{"Test &lt;CPU&gt; &amp; co", "flight 2.40 µs (8.57×)", "idle after load, idle-goroutines: flight 1.00, x/sync 0; target 0: FAIL",
+		"stampede, 1,000 callers released together, fn ≥ 2 ms, execs/stampede: flight 1.03, x/sync 1.00, resenje 1.00; target ≤ 1: FAIL"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("SVG lacks %q", want)
 		}
@@ -225,6 +263,8 @@ func TestFormatValue(t *testing.T) {
 		{0.8832, "execs/call", "0.883"},
 		{1052, "heap-B/key", "1052"},
 		{0, "live-keys", "0"},
+		{1.031, "execs/stampede", "1.03"},
+		{1520070, "arrive-spread-ns", "1.52 ms"},
 	} {
 		if got := FormatValue(c.v, c.unit); got != c.want {
 			t.Errorf("FormatValue(%v, %q) = %q, want %q", c.v, c.unit, got, c.want)
