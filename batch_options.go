@@ -95,7 +95,7 @@ var batcherFields = map[string]bool{
 // fieldOptions names the options behind config fields, for checkBatcher's
 // message.
 var fieldOptions = map[string]string{
-	"retain":     "WithTTL, WithErrorTTL or WithMaxEntries",
+	"retain":     "WithTTL, WithErrorTTL, WithRefreshAhead or WithMaxEntries",
 	"refreshSet": "WithRefreshAhead",
 }
 

@@ -334,3 +334,13 @@ func panicText(opts []flight.Option) (msg any) {
 	flight.New[int, int](opts...)
 	return nil
 }
+
+// A Batcher does not retain results: NewBatcher refuses the options.
+func TestBatcherRefusesRetainOptions(t *testing.T) {
+	fn := func(context.Context, []int) (map[int]int, error) { return nil, nil }
+	const msg = "flight: NewBatcher: WithTTL, WithErrorTTL, WithRefreshAhead or WithMaxEntries does not apply to a Batcher"
+	for _, o := range []flight.Option{flight.WithTTL(time.Second), flight.WithErrorTTL(time.Second),
+		flight.WithRefreshAhead(time.Second), flight.WithMaxEntries(5)} {
+		assert.PanicsWithValue(t, msg, func() { flight.NewBatcher(fn, o) })
+	}
+}
