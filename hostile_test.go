@@ -71,7 +71,7 @@ func hostileKeys() *rapid.Generator[hostileKey] {
 }
 
 // TestHostileKeys throws arbitrary key values at a coordinator together with
-// random cancellation, Forget and Close, and checks: every call is answered
+// random cancellation, Forget, retained results and Close, and checks: every call is answered
 // exactly once and never hangs; an invalid key gets ErrInvalidKey and a valid
 // one never does; no caller gets another key's value; the gauges are back to
 // 0 after Close; and, over all runs, the heap does not keep what the runs
@@ -80,7 +80,11 @@ func TestHostileKeys(t *testing.T) {
 	flight.New[int, int]().Close() // make the shared actor system before measuring
 	base := settledHeap()
 	rapid.Check(t, func(rt *rapid.T) {
-		c := flight.New[any, int](flight.WithShards(rapid.IntRange(1, 4).Draw(rt, "shards")))
+		opts := []flight.Option{flight.WithShards(rapid.IntRange(1, 4).Draw(rt, "shards"))}
+		if rapid.Bool().Draw(rt, "ttl") {
+			opts = append(opts, flight.WithTTL(time.Minute), flight.WithMaxEntries(rapid.IntRange(1, 8).Draw(rt, "maxEntries")))
+		}
+		c := flight.New[any, int](opts...)
 		release := make(chan struct{})
 		type callRec struct {
 			key    hostileKey
@@ -183,7 +187,7 @@ func TestHostileKeys(t *testing.T) {
 			}
 		}
 		st := c.Stats()
-		if st.Keys != 0 || st.InFlight != 0 || st.Waiters != 0 {
+		if st.Keys != 0 || st.InFlight != 0 || st.Waiters != 0 || st.Entries != 0 {
 			rt.Fatalf("gauges after Close: %+v", st)
 		}
 	})

@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/actorflight/flight v0.0.0
 	github.com/graph-gophers/dataloader/v7 v7.1.0
+	github.com/maypok86/otter/v2 v2.4.0
 	github.com/vikstrous/dataloadgen v0.0.10
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.19.0

@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"container/heap"
 	"context"
 	"sync"
 	"sync/atomic"
@@ -21,10 +20,14 @@ import (
 // goroutine of its own (an idle coordinator must hold none), and its
 // dependency would reach every consumer.
 //
-// Expiry: each shard keeps its entries in a heap by deadline and one
-// time.AfterFunc timer armed for the earliest; when it fires it posts a
-// message, and the shard drops what has expired and arms the timer for the
-// next. No goroutine exists between timer firings. A hit also checks the
+// Expiry: every result of one kind (a value, an error) lives for the same
+// TTL, so entries expire in the order they were retained: each shard keeps
+// one FIFO queue per kind (O(1) to add and to expire, no comparisons on the
+// miss path) and one time.AfterFunc timer armed for the earliest deadline
+// at the queues' heads; when it fires it posts a message, and the shard
+// drops what has expired and arms the timer for the next. An entry removed
+// early (replaced, forgotten, evicted) stays in its queue, marked, until it
+// reaches the head. No goroutine exists between timer firings. A hit also checks the
 // deadline itself, so a result is never served past its TTL even when the
 // timer's message is late.
 //
@@ -58,18 +61,19 @@ type entry[K comparable, V any] struct {
 	refreshing atomic.Bool // a refresh of it is running or posted (set by the hit that triggers it)
 	used       atomic.Bool // CLOCK's reference mark, set by hits
 	gone       bool        // removed from the map (owned by the shard)
-	hidx       int         // index in the shard's heap (owned by the shard)
 }
 
 // store is one shard's retained results.
 type store[K comparable, V any] struct {
 	mu      sync.RWMutex       // writers: the shard actor only
 	entries map[K]*entry[K, V] // guarded by mu
-	byTime  entryHeap[K, V]    // owned by the shard
+	vals    fifo[K, V]         // values in deadline order, owned by the shard
+	errs    fifo[K, V]         // errors in deadline order, owned by the shard
 	clock   []*entry[K, V]     // CLOCK ring, owned by the shard
 	hand    int                // CLOCK hand, owned by the shard
-	timer   *time.Timer        // fires at byTime's earliest deadline; nil until first armed
-	armedAt time.Duration      // deadline the timer is armed for; 0: not armed
+	timer   *time.Timer        // fires at the queues' earliest deadline; nil until first armed
+	armedAt time.Duration      // deadline the timer is armed for, if armed
+	armed   bool               // the timer is armed (owned by the shard)
 	post    func(msg any)      // shard.postInternal
 	count   *atomic.Int64      // the engine's entry count
 	cfg     *RetainConfig
@@ -106,6 +110,17 @@ func (st *store[K, V]) lookup(key K, now time.Duration) *entry[K, V] {
 	return e
 }
 
+// own is lookup for the shard actor, the map's only writer: no lock, and
+// the clock is read only when the key has an entry.
+func (st *store[K, V]) own(key K) *entry[K, V] {
+	e := st.entries[key]
+	if e == nil || since() >= e.expires {
+		return nil
+	}
+	e.used.Store(true)
+	return e
+}
+
 // wantsRefresh reports whether a hit at now on e should start its refresh,
 // and claims it (at most one refresh of an entry at a time).
 func (e *entry[K, V]) wantsRefresh(now time.Duration) bool {
@@ -127,8 +142,11 @@ func (st *store[K, V]) keep(key K, val V, err error) bool {
 	}
 	now := since()
 	old := st.entries[key]
-	if old == nil && st.count.Load() >= int64(st.cfg.MaxEntries) && !st.evictOne() {
-		return false
+	slot := -1 // the CLOCK slot the new entry takes; -1: a new one at the end
+	if old == nil && st.count.Load() >= int64(st.cfg.MaxEntries) {
+		if slot = st.victim(); slot < 0 {
+			return false
+		}
 	}
 	e := &entry[K, V]{key: key, val: val, err: err, expires: addSat(now, ttl)}
 	if err == nil && st.cfg.RefreshAhead > 0 {
@@ -143,8 +161,22 @@ func (st *store[K, V]) keep(key K, val V, err error) bool {
 		st.count.Add(1)
 		st.stats.Entries.Add(1)
 	}
-	heap.Push(&st.byTime, e)
-	st.clock = append(st.clock, e)
+	if err == nil {
+		st.vals.push(e)
+	} else {
+		st.errs.push(e)
+	}
+	switch {
+	case old != nil:
+		// The replaced entry's slot goes with it; the new one takes a new
+		// slot, so that CLOCK sees it as recent.
+		st.clock = append(st.clock, e)
+	case slot >= 0:
+		st.clock[slot] = e
+		st.hand = slot + 1
+	default:
+		st.clock = append(st.clock, e)
+	}
 	st.arm()
 	return true
 }
@@ -156,8 +188,8 @@ func (st *store[K, V]) remove(key K) {
 	}
 }
 
-// unmap takes e out of the map and the count; its heap and ring places are
-// dropped lazily.
+// unmap takes e out of the map and the count; its queue and ring places
+// are dropped lazily.
 func (st *store[K, V]) unmap(e *entry[K, V]) {
 	st.mu.Lock()
 	delete(st.entries, e.key)
@@ -167,31 +199,26 @@ func (st *store[K, V]) unmap(e *entry[K, V]) {
 	st.stats.Entries.Add(-1)
 }
 
-// drop marks e removed and takes it off the heap.
-func (st *store[K, V]) drop(e *entry[K, V]) {
-	e.gone = true
-	if e.hidx >= 0 && e.hidx < len(st.byTime) && st.byTime[e.hidx] == e {
-		heap.Remove(&st.byTime, e.hidx)
-	}
-}
+// drop marks e removed; its queue and ring places go lazily.
+func (st *store[K, V]) drop(e *entry[K, V]) { e.gone = true }
 
-// evictOne evicts one entry of this shard by CLOCK and reports whether it
-// did.
-func (st *store[K, V]) evictOne() bool {
+// victim frees a CLOCK slot for a new entry and returns its index, or -1
+// when the shard has no entry: the hand moves over the ring, reusing the
+// slot of an entry removed otherwise, giving a marked entry a second chance
+// (clearing its mark), and evicting the first unmarked one. It is O(1)
+// amortized: each mark it clears was set by a hit.
+func (st *store[K, V]) victim() int {
 	for range 2*len(st.clock) + 1 {
 		if len(st.clock) == 0 {
-			return false
+			return -1
 		}
 		if st.hand >= len(st.clock) {
 			st.hand = 0
 		}
-		e := st.clock[st.hand]
-		if e.gone { // removed otherwise: close the gap
-			last := len(st.clock) - 1
-			st.clock[st.hand] = st.clock[last]
-			st.clock[last] = nil
-			st.clock = st.clock[:last]
-			continue
+		i := st.hand
+		e := st.clock[i]
+		if e.gone {
+			return i
 		}
 		if e.used.Load() {
 			e.used.Store(false)
@@ -199,22 +226,22 @@ func (st *store[K, V]) evictOne() bool {
 			continue
 		}
 		st.unmap(e)
-		return true
+		return i
 	}
-	return false
+	return -1
 }
 
 // expire drops every entry whose deadline has passed and re-arms the timer
 // (shard actor only).
 func (st *store[K, V]) expire() {
-	st.armedAt = 0
+	st.armed = false
 	now := since()
-	for len(st.byTime) > 0 && st.byTime[0].expires <= now {
-		e := st.byTime[0]
-		if st.entries[e.key] == e {
-			st.unmap(e) // takes it off the heap too
-		} else {
-			heap.Pop(&st.byTime)
+	for _, q := range []*fifo[K, V]{&st.vals, &st.errs} {
+		for e := q.head(); e != nil && (e.gone || e.expires <= now); e = q.head() {
+			q.pop()
+			if !e.gone {
+				st.unmap(e)
+			}
 		}
 	}
 	// Drop the ring's removed entries now and then, so that it does not
@@ -236,13 +263,20 @@ func (st *store[K, V]) expire() {
 // arm makes the timer fire at the earliest deadline, if it is not armed for
 // it already.
 func (st *store[K, V]) arm() {
-	if st.closed || len(st.byTime) == 0 {
+	if st.closed {
 		return
 	}
-	next := st.byTime[0].expires
-	if st.armedAt != 0 && st.armedAt <= next {
+	var next time.Duration
+	found := false
+	for _, q := range []*fifo[K, V]{&st.vals, &st.errs} {
+		if e := q.head(); e != nil && (!found || e.expires < next) {
+			next, found = e.expires, true
+		}
+	}
+	if !found || (st.armed && st.armedAt <= next) {
 		return
 	}
+	st.armed = true
 	st.armedAt = next
 	d := next - since()
 	if st.timer == nil {
@@ -262,30 +296,40 @@ func (st *store[K, V]) close() {
 	for _, e := range st.entries {
 		st.unmap(e)
 	}
-	st.byTime, st.clock = nil, nil
+	st.vals, st.errs, st.clock = fifo[K, V]{}, fifo[K, V]{}, nil
 }
 
-// entryHeap orders entries by deadline.
-type entryHeap[K comparable, V any] []*entry[K, V]
+// fifo is a queue of entries in the order they were retained (a ring that
+// grows by doubling).
+type fifo[K comparable, V any] struct {
+	buf        []*entry[K, V]
+	first, len int
+}
 
-func (h entryHeap[K, V]) Len() int           { return len(h) }
-func (h entryHeap[K, V]) Less(i, j int) bool { return h[i].expires < h[j].expires }
-func (h entryHeap[K, V]) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].hidx, h[j].hidx = i, j
+func (q *fifo[K, V]) push(e *entry[K, V]) {
+	if q.len == len(q.buf) {
+		buf := make([]*entry[K, V], max(16, 2*len(q.buf)))
+		for i := range q.len {
+			buf[i] = q.buf[(q.first+i)%len(q.buf)]
+		}
+		q.buf, q.first = buf, 0
+	}
+	q.buf[(q.first+q.len)%len(q.buf)] = e
+	q.len++
 }
-func (h *entryHeap[K, V]) Push(x any) {
-	e := x.(*entry[K, V])
-	e.hidx = len(*h)
-	*h = append(*h, e)
+
+// head returns the oldest entry, nil if none.
+func (q *fifo[K, V]) head() *entry[K, V] {
+	if q.len == 0 {
+		return nil
+	}
+	return q.buf[q.first]
 }
-func (h *entryHeap[K, V]) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	e.hidx = -1
-	*h = old[:len(old)-1]
-	return e
+
+func (q *fifo[K, V]) pop() {
+	q.buf[q.first] = nil
+	q.first = (q.first + 1) % len(q.buf)
+	q.len--
 }
 
 // since is the monotonic time since the package's epoch.

@@ -126,7 +126,7 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 	}
 	if s.store != nil && !s.env.Closed && cl.w.Ctx.Err() == nil {
 		// The result may have been retained since the caller looked.
-		if e := s.store.lookup(cl.key, since()); e != nil {
+		if e := s.store.own(cl.key); e != nil {
 			s.stats.Hits.Add(1)
 			cl.answer(e.val, e.err)
 			s.replyTo(cl)
