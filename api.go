@@ -68,6 +68,7 @@ type Stats struct {
 	Entries    int    // results retained now (WithTTL, WithErrorTTL)
 	Hits       uint64 // calls answered from a retained result, without running fn
 	Refreshes  uint64 // background refreshes started (WithRefreshAhead)
+	Retries    uint64 // attempts of fn after a flight's first (WithRetry)
 }
 
 var (
@@ -139,6 +140,9 @@ type config struct {
 	retain      coordinator.RetainConfig
 	refreshSet  bool        // WithRefreshAhead was given
 	batch       batchConfig // WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches (batch_options.go)
+	attempts    int         // WithRetry; 0: once
+	backoff     func(n int) time.Duration
+	retryable   func(error) bool // WithRetryIf; nil: defaultRetryable
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
@@ -266,6 +270,9 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		cfg.logger = discard
 	}
 	checkRetain(&cfg)
+	if cfg.retryable == nil {
+		cfg.retryable = defaultRetryable
+	}
 	onFinish, attach := startTelemetry(&cfg)
 	c, err := coordinator.New[K, V, Result[V]](coordinator.Config[V, Result[V]]{
 		Shards:      cfg.shards,
@@ -290,6 +297,9 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		OnFinish:       onFinish,
 		ForgetOverlaps: cfg.forgetOverlaps,
 		Retain:         cfg.retain,
+		Attempts:       cfg.attempts,
+		Backoff:        cfg.backoff,
+		Retryable:      cfg.retryable,
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count
@@ -384,7 +394,7 @@ func statsOf(s coordinator.Stats) Stats {
 		Keys: s.Keys, InFlight: s.InFlight, Waiters: s.Waiters,
 		Flights: s.Flights, Joins: s.Joins, Panics: s.Panics, Timeouts: s.Timeouts,
 		Abandoned: s.Abandoned, Forgotten: s.Forgotten, Overloaded: s.Overloaded,
-		Entries: s.Entries, Hits: s.Hits, Refreshes: s.Refreshes,
+		Entries: s.Entries, Hits: s.Hits, Refreshes: s.Refreshes, Retries: s.Retries,
 	}
 }
 

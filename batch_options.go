@@ -97,6 +97,9 @@ var batcherFields = map[string]bool{
 var fieldOptions = map[string]string{
 	"retain":     "WithTTL, WithErrorTTL, WithRefreshAhead or WithMaxEntries",
 	"refreshSet": "WithRefreshAhead",
+	"attempts":   "WithRetry",
+	"backoff":    "WithRetry",
+	"retryable":  "WithRetryIf",
 }
 
 // checkBatcher panics when NewBatcher was given an option that does not

@@ -88,7 +88,7 @@ func (t *telemetry) close() {
 type instruments struct {
 	// Observed from Stats on collection.
 	flights, joins, panics, timeouts, abandoned, forgotten, overloaded metric.Int64ObservableCounter
-	hits, refreshes                                                    metric.Int64ObservableCounter
+	hits, refreshes, retries                                           metric.Int64ObservableCounter
 	inFlight, waiters, keys, entries                                   metric.Int64ObservableUpDownCounter
 	// Recorded as each execution of fn returns.
 	duration metric.Float64Histogram
@@ -123,6 +123,7 @@ func newInstruments(tc telemetryConfig) *instruments {
 	in.overloaded = counter("flight.overloaded", "{call}", "Calls refused with ErrOverloaded.")
 	in.hits = counter("flight.hits", "{call}", "Calls answered from a retained result, without running fn.")
 	in.refreshes = counter("flight.refreshes", "{flight}", "Background refreshes started (WithRefreshAhead).")
+	in.retries = counter("flight.retries", "{attempt}", "Attempts of fn after a flight's first (WithRetry).")
 	in.inFlight = updown("flight.in_flight", "{flight}", "Executions of fn running now.")
 	in.waiters = updown("flight.waiters", "{call}", "Calls waiting for a flight now, the first caller included.")
 	in.keys = updown("flight.keys", "{key}", "Keys with a live flight actor now.")
@@ -144,12 +145,15 @@ func newInstruments(tc telemetryConfig) *instruments {
 	return in
 }
 
-// onFinish records an execution's duration and callers. It runs on the
-// shard's goroutine (coordinator.Config.OnFinish).
+// onFinish records an execution's duration and, at the end of a flight
+// (callers > 0; not between two attempts of WithRetry), its callers. It
+// runs on the shard's goroutine (coordinator.Config.OnFinish).
 func (in *instruments) onFinish(d time.Duration, callers int) {
 	ctx := context.Background()
 	in.duration.Record(ctx, d.Seconds(), in.record...)
-	in.callers.Record(ctx, int64(callers), in.record...)
+	if callers > 0 {
+		in.callers.Record(ctx, int64(callers), in.record...)
+	}
 }
 
 // register registers the callback that observes stats on each collection.
@@ -168,10 +172,11 @@ func (in *instruments) register(mp metric.MeterProvider, stats func() Stats) (me
 		o.ObserveInt64(in.keys, int64(s.Keys), in.observe...)
 		o.ObserveInt64(in.hits, int64(s.Hits), in.observe...)
 		o.ObserveInt64(in.refreshes, int64(s.Refreshes), in.observe...)
+		o.ObserveInt64(in.retries, int64(s.Retries), in.observe...)
 		o.ObserveInt64(in.entries, int64(s.Entries), in.observe...)
 		return nil
 	}, in.flights, in.joins, in.panics, in.timeouts, in.abandoned, in.forgotten, in.overloaded,
-		in.hits, in.refreshes, in.inFlight, in.waiters, in.keys, in.entries)
+		in.hits, in.refreshes, in.retries, in.inFlight, in.waiters, in.keys, in.entries)
 }
 
 // startTelemetry prepares what New registers outside the coordinator: the

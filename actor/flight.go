@@ -45,6 +45,14 @@ type Env[K comparable, V any] struct {
 	// timeout, a panic, Goexit, or one of the coordinator's refusals);
 	// refresh whether the flight was a background refresh.
 	Retain func(key K, val V, err error, keep, refresh bool)
+	// Attempts is how many times one flight may run fn (WithRetry); 0 or 1:
+	// once. Backoff, when set, says how long to wait before attempt n+1
+	// after n failures. Retryable says whether an error fn returned may be
+	// retried (never called for a panic, a Goexit, the timeout, or once the
+	// flight's ctx has ended).
+	Attempts  int
+	Backoff   func(n int) time.Duration
+	Retryable func(error) bool
 	// ForgetOverlaps lets the flight that follows a Forget start at once,
 	// beside the forgotten one, as x/sync's Forget does (compat/singleflight
 	// sets it); by default it waits for the forgotten fn to return.
@@ -100,13 +108,16 @@ type Flight[K comparable, V any] struct {
 	fn    func(context.Context) (V, error)
 	ctx   flightCtx
 	timer *time.Timer // the WithTimeout deadline; nil without a timeout
+	retry *time.Timer // the backoff before the next attempt (WithRetry); nil if none yet
 
 	waiters   int32         // callers attached and not answered
 	joined    int32         // callers ever admitted
 	began     time.Duration // when fn started, since epoch; only with Env.OnFinish
 	started   bool
-	refresh   bool // a background refresh (WithRefreshAhead): no caller started it
-	finished  bool // fn has returned
+	refresh   bool  // a background refresh (WithRefreshAhead): no caller started it
+	backoff   bool  // between two attempts: fn is not running, the retry timer is
+	attempts  int32 // attempts of fn started (WithRetry)
+	finished  bool  // fn has returned
 	abandoned bool
 	timedOut  bool
 	outcome   outcome // written by the worker
@@ -270,6 +281,7 @@ func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 		f.began = time.Since(epoch)
 	}
 	k.exec = f
+	f.attempts = 1
 	env.Stats.Flights.Add(1)
 	env.Stats.InFlight.Add(1)
 	if !byCaller {
@@ -325,7 +337,12 @@ func (k *Owner[K, V]) timeout(f *Flight[K, V]) {
 // already answered or all left), retires the execution and starts the key's
 // next flight if one is waiting.
 func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
-	defer k.Retire(f) // runs even if what follows panics: Close counts on it
+	again := false
+	defer func() {
+		if !again {
+			k.Retire(f) // runs even if what follows panics: Close counts on it
+		}
+	}()
 	env := k.env
 	err := f.err
 	switch f.outcome {
@@ -339,8 +356,16 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 		env.Stats.Panics.Add(1)
 		err = env.Errors.Goexit
 	}
+	again = k.retryAfter(f, err)
 	if env.OnFinish != nil {
-		env.OnFinish(time.Since(epoch)-f.began, int(f.joined))
+		callers := int(f.joined)
+		if again {
+			callers = 0 // the flight goes on: its callers are counted at its end
+		}
+		env.OnFinish(time.Since(epoch)-f.began, callers)
+	}
+	if again {
+		return
 	}
 	answer := !f.abandoned && !f.Published()
 	expired := answer && f.ctx.passed()
@@ -363,6 +388,53 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	case answer:
 		k.publish(f, f.val, err)
 	}
+}
+
+// retryAfter decides, as fn returned err, whether the flight runs fn again
+// (WithRetry), and if so arms the backoff timer, whose message (Retry)
+// starts the next attempt: no goroutine waits. The flight keeps its callers,
+// its ctx, its deadline and its place as the key's execution meanwhile;
+// callers may still join it, and leave. It is never retried after a panic
+// or Goexit, once its ctx has ended (every caller left, its deadline,
+// Close), or once it has been answered.
+func (k *Owner[K, V]) retryAfter(f *Flight[K, V], err error) bool {
+	env := k.env
+	if err == nil || int(f.attempts) >= env.Attempts || f.outcome != fnReturned ||
+		f.abandoned || f.Published() || env.Closed || f.ctx.Err() != nil || f.ctx.passed() ||
+		!env.Retryable(err) {
+		return false
+	}
+	var d time.Duration
+	if env.Backoff != nil {
+		d = max(env.Backoff(int(f.attempts)), 0)
+	}
+	f.backoff = true
+	f.val, f.err = *new(V), nil
+	post := env.Post
+	if f.retry == nil {
+		f.retry = time.AfterFunc(d, func() { post(Retry[K, V]{f}) })
+	} else {
+		f.retry.Reset(d)
+	}
+	return true
+}
+
+// Retry starts the next attempt of f once its backoff has passed, unless the
+// flight ended meanwhile.
+func (k *Owner[K, V]) Retry(f *Flight[K, V]) {
+	if !f.backoff || f.finished {
+		return // the backoff was ended by detach (a stale timer message)
+	}
+	env := k.env
+	f.backoff = false
+	f.attempts++
+	f.outcome = fnReturned
+	env.Stats.Retries.Add(1)
+	env.Stats.Flights.Add(1)
+	if env.OnFinish != nil {
+		f.began = time.Since(epoch)
+	}
+	env.Pool.Go(f)
 }
 
 // retainable reports whether err may be retained as a result: nil, or an
@@ -480,6 +552,12 @@ func (k *Owner[K, V]) detach(f *Flight[K, V]) {
 		k.open = nil
 	}
 	f.ctx.cancel(ctxCanceled)
+	if f.backoff {
+		// Answered or abandoned between attempts: no further attempt
+		// starts, and the flight ends now.
+		f.backoff = false
+		k.Retire(f)
+	}
 	if !f.started && !f.finished {
 		f.finished = true
 		f.stopTimer()
@@ -490,6 +568,9 @@ func (k *Owner[K, V]) detach(f *Flight[K, V]) {
 func (f *Flight[K, V]) stopTimer() {
 	if f.timer != nil {
 		f.timer.Stop()
+	}
+	if f.retry != nil {
+		f.retry.Stop()
 	}
 }
 

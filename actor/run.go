@@ -53,5 +53,8 @@ type Done[K comparable, V any] struct{ F *Flight[K, V] }
 // Expired is posted when a flight's WithTimeout deadline passes.
 type Expired[K comparable, V any] struct{ F *Flight[K, V] }
 
+// Retry is posted when a flight's backoff between two attempts has passed.
+type Retry[K comparable, V any] struct{ F *Flight[K, V] }
+
 // Leave is posted when a caller's context is done before its answer.
 type Leave[K comparable, V any] struct{ W *Waiter[K, V] }

@@ -22,6 +22,7 @@ type Stats struct {
 	Entries    atomic.Int64  // results retained now (WithTTL, WithErrorTTL)
 	Hits       atomic.Uint64 // calls answered from a retained result
 	Refreshes  atomic.Uint64 // background refreshes started (WithRefreshAhead)
+	Retries    atomic.Uint64 // attempts of fn after a flight's first (WithRetry)
 
 	_ [64]byte // keep shards' counters on separate cache lines
 }

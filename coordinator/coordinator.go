@@ -48,6 +48,12 @@ type Config[V, R any] struct {
 	// Retain configures retained results (see retain.go); the zero value
 	// retains nothing.
 	Retain RetainConfig
+	// Attempts, Backoff and Retryable configure retries within a flight
+	// (see actor.Env); Attempts ≤ 1: none. Retryable must be set when
+	// Attempts > 1.
+	Attempts  int
+	Backoff   func(n int) time.Duration
+	Retryable func(error) bool
 }
 
 // DefaultShards is the shard count when none is configured: four per
@@ -118,6 +124,9 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 			OnFinish:   cfg.OnFinish,
 
 			ForgetOverlaps: cfg.ForgetOverlaps,
+			Attempts:       cfg.Attempts,
+			Backoff:        cfg.Backoff,
+			Retryable:      cfg.Retryable,
 		}
 		if cfg.Retain.enabled() {
 			s.store = newStore[K, V](&c.cfg.Retain, &c.entries, &s.stats, s.postInternal)
@@ -310,7 +319,7 @@ func (c *Engine[K, V, R]) Forget(key K) {
 type Stats struct {
 	Keys, InFlight, Waiters, Entries                                   int
 	Flights, Joins, Panics, Timeouts, Abandoned, Forgotten, Overloaded uint64
-	Hits, Refreshes                                                    uint64
+	Hits, Refreshes, Retries                                           uint64
 }
 
 // Stats returns the counters. It takes no lock and sends no message.
@@ -331,6 +340,7 @@ func (c *Engine[K, V, R]) Stats() Stats {
 		st.Entries += int(x.Entries.Load())
 		st.Hits += x.Hits.Load()
 		st.Refreshes += x.Refreshes.Load()
+		st.Retries += x.Retries.Load()
 	}
 	return st
 }

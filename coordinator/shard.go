@@ -81,6 +81,10 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		k := m.F.Owner()
 		k.Expire(m.F)
 		s.retireIfIdle(k)
+	case fa.Retry[K, V]:
+		k := m.F.Owner()
+		k.Retry(m.F)
+		s.retireIfIdle(k)
 	case *forgetMsg[K]:
 		if s.store != nil {
 			s.store.remove(m.key)
@@ -196,6 +200,8 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 			k = m.W.Flight.Owner()
 		}
 	case fa.Expired[K, V]:
+		k = m.F.Owner()
+	case fa.Retry[K, V]:
 		k = m.F.Owner()
 	case *forgetMsg[K]:
 		k = s.keys[m.key]

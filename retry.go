@@ -1,0 +1,94 @@
+package flight
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// WithRetry makes one flight run fn up to attempts times (the first
+// included) while fn returns a retryable error, waiting backoff(n) before
+// attempt n+1 (n = 1 after the first failure); every waiter gets the final
+// outcome. However many callers share the key, there is one retry loop: the
+// callers of a failing key never each retry it (a retry storm is what a
+// coordinator exists to stop).
+//
+// A wait between attempts is a timer message to the key's actor, not a
+// sleeping goroutine: 10,000 keys in backoff hold no goroutine. Callers can
+// join the flight and leave it during a wait as at any time; when the last
+// one leaves, no further attempt starts and the flight's ctx is cancelled.
+// WithTimeout bounds the whole flight, waits included: a deadline that
+// passes during a wait ends the flight with the timeout error, not fn's
+// last error. Close ends a wait at once. Forget during a wait detaches the
+// flight as at any time (its callers still get its outcome).
+//
+// By default every error is retryable except context errors, the
+// WithTimeout expiry, a *PanicError and ErrGoexit; WithRetryIf changes that.
+// A panic or Goexit is never retried. A nil backoff retries at once; a
+// negative duration counts as 0. ExponentialBackoff is the usual choice.
+//
+// Counters: Stats.Flights counts every attempt (an execution of fn),
+// Stats.Retries the attempts after a flight's first; the flight.duration
+// histogram of WithMeterProvider records each attempt, and flight.callers
+// each flight once, at its end. New panics if attempts < 1.
+func WithRetry(attempts int, backoff func(n int) time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if attempts < 1 {
+			panic(fmt.Sprintf("flight: WithRetry(%d, …): attempts must be at least 1", attempts))
+		}
+		c.attempts, c.backoff = attempts, backoff
+	})
+}
+
+// WithRetryIf sets which errors returned by fn WithRetry retries, replacing
+// the default (every error but context errors and ErrGoexit). It is called
+// on the goroutine that handles the key's messages and must be quick and
+// must not block. Whatever it says, a panic, a Goexit, the WithTimeout
+// expiry and the end of the flight's own ctx are never retried. Without
+// WithRetry it has no effect. New panics if retryable is nil.
+func WithRetryIf(retryable func(error) bool) Option {
+	return optionFunc(func(c *config) {
+		if retryable == nil {
+			panic("flight: WithRetryIf(nil)")
+		}
+		c.retryable = retryable
+	})
+}
+
+// defaultRetryable is WithRetry's default predicate.
+func defaultRetryable(err error) bool {
+	var pe *PanicError
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.Is(err, ErrGoexit) && !errors.As(err, &pe)
+}
+
+// ExponentialBackoff returns a backoff for WithRetry with exponential growth
+// and full jitter: before attempt n+1 it waits a uniformly random duration
+// in [0, min(max, base·2^(n-1))]. Full jitter spreads the retries of many
+// flights that failed together, so that they do not hit a recovering
+// upstream in waves. It panics unless 0 < base ≤ max. The returned function
+// is safe for concurrent use and allocates nothing.
+//
+// It is written here rather than taken from a backoff library: the
+// libraries' exponential backoffs are stateful objects (one per retry
+// loop, with an elapsed-time cap of their own) and jitter around the
+// interval rather than over all of it, where WithRetry needs a pure function
+// of n.
+func ExponentialBackoff(base, max time.Duration) func(n int) time.Duration {
+	if base <= 0 || max < base {
+		panic(fmt.Sprintf("flight: ExponentialBackoff(%v, %v): need 0 < base ≤ max", base, max))
+	}
+	return func(n int) time.Duration {
+		ceil := max
+		if n >= 1 && n <= 62 {
+			if d := base << (n - 1); d > 0 && d>>(n-1) == base && d < max {
+				ceil = d
+			}
+		} else if n < 1 {
+			ceil = base
+		}
+		return rand.N(ceil + 1)
+	}
+}
