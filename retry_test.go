@@ -107,7 +107,10 @@ func TestRetryWhatIsRetried(t *testing.T) {
 			"panic":    func(context.Context) (int, error) { calls.Add(1); panic("x") },
 			"goexit":   func(context.Context) (int, error) { calls.Add(1); runtime.Goexit(); return 0, nil },
 			"canceled": func(context.Context) (int, error) { calls.Add(1); return 0, context.Canceled },
-			"deadline": func(context.Context) (int, error) { calls.Add(1); return 0, fmt.Errorf("w: %w", context.DeadlineExceeded) },
+			"deadline": func(context.Context) (int, error) {
+				calls.Add(1)
+				return 0, fmt.Errorf("w: %w", context.DeadlineExceeded)
+			},
 		} {
 			calls.Store(0)
 			ctx, cancel := context.WithCancel(context.Background()) // fn on a worker
