@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -87,8 +88,20 @@ func TestModel(t *testing.T) {
 				timeout:     rapid.SampledFrom([]int{0, 4}).Draw(rt, "timeoutTicks"),
 			}
 		},
+		// No WithTimeout here: a deadline and a backoff timer firing at the
+		// same fake instant would race, and the model could not say which
+		// the coordinator saw first (TestRetryTimeoutDuringBackoff covers
+		// them together).
+		"retry": func(rt *rapid.T) modelConfig {
+			return modelConfig{
+				keys:     rapid.IntRange(1, 3).Draw(rt, "keys"),
+				shards:   rapid.SampledFrom([]int{1, 3}).Draw(rt, "shards"),
+				attempts: rapid.IntRange(2, 3).Draw(rt, "attempts"),
+				backoff:  rapid.IntRange(1, 3).Draw(rt, "backoffTicks"),
+			}
+		},
 	}
-	for _, name := range []string{"plain", "timeout", "bounded"} {
+	for _, name := range []string{"plain", "timeout", "bounded", "retry"} {
 		t.Run(name, func(t *testing.T) {
 			rapid.Check(t, func(rt *rapid.T) {
 				cfg := families[name](rt)
@@ -96,7 +109,7 @@ func TestModel(t *testing.T) {
 			})
 		})
 	}
-	t.Logf("answers checked against the model (all runs, shrinking included): %v", modelSeen)
+	t.Logf("answers checked against the model (all runs, shrinking included): %v; retries: %d", modelSeen, modelRetries.Load())
 }
 
 // tick is one step of the bubble's fake clock.
@@ -105,6 +118,7 @@ const tick = time.Millisecond
 type modelConfig struct {
 	keys, shards, maxWaiters, maxInFlight int
 	timeout                               int // in ticks; 0: no WithTimeout
+	attempts, backoff                     int // WithRetry(attempts, backoff ticks); 0: no retry
 }
 
 // Answer kinds, shared by the model and the classification of real answers.
@@ -170,10 +184,22 @@ type mFlight struct {
 	deadline int // tick; -1: none
 
 	started, finished, published, abandoned, timedOut bool
-	// byCaller: fn runs on the creator's goroutine (a Do caller whose ctx
-	// can never be done, no WithTimeout): the creator sees its answer only
-	// when fn ends, and runtime.Goexit in fn ends the creator's goroutine.
+	// byCaller: the first attempt of fn runs on the creator's goroutine (a
+	// Do caller whose ctx can never be done, no WithTimeout): the creator
+	// sees its answer only when that attempt ends, and runtime.Goexit in it
+	// ends the creator's goroutine.
 	byCaller bool
+	// WithRetry: attempts started; between two, inBackoff until the tick
+	// backoffUntil, when the next attempt starts.
+	attempts     int
+	inBackoff    bool
+	backoffUntil int
+}
+
+// onCreator reports whether f's fn is running on its creator's goroutine
+// now (its first attempt, byCaller).
+func (f *mFlight) onCreator() bool {
+	return f.byCaller && f.attempts == 1 && !f.inBackoff && !f.finished
 }
 
 type mKey struct {
@@ -195,6 +221,10 @@ func (m *model) answer(c *mCaller, kind, val string, shared bool) {
 	c.answered, c.ans = true, answer{kind, val, shared}
 	modelSeen.add(kind)
 }
+
+// modelRetries counts the retries the model predicted (and the coordinator
+// made: Stats.Retries is checked) over a whole TestModel.
+var modelRetries atomic.Int64
 
 // modelSeen counts the answers the model predicted (and the coordinator
 // gave) over a whole TestModel, to show what the generated runs covered.
@@ -272,6 +302,7 @@ func (m *model) start(f *mFlight) {
 	k.exec = f
 	k.seq++
 	f.seq = k.seq
+	f.attempts = 1
 	m.st.Flights++
 	m.st.InFlight++
 }
@@ -292,6 +323,10 @@ func (m *model) detach(f *mFlight) {
 		f.finished = true
 		m.units--
 	}
+	if f.inBackoff { // answered or abandoned between attempts: it ends now
+		f.inBackoff = false
+		m.retire(f)
+	}
 }
 
 func (m *model) publish(f *mFlight, kind, val string) {
@@ -301,7 +336,7 @@ func (m *model) publish(f *mFlight, kind, val string) {
 	f.published = true
 	m.st.Waiters -= len(f.waiters)
 	for _, c := range f.waiters {
-		if f.byCaller && c == f.creator && !f.finished {
+		if c == f.creator && f.onCreator() {
 			c.deferred = &answer{kind, val, f.joined > 1}
 			continue
 		}
@@ -346,6 +381,15 @@ func (m *model) finish(f *mFlight, o outcome, ctxRet bool) {
 		kind, val = kGoexit, ""
 		m.st.Panics++
 	}
+	if o == outError && !ctxRet && f.attempts < m.cfg.attempts && !f.abandoned && !f.published &&
+		!m.closed && f.ctxErr == "" {
+		// WithRetry: the flight waits, keeping its callers, its place as
+		// the key's execution and its ctx, and runs fn again later.
+		f.inBackoff = true
+		f.backoffUntil = m.now + m.cfg.backoff
+		return
+	}
+	onCreator := f.onCreator()
 	if !f.abandoned && !f.published {
 		if kind != kValue && f.ctxErr == kDeadline {
 			m.timeout(f)
@@ -353,7 +397,7 @@ func (m *model) finish(f *mFlight, o outcome, ctxRet bool) {
 		m.publish(f, kind, val)
 	}
 	m.retire(f)
-	if c := f.creator; f.byCaller {
+	if c := f.creator; onCreator {
 		switch {
 		case o == outGoexit && !ctxRet:
 			m.answer(c, kExited, "", false) // its goroutine ended with fn
@@ -394,7 +438,7 @@ func (m *model) settle() {
 	for again := true; again; {
 		again = false
 		for i := range m.keys {
-			if f := m.keys[i].exec; f != nil && f.creator.honour && f.ctxErr != "" {
+			if f := m.keys[i].exec; f != nil && !f.inBackoff && f.creator.honour && f.ctxErr != "" {
 				m.finish(f, 0, true)
 				again = true
 			}
@@ -416,6 +460,18 @@ func (m *model) forget(key int) {
 // advance moves the clock by one tick and fires the deadline that falls on it.
 func (m *model) advance() {
 	m.now++
+	for i := range m.keys {
+		if f := m.keys[i].exec; f != nil && f.inBackoff && f.backoffUntil == m.now {
+			k := &m.keys[i]
+			f.inBackoff = false
+			f.attempts++
+			k.seq++
+			f.seq = k.seq
+			m.st.Flights++
+			m.st.Retries++
+			modelRetries.Add(1)
+		}
+	}
 	for _, f := range m.flights {
 		if f.deadline != m.now || f.ctxErr != "" {
 			continue
@@ -505,6 +561,9 @@ func runModel(rt *rapid.T, cfg modelConfig) {
 	}
 	if cfg.timeout > 0 {
 		opts = append(opts, flight.WithTimeout(time.Duration(cfg.timeout)*tick))
+	}
+	if cfg.attempts > 0 {
+		opts = append(opts, flight.WithRetry(cfg.attempts, func(int) time.Duration { return time.Duration(cfg.backoff) * tick }))
 	}
 	h := &harness{
 		rt:      rt,
@@ -699,7 +758,7 @@ func (h *harness) cancel(rt *rapid.T) {
 func (h *harness) runningKeys() []int {
 	var ks []int
 	for i, k := range h.m.keys {
-		if k.exec != nil {
+		if k.exec != nil && !k.exec.inBackoff {
 			ks = append(ks, i)
 		}
 	}
@@ -739,10 +798,10 @@ func (h *harness) forget(rt *rapid.T) {
 }
 
 func (h *harness) wait(rt *rapid.T) {
-	if h.m.cfg.timeout == 0 {
-		rt.Skip("no WithTimeout: waiting changes nothing")
+	if h.m.cfg.timeout == 0 && h.m.cfg.attempts == 0 {
+		rt.Skip("no WithTimeout, no WithRetry: waiting changes nothing")
 	}
-	n := rapid.IntRange(1, h.m.cfg.timeout+1).Draw(rt, "ticks")
+	n := rapid.IntRange(1, max(h.m.cfg.timeout, h.m.cfg.backoff)+1).Draw(rt, "ticks")
 	rt.Logf("step: %d ticks pass", n)
 	for range n - 1 {
 		h.step()
@@ -830,8 +889,12 @@ func (h *harness) check(when string) {
 	for i, k := range m.keys {
 		e, f := h.running[i], k.exec
 		switch {
+		case e == nil && f != nil && f.inBackoff:
+			// between two attempts: no fn runs
 		case e == nil && f != nil:
 			diffs = append(diffs, fmt.Sprintf("key %d: no fn runs; the model runs #%d of caller %d", i, f.seq, f.creator.id))
+		case e != nil && f != nil && f.inBackoff:
+			diffs = append(diffs, fmt.Sprintf("key %d: execution #%d runs; the model has the flight in its backoff", i, e.seq))
 		case e != nil && f == nil:
 			diffs = append(diffs, fmt.Sprintf("key %d: execution #%d of caller %d runs; the model has none", i, e.seq, e.owner))
 		case e != nil:
