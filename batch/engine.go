@@ -9,6 +9,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/actorflight/flight/internal/gate"
+
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
 	"github.com/actorflight/flight/keyspace"
@@ -77,7 +79,7 @@ type Engine[K comparable, V, R any] struct {
 	shards []*shard[K, V, R]
 	col    *collector[K, V, R]
 	pool   *fa.Pool
-	posts  gate // timers, ctx watches, leaves and workers that may post
+	posts  gate.Gate // timers, ctx watches, leaves and workers that may post
 	stats  Stats
 
 	closeOnce sync.Once
@@ -95,7 +97,7 @@ func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) 
 		system: cfg.System,
 		ks:     ks,
 		pool:   fa.NewPool(fa.Linger),
-		posts:  newGate(),
+		posts:  gate.New(),
 	}
 	if e.system == nil {
 		e.system = coordinator.SharedSystem()
@@ -113,7 +115,7 @@ func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) 
 			e:       e,
 			idx:     int32(i),
 			keys:    make(map[K]*entry[K, V, R]),
-			api:     newGate(),
+			api:     gate.New(),
 			stopped: make(chan struct{}),
 		}
 		s.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
@@ -135,7 +137,7 @@ func (e *Engine[K, V, R]) Load(ctx context.Context, key K) R {
 	}
 	c := &call[K, V, R]{key: key, ctx: ctx, ch: make(chan R, 1)}
 	s.send(c)
-	s.api.exit()
+	s.api.Exit()
 	done := ctx.Done()
 	if done == nil {
 		return <-c.ch
@@ -166,7 +168,7 @@ func (e *Engine[K, V, R]) LoadChan(ctx context.Context, key K) <-chan R {
 		return ch
 	}
 	s.send(&call[K, V, R]{key: key, ctx: ctx, ch: ch, watch: ctx.Done() != nil})
-	s.api.exit()
+	s.api.Exit()
 	return ch
 }
 
@@ -181,7 +183,7 @@ func (e *Engine[K, V, R]) admit(ctx context.Context, key K) (*shard[K, V, R], er
 		return nil, err
 	}
 	s := e.shards[i]
-	if !s.api.enter() {
+	if !s.api.Enter() {
 		return nil, e.cfg.Errors.Closed
 	}
 	return s, nil
@@ -224,12 +226,12 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 	}
 	var zero V
 	for _, p := range calls {
-		if !p.s.api.enter() {
+		if !p.s.api.Enter() {
 			g.deliver(p.c.key, zero, e.cfg.Errors.Closed)
 			continue
 		}
 		p.s.send(p.c)
-		p.s.api.exit()
+		p.s.api.Exit()
 	}
 	select {
 	case <-g.done:
@@ -294,9 +296,9 @@ func (e *Engine[K, V, R]) Stats() *Stats { return &e.stats }
 
 // post is how leaves, timers and workers reach an actor.
 func (e *Engine[K, V, R]) post(to interface{ send(any) }, msg any) {
-	if e.posts.enter() {
+	if e.posts.Enter() {
 		to.send(msg)
-		e.posts.exit()
+		e.posts.Exit()
 	}
 }
 
@@ -317,10 +319,10 @@ func (e *Engine[K, V, R]) Close() error {
 func (e *Engine[K, V, R]) shutdown() {
 	// 1. Refuse new loads and wait for those posting now.
 	for _, s := range e.shards {
-		s.api.close()
+		s.api.Close()
 	}
 	for _, s := range e.shards {
-		s.api.wait()
+		s.api.Wait()
 	}
 	// 2. The collector first: it dispatches nothing more, drops the batches
 	//    not dispatched and cancels the running ones. Then the shards answer
@@ -338,8 +340,8 @@ func (e *Engine[K, V, R]) shutdown() {
 	// 4. Only stale posts are left (a timer or a ctx watch firing just now):
 	//    refuse them and wait for those under way; then stop the workers
 	//    and the actors. Nothing can post to them any more.
-	e.posts.close()
-	e.posts.wait()
+	e.posts.Close()
+	e.posts.Wait()
 	e.pool.Close()
 	e.system.Root.Stop(e.col.pid)
 	<-e.col.stopped

@@ -5,6 +5,8 @@ import (
 	"runtime/debug"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actorflight/flight/internal/gate"
 )
 
 // shard is a key actor supervisor: it owns the entries of its share of the
@@ -17,7 +19,7 @@ type shard[K comparable, V, R any] struct {
 	keys   map[K]*entry[K, V, R] // owned by the actor
 	closed bool                  // owned by the actor
 
-	api     gate          // callers of Load, LoadChan and LoadMany that may post
+	api     gate.Gate     // callers of Load, LoadChan and LoadMany that may post
 	stopped chan struct{} // closed when the actor has stopped
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	fa "github.com/actorflight/flight/actor"
+	"github.com/actorflight/flight/internal/gate"
 	"github.com/actorflight/flight/keyspace"
 	"github.com/actorflight/flight/mailbox"
 )
@@ -106,8 +107,8 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		s := &shard[K, V, R]{
 			c:       c,
 			keys:    make(map[K]*fa.Owner[K, V]),
-			api:     newGate(),
-			posts:   newGate(),
+			api:     gate.New(),
+			posts:   gate.New(),
 			drained: make(chan struct{}),
 			stopped: make(chan struct{}),
 		}
@@ -167,7 +168,7 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 			return e.val, true, e.err
 		}
 	}
-	if !s.api.enter() {
+	if !s.api.Enter() {
 		return v, false, c.cfg.Errors.Closed
 	}
 	cl := c.getCall()
@@ -189,14 +190,14 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 			// the join refused (its ctx is done) or detaches the waiter.
 			// The call is not recycled: the shard still holds it.
 			s.postInternal(fa.Leave[K, V]{W: &cl.w})
-			s.api.exit()
+			s.api.Exit()
 			return v, false, ctx.Err()
 		}
 	}
 	// Leave the gate before waiting for the result: a leave, if any, goes
 	// through the shard's internal gate, and the wake-up path of a stampede
 	// stays free of a shared atomic.
-	s.api.exit()
+	s.api.Exit()
 	if cl.hit {
 		v, err = cl.hitVal, cl.hitErr
 		c.putCall(cl)
@@ -265,11 +266,11 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 			return ch
 		}
 	}
-	if !s.api.enter() {
+	if !s.api.Enter() {
 		ch <- c.cfg.Result(zero, c.cfg.Errors.Closed, false)
 		return ch
 	}
-	defer s.api.exit()
+	defer s.api.Exit()
 	// Do waits for its join to be handled, so Do callers cannot pile up in a
 	// mailbox faster than the shard handles them; DoChan returns at once, so
 	// with bounds configured its calls waiting in the shard's mailbox are
@@ -299,10 +300,10 @@ func (c *Engine[K, V, R]) Forget(key K) {
 		return // no flight can have an invalid key
 	}
 	s := c.shards[i]
-	if !s.api.enter() {
+	if !s.api.Enter() {
 		return
 	}
-	defer s.api.exit()
+	defer s.api.Exit()
 	if s.store == nil {
 		s.send(&forgetMsg[K]{key: key})
 		return
@@ -359,7 +360,7 @@ func (c *Engine[K, V, R]) shutdown() {
 	//    cancel its flights. Calls that entered before the gate closed are
 	//    either answered by the close message or refused by the closed shard.
 	for _, s := range c.shards {
-		s.api.close()
+		s.api.Close()
 	}
 	for _, s := range c.shards {
 		m := &closeMsg{done: make(chan struct{})}
@@ -367,7 +368,7 @@ func (c *Engine[K, V, R]) shutdown() {
 		<-m.done
 	}
 	for _, s := range c.shards {
-		s.api.wait()
+		s.api.Wait()
 	}
 	// 2. Wait for every fn to return and be retired by its shard. No fn
 	//    starts after step 1.
@@ -377,8 +378,8 @@ func (c *Engine[K, V, R]) shutdown() {
 	// 3. Only stale posts are left (a caller's ctx or a deadline firing just
 	//    as its flight was answered): refuse them and wait for those under way.
 	for _, s := range c.shards {
-		s.posts.close()
-		s.posts.wait()
+		s.posts.Close()
+		s.posts.Wait()
 	}
 	c.pool.Close()
 	// 4. Stop the actors. Nothing can post to them any more, so no dead letter.

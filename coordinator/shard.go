@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	fa "github.com/actorflight/flight/actor"
+	"github.com/actorflight/flight/internal/gate"
 )
 
 // shard is a supervisor actor: it owns the key actors of its share of the
@@ -32,8 +33,8 @@ type shard[K comparable, V, R any] struct {
 	store *store[K, V] // retained results; nil: none retained
 
 	pending atomic.Int64  // DoChan calls posted and not yet handled (counted only with a backlog bound)
-	api     gate          // callers of Do, DoChan and Forget that may post
-	posts   gate          // timers, ctx watches and workers that may post
+	api     gate.Gate     // callers of Do, DoChan and Forget that may post
+	posts   gate.Gate     // timers, ctx watches and workers that may post
 	drained chan struct{} // closed once the shard is closed and no fn of it runs
 	stopped chan struct{} // closed when the actor has stopped
 }
@@ -234,9 +235,9 @@ func (s *shard[K, V, R]) send(msg any) {
 
 // postInternal is how timers, ctx watches and workers reach the shard.
 func (s *shard[K, V, R]) postInternal(msg any) {
-	if s.posts.enter() {
+	if s.posts.Enter() {
 		s.send(msg)
-		s.posts.exit()
+		s.posts.Exit()
 	}
 }
 
@@ -248,14 +249,14 @@ func (s *shard[K, V, R]) postInternal(msg any) {
 func (s *shard[K, V, R]) hit(ctx context.Context, key K, fn func(context.Context) (V, error)) *entry[K, V] {
 	now := since()
 	e := s.store.lookup(key, now)
-	if e == nil || s.api.closed.Load() {
+	if e == nil || s.api.Closed() {
 		return nil // after Close, the call goes on to be refused
 	}
 	s.stats.Hits.Add(1)
 	if e.wantsRefresh(now) {
-		if s.api.enter() {
+		if s.api.Enter() {
 			s.send(&refreshMsg[K, V]{e: e, ctx: ctx, fn: fn})
-			s.api.exit()
+			s.api.Exit()
 		} else {
 			e.refreshing.Store(false)
 		}
