@@ -7,8 +7,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-
-	"github.com/actorflight/flight/coordinator"
 )
 
 // batchInstruments are a Batcher's OpenTelemetry instruments, made when
@@ -102,24 +100,11 @@ func startBatchTelemetry(cfg *config) (onBatch func(int), attach func(stats func
 	if in != nil {
 		onBatch = in.onBatch
 	}
-	routeLogs := cfg.logger != discard && cfg.system == nil
 	attach = func(stats func() BatchStats) *telemetry {
-		if in == nil && !routeLogs {
-			return nil
+		if in == nil {
+			return register(cfg, nil)
 		}
-		t := &telemetry{}
-		if in != nil {
-			reg, err := in.register(cfg.telemetry.provider, stats)
-			if err != nil {
-				otel.Handle(err)
-			} else {
-				t.reg = reg
-			}
-		}
-		if routeLogs {
-			t.unroute = coordinator.RouteSystemLogs(cfg.logger.Handler())
-		}
-		return t
+		return register(cfg, func() (metric.Registration, error) { return in.register(cfg.telemetry.provider, stats) })
 	}
 	return onBatch, attach
 }

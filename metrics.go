@@ -193,24 +193,36 @@ func startTelemetry(cfg *config) (onFinish func(time.Duration, int), attach func
 	if in != nil {
 		onFinish = in.onFinish
 	}
-	routeLogs := cfg.logger != discard && cfg.system == nil
 	attach = func(stats func() Stats) *telemetry {
-		if in == nil && !routeLogs {
-			return nil
+		if in == nil {
+			return register(cfg, nil)
 		}
-		t := &telemetry{}
-		if in != nil {
-			reg, err := in.register(cfg.telemetry.provider, stats)
-			if err != nil {
-				otel.Handle(err)
-			} else {
-				t.reg = reg
-			}
-		}
-		if routeLogs {
-			t.unroute = coordinator.RouteSystemLogs(cfg.logger.Handler())
-		}
-		return t
+		return register(cfg, func() (metric.Registration, error) { return in.register(cfg.telemetry.provider, stats) })
 	}
 	return onFinish, attach
+}
+
+// register does what a Coordinator or a Batcher registers outside itself
+// once it exists: its Stats callback (reg; nil without metrics) and the
+// route of the shared actor system's log lines to its logger (when one is
+// given and the shared system is used). It returns what Close undoes, nil
+// when nothing was registered.
+func register(cfg *config, reg func() (metric.Registration, error)) *telemetry {
+	routeLogs := cfg.logger != discard && cfg.system == nil
+	if reg == nil && !routeLogs {
+		return nil
+	}
+	t := &telemetry{}
+	if reg != nil {
+		r, err := reg()
+		if err != nil {
+			otel.Handle(err)
+		} else {
+			t.reg = r
+		}
+	}
+	if routeLogs {
+		t.unroute = coordinator.RouteSystemLogs(cfg.logger.Handler())
+	}
+	return t
 }

@@ -138,12 +138,7 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 			return
 		}
 	}
-	k := s.keys[cl.key]
-	if k == nil {
-		k = fa.NewOwner(cl.key, &s.env)
-		s.keys[cl.key] = k
-		s.stats.Keys.Add(1)
-	}
+	k := s.owner(cl.key)
 	k.Join(&cl.w)
 	if cl.anchor != nil {
 		s.anchor = cl.anchor
@@ -160,6 +155,17 @@ func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
 		cl.replied = true
 		cl.w.Wake <- struct{}{}
 	}
+}
+
+// owner returns key's actor, making it on the key's first message.
+func (s *shard[K, V, R]) owner(key K) *fa.Owner[K, V] {
+	k := s.keys[key]
+	if k == nil {
+		k = fa.NewOwner(key, &s.env)
+		s.keys[key] = k
+		s.stats.Keys.Add(1)
+	}
+	return k
 }
 
 // retireIfIdle removes a key actor that has no flight left. A key actor, once
@@ -271,12 +277,7 @@ func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
 	if e.gone || s.store.entries[e.key] != e {
 		return
 	}
-	k := s.keys[e.key]
-	if k == nil {
-		k = fa.NewOwner(e.key, &s.env)
-		s.keys[e.key] = k
-		s.stats.Keys.Add(1)
-	}
+	k := s.owner(e.key)
 	if !k.Refresh(m.ctx, m.fn) {
 		e.refreshing.Store(false)
 	}
