@@ -78,6 +78,13 @@ type Owner[K comparable, V any] struct {
 	open *Flight[K, V]   // the flight new callers join; nil if none
 	exec *Flight[K, V]   // the flight whose fn runs now; nil if none
 	gone []*Flight[K, V] // forgotten flights whose fn still runs (Env.ForgetOverlaps)
+
+	// first is the owner's first flight, allocated with it: most keys have
+	// one flight in their owner's life, which then costs one allocation,
+	// not two. A later flight is allocated on its own (the first may still
+	// be read by its callers).
+	first     Flight[K, V]
+	firstUsed bool
 }
 
 // NewOwner returns the actor of key k.
@@ -258,11 +265,22 @@ func (k *Owner[K, V]) refuse(w *Waiter[K, V], err error) {
 
 func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	env := k.env
-	f := &Flight[K, V]{key: k, fn: w.Fn}
+	var f *Flight[K, V]
+	if !k.firstUsed {
+		k.firstUsed = true
+		f = &k.first
+	} else {
+		f = new(Flight[K, V])
+	}
+	f.key, f.fn = k, w.Fn
 	// The flight keeps the first caller's values but not its cancellation:
 	// it is cancelled only when every caller has left, on its deadline, or
-	// on Close.
-	f.ctx.values = context.WithoutCancel(w.Ctx)
+	// on Close. A ctx that can never be cancelled is its own
+	// WithoutCancel (and saves the wrapper's allocation).
+	f.ctx.values = w.Ctx
+	if w.Ctx.Done() != nil {
+		f.ctx.values = context.WithoutCancel(w.Ctx)
+	}
 	if env.Timeout > 0 {
 		f.ctx.setDeadline(env.Timeout)
 		post := env.Post
