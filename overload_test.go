@@ -66,6 +66,8 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 	var peakBacklog atomic.Int64
 	sampling := make(chan struct{})
 	sampled := make(chan struct{})
+	stopSampling := sync.OnceFunc(func() { close(sampling); <-sampled })
+	t.Cleanup(stopSampling) // also when the test fails half-way: no goroutine outlives it
 	go func() {
 		defer close(sampled)
 		for {
@@ -202,8 +204,7 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 		}
 	}
 	wait.Until(t, "idle", idle(c))
-	close(sampling)
-	<-sampled
+	stopSampling()
 	admitted, pending = nil, nil
 	end := settledHeap()
 
