@@ -92,6 +92,24 @@ func TestModel(t *testing.T) {
 		// same fake instant would race, and the model could not say which
 		// the coordinator saw first (TestRetryTimeoutDuringBackoff covers
 		// them together).
+		// Retained results: TTL, error TTL, refresh-ahead, Forget. No
+		// WithTimeout or WithRetry (their timers could fire at the instant
+		// a result expires), no WithMaxInFlight (a refresh may be refused
+		// by it), and no eviction (WithMaxEntries' CLOCK runs per shard;
+		// TestMaxEntriesEvictsByClock covers it).
+		"retain": func(rt *rapid.T) modelConfig {
+			ttl := rapid.IntRange(2, 6).Draw(rt, "ttlTicks")
+			cfg := modelConfig{
+				keys:   rapid.IntRange(1, 3).Draw(rt, "keys"),
+				shards: rapid.SampledFrom([]int{1, 3}).Draw(rt, "shards"),
+				ttl:    ttl,
+				errTTL: rapid.SampledFrom([]int{0, 1, 3}).Draw(rt, "errTTLTicks"),
+			}
+			if rapid.Bool().Draw(rt, "refreshAhead") {
+				cfg.refreshAhead = rapid.IntRange(1, ttl-1).Draw(rt, "refreshAheadTicks")
+			}
+			return cfg
+		},
 		"retry": func(rt *rapid.T) modelConfig {
 			return modelConfig{
 				keys:     rapid.IntRange(1, 3).Draw(rt, "keys"),
@@ -101,7 +119,7 @@ func TestModel(t *testing.T) {
 			}
 		},
 	}
-	for _, name := range []string{"plain", "timeout", "bounded", "retry"} {
+	for _, name := range []string{"plain", "timeout", "bounded", "retry", "retain"} {
 		t.Run(name, func(t *testing.T) {
 			rapid.Check(t, func(rt *rapid.T) {
 				cfg := families[name](rt)
@@ -109,7 +127,8 @@ func TestModel(t *testing.T) {
 			})
 		})
 	}
-	t.Logf("answers checked against the model (all runs, shrinking included): %v; retries: %d", modelSeen, modelRetries.Load())
+	t.Logf("answers checked against the model (all runs, shrinking included): %v; retries: %d; hits: %d; refreshes: %d; expired: %d",
+		modelSeen, modelRetries.Load(), modelHits.Load(), modelRefreshes.Load(), modelExpired.Load())
 }
 
 // tick is one step of the bubble's fake clock.
@@ -119,6 +138,7 @@ type modelConfig struct {
 	keys, shards, maxWaiters, maxInFlight int
 	timeout                               int // in ticks; 0: no WithTimeout
 	attempts, backoff                     int // WithRetry(attempts, backoff ticks); 0: no retry
+	ttl, errTTL, refreshAhead             int // WithTTL, WithErrorTTL, WithRefreshAhead in ticks; 0: none
 }
 
 // Answer kinds, shared by the model and the classification of real answers.
@@ -189,6 +209,9 @@ type mFlight struct {
 	// sees its answer only when that attempt ends, and runtime.Goexit in it
 	// ends the creator's goroutine.
 	byCaller bool
+	// refresh: a background refresh (WithRefreshAhead), which no caller
+	// started; creator is the caller whose hit triggered it.
+	refresh bool
 	// WithRetry: attempts started; between two, inBackoff until the tick
 	// backoffUntil, when the next attempt starts.
 	attempts     int
@@ -207,8 +230,17 @@ type mKey struct {
 	seq        int
 }
 
+// mEntry is a retained result.
+type mEntry struct {
+	kind, val  string
+	expires    int // tick at which it is dropped
+	refreshAt  int // tick from which a hit refreshes it; 0: never
+	refreshing bool
+}
+
 type model struct {
 	cfg     modelConfig
+	entries map[int]*mEntry // by key
 	now     int
 	closed  bool
 	units   int // flights holding a WithMaxInFlight unit
@@ -224,7 +256,7 @@ func (m *model) answer(c *mCaller, kind, val string, shared bool) {
 
 // modelRetries counts the retries the model predicted (and the coordinator
 // made: Stats.Retries is checked) over a whole TestModel.
-var modelRetries atomic.Int64
+var modelRetries, modelHits, modelRefreshes, modelExpired atomic.Int64
 
 // modelSeen counts the answers the model predicted (and the coordinator
 // gave) over a whole TestModel, to show what the generated runs covered.
@@ -261,6 +293,16 @@ func (m *model) call(c *mCaller, nilFn, preCancelled bool) {
 		return
 	case m.closed:
 		m.answer(c, kClosed, "", false)
+		return
+	}
+	if e := m.entries[c.key]; e != nil && m.now < e.expires {
+		m.st.Hits++
+		modelHits.Add(1)
+		m.answer(c, e.kind, e.val, true)
+		if e.refreshAt != 0 && m.now >= e.refreshAt && !e.refreshing {
+			e.refreshing = true
+			m.refresh(c)
+		}
 		return
 	}
 	k := &m.keys[c.key]
@@ -390,6 +432,9 @@ func (m *model) finish(f *mFlight, o outcome, ctxRet bool) {
 		return
 	}
 	onCreator := f.onCreator()
+	if m.entries != nil {
+		m.retain(f, kind, val, ctxRet)
+	}
 	if !f.abandoned && !f.published {
 		if kind != kValue && f.ctxErr == kDeadline {
 			m.timeout(f)
@@ -446,10 +491,64 @@ func (m *model) settle() {
 	}
 }
 
+// refresh starts the background refresh c's hit asked for, unless the key
+// has an open flight (whose result will be retained anyway).
+func (m *model) refresh(c *mCaller) {
+	k := &m.keys[c.key]
+	if k.open != nil {
+		m.entries[c.key].refreshing = false
+		return
+	}
+	m.units++
+	f := &mFlight{key: c.key, creator: c, deadline: -1, refresh: true}
+	m.st.Refreshes++
+	modelRefreshes.Add(1)
+	k.open = f
+	if k.exec == nil {
+		m.start(f)
+	}
+}
+
+// retain is the end of an execution, before its waiters are answered:
+// the result is kept if the flight was still attached and its kind may be
+// kept; a refresh whose result is not kept lets the next hit try again.
+func (m *model) retain(f *mFlight, kind, val string, ctxRet bool) {
+	k := &m.keys[f.key]
+	ttl := 0
+	switch {
+	case kind == kValue:
+		ttl = m.cfg.ttl
+	case kind == kError && !ctxRet:
+		ttl = m.cfg.errTTL
+	}
+	if ttl > 0 && k.open == f && !f.abandoned && !f.published && !m.closed {
+		e := &mEntry{kind: kind, val: val, expires: m.now + ttl}
+		if kind == kValue && m.cfg.refreshAhead > 0 {
+			e.refreshAt = m.now + m.cfg.refreshAhead
+		}
+		if m.entries[f.key] == nil {
+			m.st.Entries++
+		}
+		m.entries[f.key] = e
+		return
+	}
+	if e := m.entries[f.key]; f.refresh && e != nil {
+		e.refreshing = false
+	}
+}
+
+func (m *model) dropEntry(key int) {
+	if m.entries[key] != nil {
+		delete(m.entries, key)
+		m.st.Entries--
+	}
+}
+
 func (m *model) forget(key int) {
 	if m.closed {
 		return
 	}
+	m.dropEntry(key)
 	k := &m.keys[key]
 	if f := k.open; f != nil && f.started {
 		k.open = nil
@@ -460,6 +559,12 @@ func (m *model) forget(key int) {
 // advance moves the clock by one tick and fires the deadline that falls on it.
 func (m *model) advance() {
 	m.now++
+	for key, e := range m.entries {
+		if e.expires <= m.now {
+			m.dropEntry(key)
+			modelExpired.Add(1)
+		}
+	}
 	for i := range m.keys {
 		if f := m.keys[i].exec; f != nil && f.inBackoff && f.backoffUntil == m.now {
 			k := &m.keys[i]
@@ -495,6 +600,9 @@ func (m *model) closeAll() {
 		return
 	}
 	m.closed = true
+	for key := range m.entries {
+		m.dropEntry(key)
+	}
 	for i := range m.keys {
 		k := &m.keys[i]
 		for _, f := range []*mFlight{k.exec, k.open} {
@@ -565,6 +673,15 @@ func runModel(rt *rapid.T, cfg modelConfig) {
 	if cfg.attempts > 0 {
 		opts = append(opts, flight.WithRetry(cfg.attempts, func(int) time.Duration { return time.Duration(cfg.backoff) * tick }))
 	}
+	if cfg.ttl > 0 {
+		opts = append(opts, flight.WithTTL(time.Duration(cfg.ttl)*tick))
+	}
+	if cfg.errTTL > 0 {
+		opts = append(opts, flight.WithErrorTTL(time.Duration(cfg.errTTL)*tick))
+	}
+	if cfg.refreshAhead > 0 {
+		opts = append(opts, flight.WithRefreshAhead(time.Duration(cfg.refreshAhead)*tick))
+	}
 	h := &harness{
 		rt:      rt,
 		c:       flight.New[int, string](opts...),
@@ -572,6 +689,9 @@ func runModel(rt *rapid.T, cfg modelConfig) {
 		abort:   make(chan struct{}),
 		running: map[int]*rExec{},
 		seq:     map[int]int{},
+	}
+	if cfg.ttl > 0 || cfg.errTTL > 0 {
+		h.m.entries = map[int]*mEntry{}
 	}
 	rt.Cleanup(h.teardown)
 
@@ -798,10 +918,10 @@ func (h *harness) forget(rt *rapid.T) {
 }
 
 func (h *harness) wait(rt *rapid.T) {
-	if h.m.cfg.timeout == 0 && h.m.cfg.attempts == 0 {
-		rt.Skip("no WithTimeout, no WithRetry: waiting changes nothing")
+	if h.m.cfg.timeout == 0 && h.m.cfg.attempts == 0 && h.m.cfg.ttl == 0 {
+		rt.Skip("no WithTimeout, WithRetry or WithTTL: waiting changes nothing")
 	}
-	n := rapid.IntRange(1, max(h.m.cfg.timeout, h.m.cfg.backoff)+1).Draw(rt, "ticks")
+	n := rapid.IntRange(1, max(h.m.cfg.timeout, h.m.cfg.backoff, h.m.cfg.ttl)+1).Draw(rt, "ticks")
 	rt.Logf("step: %d ticks pass", n)
 	for range n - 1 {
 		h.step()
