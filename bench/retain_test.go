@@ -127,3 +127,29 @@ func BenchmarkRetainMiss(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRetryNoFailure: distinct keys, fn never fails, with and without
+// WithRetry (what a retry policy costs a flight that does not need it).
+func BenchmarkRetryNoFailure(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts []flight.Option
+	}{{"none", nil}, {"retry", []flight.Option{flight.WithRetry(3, flight.ExponentialBackoff(time.Millisecond, time.Second))}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := flight.New[uint64, int](tc.opts...)
+			defer c.Close()
+			ctx := context.Background()
+			fn := func(context.Context) (int, error) { return 1, nil }
+			var next atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := c.Do(ctx, next.Add(1), fn); err != nil {
+						panic(err)
+					}
+				}
+			})
+		})
+	}
+}
