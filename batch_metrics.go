@@ -27,17 +27,8 @@ type batchInstruments struct {
 func newBatchInstruments(tc telemetryConfig) *batchInstruments {
 	m := tc.provider.Meter(MeterName)
 	in := &batchInstruments{}
-	var errs []error
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
-		x, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		errs = append(errs, err)
-		return x
-	}
-	updown := func(name, unit, desc string) metric.Int64ObservableUpDownCounter {
-		x, err := m.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		errs = append(errs, err)
-		return x
-	}
+	mk := &maker{m: m}
+	counter, updown := mk.counter, mk.updown
 	in.batches = counter("flight.batch.batches", "{batch}", "Calls of the batch function started.")
 	in.keysTotal = counter("flight.batch.batched_keys", "{key}", "Keys passed to the batch function.")
 	in.loads = counter("flight.batch.loads", "{call}", "Loads admitted.")
@@ -52,8 +43,8 @@ func newBatchInstruments(tc telemetryConfig) *batchInstruments {
 	var err error
 	in.keys, err = m.Int64Histogram("flight.batch.keys", metric.WithUnit("{key}"),
 		metric.WithDescription("Keys in each batch, recorded when it is dispatched."))
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
+	mk.errs = append(mk.errs, err)
+	if err := errors.Join(mk.errs...); err != nil {
 		otel.Handle(err)
 		return nil
 	}

@@ -84,6 +84,24 @@ func (t *telemetry) close() {
 	})
 }
 
+// maker makes instruments on one meter and collects their errors.
+type maker struct {
+	m    metric.Meter
+	errs []error
+}
+
+func (mk *maker) counter(name, unit, desc string) metric.Int64ObservableCounter {
+	x, err := mk.m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	mk.errs = append(mk.errs, err)
+	return x
+}
+
+func (mk *maker) updown(name, unit, desc string) metric.Int64ObservableUpDownCounter {
+	x, err := mk.m.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	mk.errs = append(mk.errs, err)
+	return x
+}
+
 // instruments are a coordinator's OpenTelemetry instruments.
 type instruments struct {
 	// Observed from Stats on collection.
@@ -103,17 +121,8 @@ type instruments struct {
 func newInstruments(tc telemetryConfig) *instruments {
 	m := tc.provider.Meter(MeterName)
 	in := &instruments{}
-	var errs []error
-	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
-		x, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		errs = append(errs, err)
-		return x
-	}
-	updown := func(name, unit, desc string) metric.Int64ObservableUpDownCounter {
-		x, err := m.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		errs = append(errs, err)
-		return x
-	}
+	mk := &maker{m: m}
+	counter, updown := mk.counter, mk.updown
 	in.flights = counter("flight.flights", "{flight}", "Executions of fn started.")
 	in.joins = counter("flight.joins", "{call}", "Calls that shared another call's flight.")
 	in.panics = counter("flight.panics", "{flight}", "Executions of fn that panicked or called runtime.Goexit.")
@@ -131,11 +140,11 @@ func newInstruments(tc telemetryConfig) *instruments {
 	var err error
 	in.duration, err = m.Float64Histogram("flight.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of each execution of fn, from its start to its return."))
-	errs = append(errs, err)
+	mk.errs = append(mk.errs, err)
 	in.callers, err = m.Int64Histogram("flight.callers", metric.WithUnit("{call}"),
 		metric.WithDescription("Callers each flight had, the first included, counted when fn returns."))
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
+	mk.errs = append(mk.errs, err)
+	if err := errors.Join(mk.errs...); err != nil {
 		otel.Handle(err)
 		return nil
 	}
