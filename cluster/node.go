@@ -20,6 +20,7 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -101,6 +102,13 @@ type Transport struct {
 	ServerOptions []grpc.ServerOption
 	// CallOptions apply to the stream each member opens to another.
 	CallOptions []grpc.CallOption
+	// HandshakeTimeout bounds the opening of a connection to another
+	// member: its gRPC stream and the member's answer to protoactor's
+	// connect request. protoactor waits for that answer without a bound,
+	// and a member that is stopping, or frozen, never gives it; the
+	// connection then fails after HandshakeTimeout (and protoactor's 2 s
+	// pause), and the member's address counts as terminated. Default 2s.
+	HandshakeTimeout time.Duration
 	// WriterQueueSize is the initial capacity, in messages, of the queue in
 	// front of each connection to another member; it grows as needed.
 	// Default 1,000,000 (protoactor's), allocated in full for each other
@@ -110,8 +118,11 @@ type Transport struct {
 	// message at most. Default 1000 (protoactor's).
 	WriterBatchSize int
 	// ConnectAttempts is how many times a connection to another member is
-	// attempted, 2 s apart, before that member's address is deemed
-	// terminated. Default 5 (protoactor's).
+	// attempted before that member's address is deemed terminated (its
+	// watchers are told, and its queued messages dropped). protoactor waits
+	// 2 s after each failed attempt inside the connection's actor, which
+	// holds up its own stop meanwhile. Default 1, so that a member that
+	// left is given up on within about 2 s (protoactor's default is 5).
 	ConnectAttempts int
 }
 
@@ -119,10 +130,16 @@ type Transport struct {
 // transport's gRPC receive limit lifted (see ServerOptions).
 func (t Transport) options() []remote.ConfigOption {
 	server := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(math.MaxInt32)}, t.ServerOptions...)
-	opts := []remote.ConfigOption{remote.WithServerOptions(server...)}
-	if len(t.DialOptions) > 0 {
-		opts = append(opts, remote.WithDialOptions(t.DialOptions...))
+	dial := t.DialOptions
+	if len(dial) == 0 {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	handshake := t.HandshakeTimeout
+	if handshake <= 0 {
+		handshake = defaultHandshakeTimeout
+	}
+	dial = append(dial[:len(dial):len(dial)], grpc.WithChainStreamInterceptor(handshakeBound(handshake)))
+	opts := []remote.ConfigOption{remote.WithServerOptions(server...), remote.WithDialOptions(dial...)}
 	if len(t.CallOptions) > 0 {
 		opts = append(opts, remote.WithCallOptions(t.CallOptions...))
 	}
@@ -132,10 +149,11 @@ func (t Transport) options() []remote.ConfigOption {
 	if t.WriterBatchSize > 0 {
 		opts = append(opts, remote.WithEndpointWriterBatchSize(t.WriterBatchSize))
 	}
-	if t.ConnectAttempts > 0 {
-		n := t.ConnectAttempts
-		opts = append(opts, func(c *remote.Config) { c.MaxRetryCount = n })
+	attempts := t.ConnectAttempts
+	if attempts <= 0 {
+		attempts = defaultConnectAttempts
 	}
+	opts = append(opts, func(c *remote.Config) { c.MaxRetryCount = attempts })
 	return opts
 }
 
@@ -188,10 +206,53 @@ const kindPrefix = "flight."
 
 // Defaults of the Config fields whose zero value means "the default".
 const (
-	defaultMaxValueSize    = 4 << 20
-	defaultResponseTimeout = 30 * time.Second
-	defaultCloseTimeout    = 10 * time.Second
+	defaultMaxValueSize     = 4 << 20
+	defaultResponseTimeout  = 30 * time.Second
+	defaultCloseTimeout     = 10 * time.Second
+	defaultConnectAttempts  = 1
+	defaultHandshakeTimeout = 2 * time.Second
 )
+
+// handshakeBound makes every client stream fail when neither it nor its
+// first message arrived within d: it cancels the stream's context. Later
+// messages are not bounded. protoactor's endpoint writer opens one stream
+// per member and waits for the member's ConnectResponse with no deadline
+// (remote/endpoint_writer.go:112) inside its actor's Started handler, and
+// a member whose remote is stopping reads but no longer answers (its
+// endpoint reader is suspended): without a bound, the writer's own member
+// could not stop its remote until the other member's 10 s gRPC stop
+// timeout.
+func handshakeBound(d time.Duration) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		timer := time.AfterFunc(d, cancel)
+		s, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			timer.Stop()
+			cancel()
+			return nil, err
+		}
+		return &boundStream{ClientStream: s, timer: timer, cancel: cancel}, nil
+	}
+}
+
+// boundStream is a client stream whose first RecvMsg ends its handshake
+// bound; the stream's context is released when a RecvMsg fails (the
+// stream ended).
+type boundStream struct {
+	grpc.ClientStream
+	timer  *time.Timer
+	cancel context.CancelFunc
+}
+
+func (s *boundStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	s.timer.Stop()
+	if err != nil {
+		s.cancel()
+	}
+	return err
+}
 
 // NewNode prepares a member; it does not contact anyone until Start.
 func NewNode(cfg Config) (*Node, error) {
