@@ -102,7 +102,9 @@ func TestResponseTimeout(t *testing.T) {
 	cancelled := make(chan error, 1)
 	var l *fcluster.Loader[string]
 	membersWith(t, 1, func(i int, cfg *fcluster.Config) {
-		cfg.ResponseTimeout = 200 * time.Millisecond
+		// Long enough for the grain's activation on a loaded machine, so
+		// that the loader has started when it passes.
+		cfg.ResponseTimeout = time.Second
 	}, func(i int, node *fcluster.Node) {
 		var err error
 		l, err = fcluster.Register(node, "slow", func(ctx context.Context, key string) (string, error) {
