@@ -30,10 +30,14 @@ func closesWanted(t *testing.T) int {
 // Closing members never takes the process down. Rounds of clusters of
 // three members whose members have called each other (so each has inbound
 // connections from the others), then every member of the round closes at
-// the same moment: each member's remote stop then meets its
-// peer's connection ending, the moment protoactor remote's stop can panic
-// with "send on closed channel". Every Close returns nil, and the test
-// binary (goleak in TestMain) finds no goroutine left behind.
+// the same moment: each member's remote stop then meets its peers'
+// connections ending, the moment protoactor remote's stop can panic with
+// "send on closed channel". Every Close returns nil or, when protoactor's
+// stop waits out one of its fixed 10 s timeouts (seen on a loaded
+// machine), an error wrapping context.DeadlineExceeded at its bound
+// (Config.CloseTimeout); a second Close then returns nil once the stop is
+// done. The test binary (goleak in TestMain) finds no goroutine left
+// behind.
 func TestCloseNeverCrashes(t *testing.T) {
 	if racecheck.Isolated(t) {
 		return
@@ -41,7 +45,7 @@ func TestCloseNeverCrashes(t *testing.T) {
 	const size, clusters = 3, 4 // members per cluster, clusters per round
 	want := closesWanted(t)
 	t0 := time.Now()
-	closed := 0
+	closed, bounded := 0, 0
 	for round := 0; closed < want; round++ {
 		var nodes []*fcluster.Node
 		var loaders []*fcluster.Loader[string]
@@ -87,9 +91,18 @@ func TestCloseNeverCrashes(t *testing.T) {
 		}
 		close(start)
 		for range nodes {
-			require.NoError(t, wait.Recv(t, errs))
+			if err := wait.Recv(t, errs); err != nil {
+				// Close's bound (CloseTimeout) passed: the rest of the
+				// stop goes on in the background; a second Close waits
+				// for it.
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				bounded++
+			}
+		}
+		for _, n := range nodes {
+			require.NoError(t, n.Close())
 		}
 		closed += len(nodes)
 	}
-	racecheck.Logf(t, "%d members closed in %v", closed, time.Since(t0).Round(time.Millisecond))
+	racecheck.Logf(t, "%d members closed in %v; %d Close calls returned at their bound", closed, time.Since(t0).Round(time.Millisecond), bounded)
 }
