@@ -32,6 +32,7 @@ import (
 
 	"github.com/actorflight/flight"
 	fcluster "github.com/actorflight/flight/cluster"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 type benchCluster struct {
@@ -76,7 +77,7 @@ func benchClusterOf(b *testing.B, n int) *benchCluster {
 	}
 	wg.Wait()
 	for _, node := range c.nodes {
-		eventually(b, "members", func() bool { return len(node.Members()) == n })
+		wait.Until(b, "members", func() bool { return len(node.Members()) == n })
 	}
 	benchClusters[n] = c
 	return c

@@ -10,6 +10,7 @@ import (
 
 	fcluster "github.com/actorflight/flight/cluster"
 	"github.com/actorflight/flight/cluster/internal/racecheck"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 type user struct {
@@ -58,7 +59,7 @@ func TestOneExecutionAcrossThreeMembers(t *testing.T) {
 	}
 	// Every caller waits on its member, each member's one call has reached
 	// the owner, and the owner runs one execution.
-	eventually(t, "all callers waiting", func() bool {
+	wait.Until(t, "all callers waiting", func() bool {
 		owners, waiting := 0, 0
 		for _, l := range loaders {
 			s := l.Stats()
@@ -72,7 +73,7 @@ func TestOneExecutionAcrossThreeMembers(t *testing.T) {
 	close(release)
 	var first user
 	for i := range 3 * perMember {
-		r := recv(t, results)
+		r := wait.Recv(t, results)
 		require.NoError(t, r.err)
 		assert.True(t, r.shared)
 		if i == 0 {

@@ -5,13 +5,11 @@
 // # Use
 //
 // Functions cannot travel between processes, so every member registers the
-// same loaders, by name, before it starts:
-//
-//	node, _ := cluster.NewNode(cluster.Config{Name: "users", Provider: automanaged.New()})
-//	users, _ := cluster.Register(node, "user", loadUser, cluster.JSON[User]())
-//	_ = node.Start()
-//	defer node.Close()
-//	u, shared, err := users.Do(ctx, "42") // from any member
+// same loaders, by name, before it starts: NewNode with the cluster's name
+// and a membership provider, Register for each loader, Start; then
+// Loader.Do from any member, and Node.Shutdown or Close to leave.
+// README.md in this module's folder has the code, run by the tests as
+// written: members on one host, and a Kubernetes deployment.
 //
 // # How it works
 //
@@ -41,7 +39,18 @@
 // one execution at a time per activation of the key's grain (a moved,
 // closed or dead owner's execution is cancelled or lost, and a retry may
 // run the loader again on the new owner), and every caller is answered —
-// with the value, an error (ErrOwnerLost after Config.Retries), or its
-// ctx's error. See the README's "Cluster mode" section for the details,
-// the limits and measured times.
+// with the value, an error (ErrOwnerLost after Config.Retries,
+// ErrResponseTimeout after Config.ResponseTimeout), or its ctx's error.
+// README.md in this module's folder lists when a loader can run twice,
+// the errors, the configuration and a Kubernetes deployment.
+//
+// # Deployment
+//
+// Config.Host is where a member listens and Config.AdvertisedHost where
+// the others reach it (a pod's IP); Start refuses an address nobody can
+// dial (ErrUnroutable). Config.Transport reaches protoactor remote's gRPC
+// options (TLS credentials, keepalive) and queue sizes.
+// Config.MaxValueSize bounds the encoded values members exchange
+// (ErrTooLarge). Node.Shutdown takes a ctx; Close is bounded by
+// Config.CloseTimeout.
 package cluster

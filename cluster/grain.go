@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -78,15 +79,20 @@ func (g *grain) join(ctx actor.Context, m *wire.Join) {
 	if _, dup := g.calls[m.Call]; dup {
 		return
 	}
+	owner := ctx.ActorSystem().Address()
+	if refusal := g.refuse(m); refusal != nil {
+		refusal.Call, refusal.Owner = m.Call, owner
+		ctx.Send(from, refusal)
+		return
+	}
 	ctx.CancelReceiveTimeout()
 	cctx, cancel := context.WithCancel(context.Background())
 	ch := g.entry.owner.DoChan(cctx, g.key, g.entry.load(g.key))
-	call, self, system := m.Call, ctx.Self(), ctx.ActorSystem()
-	owner := system.Address()
+	call, self, system, max := m.Call, ctx.Self(), ctx.ActorSystem(), int(m.MaxValueSize)
 	started := g.node.track(func() {
 		r := <-ch
 		if cctx.Err() == nil { // nobody left: reply
-			system.Root.Send(from, reply(call, owner, r))
+			system.Root.Send(from, reply(call, owner, max, r))
 		}
 		system.Root.Send(self, &callDone{call: call})
 	})
@@ -113,7 +119,25 @@ func (g *grain) drop(ctx actor.Context, call string) {
 	}
 }
 
-func reply(call, owner string, r flight.Result[[]byte]) *wire.Reply {
+// refuse returns the Reply (without Call and Owner) that refuses a Join
+// this grain must not serve, or nil.
+func (g *grain) refuse(m *wire.Join) *wire.Reply {
+	switch {
+	case m.Loader != "" && m.Loader != g.entry.name:
+		return &wire.Reply{Code: wire.Code_CODE_NO_LOADER, Message: fmt.Sprintf("%v: %q (this grain serves %q)", ErrNoLoader, m.Loader, g.entry.name)}
+	case m.Fingerprint != "" && m.Fingerprint != g.entry.fingerprint:
+		return &wire.Reply{Code: wire.Code_CODE_MISMATCH, Message: fmt.Sprintf("%v: the owner registered %s, the caller %s", ErrMismatch, g.entry.fingerprint, m.Fingerprint)}
+	}
+	return nil
+}
+
+// reply is the Reply to one call for the result r; max is the caller's
+// MaxValueSize (0: none).
+func reply(call, owner string, max int, r flight.Result[[]byte]) *wire.Reply {
+	if r.Err == nil && max > 0 && len(r.Val) > max {
+		return &wire.Reply{Call: call, Code: wire.Code_CODE_TOO_LARGE, Shared: r.Shared, Owner: owner,
+			Message: fmt.Sprintf("%v: %d bytes encoded, over the calling member's Config.MaxValueSize (%d)", ErrTooLarge, len(r.Val), max)}
+	}
 	if r.Err == nil {
 		return &wire.Reply{Call: call, Code: wire.Code_CODE_OK, Value: r.Val, Shared: r.Shared, Owner: owner}
 	}

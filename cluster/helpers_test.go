@@ -1,43 +1,20 @@
 package cluster_test
 
 import (
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 
+	"github.com/actorflight/flight/internal/wait"
+
 	fcluster "github.com/actorflight/flight/cluster"
 )
 
-// hang bounds every wait on something that must happen; it is never slept.
+// hang bounds a call's context where a test must not wait forever on a
+// cluster operation that can take seconds on a loaded machine (an
+// activation, a retry after an owner was lost); it is never slept.
 const hang = 20 * time.Second
-
-// eventually polls cond (a yield and a short pause between polls) and fails
-// the test after hang.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(hang)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// recv receives one value from ch or fails the test after hang.
-func recv[T any](t testing.TB, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(hang):
-		t.Fatalf("timed out waiting on a channel")
-		panic("unreachable")
-	}
-}
 
 // members makes n nodes of one in-process cluster on the in-memory test
 // provider; setup registers the loaders on each before it starts. They are
@@ -45,13 +22,21 @@ func recv[T any](t testing.TB, ch <-chan T) T {
 // closed concurrently at the end of the test.
 func members(t testing.TB, n int, setup func(i int, node *fcluster.Node)) []*fcluster.Node {
 	t.Helper()
+	return membersWith(t, n, func(i int, cfg *fcluster.Config) {}, setup)
+}
+
+// membersWith is members with each node's Config adjusted by config first.
+func membersWith(t testing.TB, n int, config func(i int, cfg *fcluster.Config), setup func(i int, node *fcluster.Node)) []*fcluster.Node {
+	t.Helper()
 	agent := test.NewInMemAgent()
 	nodes := make([]*fcluster.Node, n)
 	for i := range nodes {
-		node, err := fcluster.NewNode(fcluster.Config{
+		cfg := fcluster.Config{
 			Name:     "test-" + t.Name(),
 			Provider: test.NewTestProvider(agent),
-		})
+		}
+		config(i, &cfg)
+		node, err := fcluster.NewNode(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,11 +48,14 @@ func members(t testing.TB, n int, setup func(i int, node *fcluster.Node)) []*fcl
 		go func() { errs <- node.Start() }()
 	}
 	for range nodes {
-		if err := recv(t, errs); err != nil {
+		if err := wait.Recv(t, errs); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() { closeAll(t, nodes) })
+	for _, node := range nodes {
+		wait.Until(t, "every member sees the others", func() bool { return len(node.Members()) == n })
+	}
 	return nodes
 }
 
@@ -77,7 +65,7 @@ func closeAll(t testing.TB, nodes []*fcluster.Node) {
 		go func() { done <- node.Close() }()
 	}
 	for range nodes {
-		if err := recv(t, done); err != nil {
+		if err := wait.Recv(t, done); err != nil {
 			t.Error(err)
 		}
 	}

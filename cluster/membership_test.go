@@ -14,6 +14,7 @@ import (
 
 	fcluster "github.com/actorflight/flight/cluster"
 	"github.com/actorflight/flight/cluster/internal/racecheck"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // A member joins while 40 flights run on two members: the keys whose owner
@@ -63,7 +64,7 @@ func TestMemberJoinsMidFlight(t *testing.T) {
 	}
 	wg.Wait()
 	for _, n := range nodes {
-		eventually(t, "2 members", func() bool { return len(n.Members()) == 2 })
+		wait.Until(t, "2 members", func() bool { return len(n.Members()) == 2 })
 	}
 
 	type res struct {
@@ -81,7 +82,7 @@ func TestMemberJoinsMidFlight(t *testing.T) {
 			}()
 		}
 	}
-	eventually(t, "every key in flight with both members' calls", func() bool {
+	wait.Until(t, "every key in flight with both members' calls", func() bool {
 		waiting, inflight := 0, 0
 		for _, l := range loaders {
 			s := l.Stats().Owner
@@ -94,17 +95,17 @@ func TestMemberJoinsMidFlight(t *testing.T) {
 	nodes = append(nodes, n3)
 	require.NoError(t, n3.Start())
 	for _, n := range nodes {
-		eventually(t, "3 members", func() bool { return len(n.Members()) == 3 })
+		wait.Until(t, "3 members", func() bool { return len(n.Members()) == 3 })
 	}
 	// Moved keys: their old execution is cancelled and they run again on
 	// the new member (whose loader blocks too), with both members' calls.
-	eventually(t, "moved keys re-run on the new member", func() bool {
+	wait.Until(t, "moved keys re-run on the new member", func() bool {
 		s := l3.Stats().Owner
 		return s.InFlight > 0 && int64(s.InFlight) == cancelled.Load() && s.Waiters == 2*s.InFlight
 	})
 	close(release)
 	for range 2 * keys {
-		r := recv(t, results)
+		r := wait.Recv(t, results)
 		require.NoError(t, r.err, r.key)
 		assert.Equal(t, "v-"+r.key, r.v)
 	}
@@ -159,7 +160,7 @@ func TestPassivatedGrainIsReactivated(t *testing.T) {
 	}
 	wg.Wait()
 	for _, n := range nodes {
-		eventually(t, "2 members", func() bool { return len(n.Members()) == 2 })
+		wait.Until(t, "2 members", func() bool { return len(n.Members()) == 2 })
 	}
 	// A key owned by member 1, called from member 0. Each call gets its own
 	// deadline: the search and the passivation wait can take seconds under
@@ -179,7 +180,7 @@ func TestPassivatedGrainIsReactivated(t *testing.T) {
 			key = k
 		}
 	}
-	eventually(t, "member 1's grains passivated", func() bool { return loaders[1].Stats().Grains == 0 })
+	wait.Until(t, "member 1's grains passivated", func() bool { return loaders[1].Stats().Grains == 0 })
 	v, err := do(key)
 	require.NoError(t, err, "stats after: member 0 %+v, member 1 %+v", loaders[0].Stats(), loaders[1].Stats())
 	assert.NotEmpty(t, v)

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +19,9 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // Config says how a Node joins its cluster. Only Name and Provider are
@@ -25,8 +31,17 @@ type Config struct {
 	Name string
 	// Host and Port are where this member listens for other members
 	// (protoactor remote, gRPC). Default "127.0.0.1" and 0 (a free port).
+	// Host "0.0.0.0" or "::" listens on every interface; AdvertisedHost
+	// must then say where the others reach this member.
 	Host string
 	Port int
+	// AdvertisedHost is the address the other members dial to reach this
+	// member, as "host" or "host:port"; without a port, the port this
+	// member listens on. Default: Host. In a container or a pod, set it to
+	// the pod's IP and Host to "0.0.0.0". Start refuses an advertised
+	// address nobody can dial (0.0.0.0, ::, a multicast address) with
+	// ErrUnroutable.
+	AdvertisedHost string
 	// Provider finds the other members: protoactor's automanaged provider
 	// (no external service), its in-memory test provider, or consul, etcd,
 	// k8s, zookeeper. Required.
@@ -41,14 +56,105 @@ type Config struct {
 	Retries int
 	// RetryBackoff is the wait before the first retry. Default 200ms.
 	RetryBackoff time.Duration
+	// ResponseTimeout bounds how long one member's call of a key waits for
+	// the key's owner, retries included, whatever the callers' contexts
+	// say: past it the callers get ErrResponseTimeout and the owner is told
+	// that this member left. It catches an owner that froze or vanished
+	// without the membership noticing. It must exceed the loader's longest
+	// execution. Default 30s; -1 means no bound (only the callers'
+	// contexts).
+	ResponseTimeout time.Duration
+	// MaxValueSize is the largest encoded value, in bytes, this member
+	// sends to callers (as the owner) or accepts from an owner (as a
+	// caller). A value larger than the owner's limit reaches every caller
+	// as ErrTooLarge; one larger than a calling member's limit reaches that
+	// member's callers as ErrTooLarge. Default 4 MiB (gRPC's usual message
+	// limit); -1 means no limit.
+	MaxValueSize int
+	// CloseTimeout bounds Close (see Shutdown). Default 10s.
+	CloseTimeout time.Duration
 	// Idle is how long a key's grain stays active with no call before it
 	// stops itself. Default 30s. A later call activates it again.
 	Idle time.Duration
+	// Transport configures the connections between members.
+	Transport Transport
 	// Logger receives the logs of the member's protoactor actor system,
-	// cluster and remote layers (this package logs nothing itself; pass
-	// flight.WithLogger to Register for the loader's panics). Default:
-	// discard.
+	// cluster and remote layers, and this package's own (a contained panic
+	// of protoactor's shutdown). Pass flight.WithLogger to Register for the
+	// loader's panics. Default: discard.
 	Logger *slog.Logger
+}
+
+// Transport configures protoactor remote, the gRPC connections between
+// members. The zero value is protoactor's defaults: plaintext gRPC, no
+// server options.
+type Transport struct {
+	// DialOptions are used to dial the other members. Default: plaintext
+	// (insecure credentials). For TLS:
+	// grpc.WithTransportCredentials(credentials.NewTLS(cfg)).
+	DialOptions []grpc.DialOption
+	// ServerOptions configure the gRPC server the other members dial: for
+	// TLS grpc.Creds(credentials.NewTLS(cfg)), keepalive parameters, and so
+	// on. The server's receive limit is lifted by default, because
+	// protoactor packs several messages to one member into one gRPC
+	// message: values are bounded by Config.MaxValueSize instead. A
+	// grpc.MaxRecvMsgSize here overrides that.
+	ServerOptions []grpc.ServerOption
+	// CallOptions apply to the stream each member opens to another.
+	CallOptions []grpc.CallOption
+	// HandshakeTimeout bounds the opening of a connection to another
+	// member: its gRPC stream and the member's answer to protoactor's
+	// connect request. protoactor waits for that answer without a bound,
+	// and a member that is stopping, or frozen, never gives it; the
+	// connection then fails after HandshakeTimeout (and protoactor's 2 s
+	// pause), and the member's address counts as terminated. Default 2s.
+	HandshakeTimeout time.Duration
+	// WriterQueueSize is the initial capacity, in messages, of the queue in
+	// front of each connection to another member; it grows as needed.
+	// Default 1,000,000 (protoactor's), allocated in full for each other
+	// member as a ring of interface values.
+	WriterQueueSize int
+	// WriterBatchSize is how many queued messages are sent in one gRPC
+	// message at most. Default 1000 (protoactor's).
+	WriterBatchSize int
+	// ConnectAttempts is how many times a connection to another member is
+	// attempted before that member's address is deemed terminated (its
+	// watchers are told, and its queued messages dropped). protoactor waits
+	// 2 s after each failed attempt inside the connection's actor, which
+	// holds up its own stop meanwhile. Default 1, so that a member that
+	// left is given up on within about 2 s (protoactor's default is 5).
+	ConnectAttempts int
+}
+
+// options returns the protoactor remote options for t, with the
+// transport's gRPC receive limit lifted (see ServerOptions).
+func (t Transport) options() []remote.ConfigOption {
+	server := append([]grpc.ServerOption{grpc.MaxRecvMsgSize(math.MaxInt32)}, t.ServerOptions...)
+	dial := t.DialOptions
+	if len(dial) == 0 {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	handshake := t.HandshakeTimeout
+	if handshake <= 0 {
+		handshake = defaultHandshakeTimeout
+	}
+	dial = append(dial[:len(dial):len(dial)], grpc.WithChainStreamInterceptor(handshakeBound(handshake)))
+	opts := []remote.ConfigOption{remote.WithServerOptions(server...), remote.WithDialOptions(dial...)}
+	if len(t.CallOptions) > 0 {
+		opts = append(opts, remote.WithCallOptions(t.CallOptions...))
+	}
+	if t.WriterQueueSize > 0 {
+		opts = append(opts, remote.WithEndpointWriterQueueSize(t.WriterQueueSize))
+	}
+	if t.WriterBatchSize > 0 {
+		opts = append(opts, remote.WithEndpointWriterBatchSize(t.WriterBatchSize))
+	}
+	attempts := t.ConnectAttempts
+	if attempts <= 0 {
+		attempts = defaultConnectAttempts
+	}
+	opts = append(opts, func(c *remote.Config) { c.MaxRetryCount = attempts })
+	return opts
 }
 
 // Node is one member of a flight cluster: it owns the flights of the keys
@@ -57,19 +163,21 @@ type Config struct {
 //
 // Create one with NewNode, register every loader with Register, then call
 // Start; Close it when done. The zero value is not usable. Methods are safe
-// for concurrent use. Each Node has its own protoactor ActorSystem (about
-// 3 MB), a gRPC server and the goroutines of protoactor's cluster (gossip,
-// the provider's loops), so plan one Node per process.
+// for concurrent use. Each Node has its own protoactor ActorSystem, a gRPC
+// server and the goroutines of protoactor's cluster (gossip, the
+// provider's loops), so plan one Node per process.
 type Node struct {
 	cfg    Config
 	system *actor.ActorSystem
 	pcfg   *pcluster.Config
 	cl     *pcluster.Cluster
 
-	mu      sync.Mutex        // guards loaders, started, closed
+	mu      sync.Mutex        // guards loaders, started, closed, closing
 	loaders map[string]*entry // by loader name; fixed once started
 	started bool
 	closed  bool
+	closing chan struct{} // closed when the first Shutdown's work is done
+	hurry   chan struct{} // closed when a Shutdown's ctx ended: skip waits
 
 	topo *eventstream.Subscription // ClusterTopology events, set by Start
 
@@ -82,6 +190,9 @@ type Node struct {
 	running sync.WaitGroup // owner-side goroutines waiting for a result
 	gate    sync.RWMutex   // running.Add holds it for reading; Close for writing
 	stopped bool           // guarded by gate: no new owner-side goroutine
+
+	// remoteShutdown is protoactor's Remote.Shutdown; tests replace it.
+	remoteShutdown func(graceful bool)
 }
 
 // inline runs an actor's mailbox on the goroutine that posts to it
@@ -92,6 +203,56 @@ var inline = []actor.PropsOption{actor.WithDispatcher(actor.NewSynchronizedDispa
 
 // kindPrefix namespaces this package's cluster kinds among the user's own.
 const kindPrefix = "flight."
+
+// Defaults of the Config fields whose zero value means "the default".
+const (
+	defaultMaxValueSize     = 4 << 20
+	defaultResponseTimeout  = 30 * time.Second
+	defaultCloseTimeout     = 10 * time.Second
+	defaultConnectAttempts  = 1
+	defaultHandshakeTimeout = 2 * time.Second
+)
+
+// handshakeBound makes every client stream fail when neither it nor its
+// first message arrived within d: it cancels the stream's context. Later
+// messages are not bounded. protoactor's endpoint writer opens one stream
+// per member and waits for the member's ConnectResponse with no deadline
+// (remote/endpoint_writer.go:112) inside its actor's Started handler, and
+// a member whose remote is stopping reads but no longer answers (its
+// endpoint reader is suspended): without a bound, the writer's own member
+// could not stop its remote until the other member's 10 s gRPC stop
+// timeout.
+func handshakeBound(d time.Duration) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		timer := time.AfterFunc(d, cancel)
+		s, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			timer.Stop()
+			cancel()
+			return nil, err
+		}
+		return &boundStream{ClientStream: s, timer: timer, cancel: cancel}, nil
+	}
+}
+
+// boundStream is a client stream whose first RecvMsg ends its handshake
+// bound; the stream's context is released when a RecvMsg fails (the
+// stream ended).
+type boundStream struct {
+	grpc.ClientStream
+	timer  *time.Timer
+	cancel context.CancelFunc
+}
+
+func (s *boundStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	s.timer.Stop()
+	if err != nil {
+		s.cancel()
+	}
+	return err
+}
 
 // NewNode prepares a member; it does not contact anyone until Start.
 func NewNode(cfg Config) (*Node, error) {
@@ -116,6 +277,21 @@ func NewNode(cfg Config) (*Node, error) {
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 200 * time.Millisecond
 	}
+	switch {
+	case cfg.ResponseTimeout == 0:
+		cfg.ResponseTimeout = defaultResponseTimeout
+	case cfg.ResponseTimeout < 0:
+		cfg.ResponseTimeout = 0
+	}
+	switch {
+	case cfg.MaxValueSize == 0:
+		cfg.MaxValueSize = defaultMaxValueSize
+	case cfg.MaxValueSize < 0:
+		cfg.MaxValueSize = 0
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = defaultCloseTimeout
+	}
 	if cfg.Idle <= 0 {
 		cfg.Idle = 30 * time.Second
 	}
@@ -129,7 +305,7 @@ func NewNode(cfg Config) (*Node, error) {
 		system:  system,
 		loaders: map[string]*entry{},
 	}
-	n.pcfg = pcluster.Configure(cfg.Name, cfg.Provider, cfg.Lookup, remote.Configure(cfg.Host, cfg.Port))
+	n.pcfg = pcluster.Configure(cfg.Name, cfg.Provider, cfg.Lookup, remote.Configure(cfg.Host, cfg.Port, cfg.Transport.options()...))
 	return n, nil
 }
 
@@ -158,6 +334,9 @@ func (n *Node) add(e *entry) error {
 // settle, so Start takes at least that long; calls made right after it may
 // still see a partial membership (they are correct either way; a key may
 // just be owned by another member a moment later).
+//
+// Start returns an error wrapping ErrUnroutable, and starts nothing, when
+// the address it would advertise cannot be dialled by other members.
 func (n *Node) Start() (err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -166,6 +345,9 @@ func (n *Node) Start() (err error) {
 	}
 	if n.started {
 		return nil
+	}
+	if err := n.advertise(); err != nil {
+		return err
 	}
 	defer func() {
 		if r := recover(); r != nil { // protoactor panics on listen/provider errors
@@ -188,7 +370,43 @@ func (n *Node) Start() (err error) {
 		}
 	})
 	n.cl.StartMember()
+	n.remoteShutdown = n.cl.Remote.Shutdown
 	n.started = true
+	return nil
+}
+
+// advertise checks the address the member will advertise and, when it is
+// not Host, has protoactor advertise it: AdvertisedHost with the listening
+// port when it names none. With Port 0 that port is picked here, by
+// listening on Host:0 for a moment.
+func (n *Node) advertise() error {
+	cfg := &n.cfg
+	adv := cfg.AdvertisedHost
+	if adv == "" {
+		adv = cfg.Host
+	}
+	host, port, err := net.SplitHostPort(adv)
+	if err != nil { // no port
+		host, port = strings.Trim(adv, "[]"), ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && (ip.IsUnspecified() || ip.IsMulticast()) {
+		return fmt.Errorf("%w: %q (Config.Host %q, Config.AdvertisedHost %q): set AdvertisedHost to an address the other members can dial", ErrUnroutable, adv, cfg.Host, cfg.AdvertisedHost)
+	}
+	if cfg.AdvertisedHost == "" {
+		return nil
+	}
+	if port == "" {
+		if n.pcfg.RemoteConfig.Port == 0 {
+			l, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
+			if err != nil {
+				return fmt.Errorf("flight: cluster: start: %w", err)
+			}
+			n.pcfg.RemoteConfig.Port = l.Addr().(*net.TCPAddr).Port
+			_ = l.Close()
+		}
+		port = strconv.Itoa(n.pcfg.RemoteConfig.Port)
+	}
+	n.pcfg.RemoteConfig.AdvertisedHost = net.JoinHostPort(host, port)
 	return nil
 }
 
@@ -235,22 +453,71 @@ func (n *Node) waitGone(ctx context.Context, addr string, limit time.Duration) e
 	return nil
 }
 
-// Close leaves the cluster. Local callers waiting get flight.ErrClosed;
-// flights this member owns are cancelled and their callers on other
-// members are told to retry elsewhere; then protoactor's graceful cluster
-// shutdown runs (it deregisters from the provider and waits about 2s for
-// the rest of the cluster to notice). Close is idempotent; calls after it
-// get flight.ErrClosed.
+// Close is Shutdown bounded by Config.CloseTimeout (default 10s).
 func (n *Node) Close() error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return nil
-	}
-	n.closed = true
-	started := n.started
-	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CloseTimeout)
+	defer cancel()
+	return n.Shutdown(ctx)
+}
 
+// leaveWait is how long Shutdown leaves the other members to see this one
+// go (through the provider and gossip) before it stops its remote server,
+// as protoactor's graceful cluster shutdown does.
+const leaveWait = 2 * time.Second
+
+// Shutdown leaves the cluster, in this order:
+//
+//  1. calls are refused from now on with flight.ErrClosed, and this
+//     member's waiting callers get flight.ErrClosed at once;
+//  2. the flights this member owns are cancelled; their callers on other
+//     members are answered with a retry signal and retry on another
+//     member; Shutdown waits for the loaders to return;
+//  3. the member leaves the provider and gossip, then gives the others 2s
+//     to see it gone (not when it is alone), and stops its remote server.
+//
+// When ctx ends before that is done, the waits are cut short and Shutdown
+// returns an error wrapping ctx.Err(); the rest (a loader that ignores its
+// context, protoactor's own stop timeouts after a peer froze) goes on in
+// the background, and a later Shutdown or Close waits for it, within its
+// own ctx. Otherwise Shutdown returns nil; it is idempotent.
+//
+// protoactor's remote can panic with "send on closed channel" while it
+// stops (an inbound connection ending at that moment); Shutdown contains
+// that panic (logged at WARN on Config.Logger) and finishes the stop.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	if !n.closed {
+		n.closed = true
+		n.closing = make(chan struct{})
+		n.hurry = make(chan struct{})
+		go n.shutdown(n.started)
+	}
+	closing, hurry := n.closing, n.hurry
+	n.mu.Unlock()
+	select {
+	case <-closing:
+		return nil
+	case <-ctx.Done():
+	}
+	n.mu.Lock()
+	select {
+	case <-hurry:
+	default:
+		close(hurry)
+	}
+	n.mu.Unlock()
+	select {
+	case <-closing: // it finished meanwhile, or the waits were all it had left
+		return nil
+	default:
+		return fmt.Errorf("flight: cluster: close: %w", ctx.Err())
+	}
+}
+
+// shutdown does Shutdown's work on a goroutine of its own, and closes
+// n.closing when done.
+func (n *Node) shutdown(started bool) {
+	defer close(n.closing)
 	for _, e := range n.loaders { // fixed: no Register after closed
 		e.closeFront()
 	}
@@ -262,10 +529,64 @@ func (n *Node) Close() error {
 	n.gate.Unlock()
 	n.running.Wait()
 	if started {
-		n.cl.Shutdown(true)
+		n.leave()
 		n.system.EventStream.Unsubscribe(n.topo)
 	}
-	return nil
+}
+
+// leave is protoactor's graceful Cluster.Shutdown, step by step, with its
+// fixed 2 s sleep skipped for a lone member or cut short by n.hurry (see
+// waitOthersGone), and a panic of the remote's stop contained.
+func (n *Node) leave() {
+	c := n.cl
+	alone := len(n.Members()) <= 1
+	c.Gossip.SetState(pcluster.GracefullyLeftKey, &emptypb.Empty{})
+	c.ActorSystem.Shutdown()
+	_ = c.Config.ClusterProvider.Shutdown(true)
+	c.IdentityLookup.Shutdown()
+	n.waitOthersGone(alone)
+	c.IdentityLookup.Shutdown()
+	c.Gossip.Shutdown()
+	n.stopRemote()
+}
+
+// waitOthersGone gives the other members leaveWait to see this one leave
+// (through the provider and gossip) while its remote server still answers,
+// as protoactor's graceful shutdown does; n.hurry cuts it short. A member
+// alone in its view does not wait. Stopping the server sooner would make
+// members still sending to this one (a grain moved by the topology change,
+// gossip) connect to a closed port: protoactor's endpoint writer then
+// retries for 5 × 2 s inside its Started handler, and every member stopping
+// its remote waits that out.
+func (n *Node) waitOthersGone(alone bool) {
+	if alone {
+		return
+	}
+	t := time.NewTimer(leaveWait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-n.hurry:
+	}
+}
+
+// stopRemote stops protoactor remote gracefully. Its endpoint manager's
+// stop sends on a channel per inbound connection, and each connection
+// closes its channel when it ends: one ending at that moment makes the
+// send panic ("send on closed channel", remote/endpoint_manager.go:119 in
+// protoactor-go v0.0.0-20240822202345-3c0e61ca19c9). The send is the stop's
+// last step but one: the remaining inbound connections are then not told
+// that this member leaves, and the gRPC server is not stopped. stopRemote
+// recovers that panic and stops the server at once, which ends those
+// connections (their members notice as when a member dies).
+func (n *Node) stopRemote() {
+	defer func() {
+		if r := recover(); r != nil {
+			n.cfg.Logger.Warn("flight: cluster: contained a panic of protoactor remote's shutdown; stopping its server at once", slog.Any("panic", r))
+			n.remoteShutdown(false)
+		}
+	}()
+	n.remoteShutdown(true)
 }
 
 // track runs f on a new goroutine counted by Close, unless Close has begun,

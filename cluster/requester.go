@@ -66,7 +66,8 @@ func (e *lostError) Unwrap() error { return errLost }
 // the Reply, an error wrapping errLost when the grain could not be reached
 // or stopped before replying, or ctx.Err() when ctx ended first (the grain
 // is then sent a Leave).
-func (n *Node) send(ctx context.Context, kind, key string) (*wire.Reply, error) {
+func (n *Node) send(ctx context.Context, e *entry, key string) (*wire.Reply, error) {
+	kind := e.kind
 	pid := n.resolve(kind, key)
 	if pid == nil {
 		return nil, &lostError{why: "no owner answered the activation of " + kind + "/" + key}
@@ -74,7 +75,12 @@ func (n *Node) send(ctx context.Context, kind, key string) (*wire.Reply, error) 
 	out := make(chan outcome, 1)
 	call := n.system.Address() + "#" + strconv.FormatUint(n.calls.Add(1), 36)
 	req := n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &requester{grain: pid, call: call, out: out}
+		return &requester{grain: pid, call: call, out: out, join: &wire.Join{
+			Call:         call,
+			Loader:       e.name,
+			Fingerprint:  e.fingerprint,
+			MaxValueSize: int64(n.cfg.MaxValueSize),
+		}}
 	}, inline...))
 	select {
 	case o := <-out:
@@ -104,6 +110,7 @@ type leaveNow struct{}
 type requester struct {
 	grain *actor.PID
 	call  string
+	join  *wire.Join // sent once, at start
 	out   chan<- outcome
 	done  bool
 }
@@ -112,7 +119,7 @@ func (r *requester) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		ctx.Watch(r.grain)
-		ctx.Request(r.grain, &wire.Join{Call: r.call})
+		ctx.Request(r.grain, r.join)
 	case *wire.Reply:
 		if m.Call == r.call {
 			r.finish(ctx, outcome{reply: m})

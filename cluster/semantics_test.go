@@ -14,6 +14,7 @@ import (
 	"github.com/actorflight/flight"
 	fcluster "github.com/actorflight/flight/cluster"
 	"github.com/actorflight/flight/cluster/internal/racecheck"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // Before Start a call fails at once; Close of a node never started is fine,
@@ -110,7 +111,7 @@ func TestClusterSemantics(t *testing.T) {
 	ctx := context.Background()
 	ownerOf := func(ls []*fcluster.Loader[int64], waiters int) int {
 		owner := -1
-		eventually(t, "one owner with the member calls", func() bool {
+		wait.Until(t, "one owner with the member calls", func() bool {
 			for i, l := range ls {
 				if s := l.Stats().Owner; s.InFlight == 1 && s.Waiters == waiters {
 					owner = i
@@ -143,14 +144,14 @@ func TestClusterSemantics(t *testing.T) {
 			c, cancel := context.WithCancel(ctx)
 			ctxs[i], outs[i] = cancel, doAsync(c, l, "k")
 		}
-		recv(t, h["leave"].started)
+		wait.Recv(t, h["leave"].started)
 		owner := ownerOf(ls, 3)
 		for i := range ls {
 			ctxs[i]()
-			r := recv(t, outs[i])
+			r := wait.Recv(t, outs[i])
 			require.ErrorIs(t, r.err, context.Canceled)
 			if i < 2 {
-				eventually(t, "the owner flight goes on", func() bool { s := ls[owner].Stats().Owner; return s.InFlight == 1 && s.Waiters == 2-i })
+				wait.Until(t, "the owner flight goes on", func() bool { s := ls[owner].Stats().Owner; return s.InFlight == 1 && s.Waiters == 2-i })
 				select {
 				case err := <-h["leave"].canceled:
 					t.Fatalf("loader cancelled with callers left: %v", err)
@@ -158,8 +159,8 @@ func TestClusterSemantics(t *testing.T) {
 				}
 			}
 		}
-		require.ErrorIs(t, recv(t, h["leave"].canceled), context.Canceled)
-		eventually(t, "abandoned", func() bool { return ls[owner].Stats().Owner.Abandoned == 1 })
+		require.ErrorIs(t, wait.Recv(t, h["leave"].canceled), context.Canceled)
+		wait.Until(t, "abandoned", func() bool { return ls[owner].Stats().Owner.Abandoned == 1 })
 		assert.Equal(t, int64(1), h["leave"].execs.Load())
 	})
 
@@ -172,7 +173,7 @@ func TestClusterSemantics(t *testing.T) {
 		ownerOf(ls, 3)
 		close(h["panic"].release)
 		for _, o := range outs {
-			r := recv(t, o)
+			r := wait.Recv(t, o)
 			var pe *flight.PanicError
 			require.ErrorAs(t, r.err, &pe)
 			assert.Equal(t, "boom p", pe.Value)
@@ -193,7 +194,7 @@ func TestClusterSemantics(t *testing.T) {
 		owner := ownerOf(ls, 3)
 		close(h["error"].release)
 		for _, o := range outs {
-			r := recv(t, o)
+			r := wait.Recv(t, o)
 			var re *fcluster.RemoteError
 			require.ErrorAs(t, r.err, &re)
 			assert.Equal(t, "no such user e", re.Message)
@@ -210,28 +211,28 @@ func TestClusterSemantics(t *testing.T) {
 			outs = append(outs, doAsync(ctx, l, "t"))
 		}
 		for _, o := range outs {
-			r := recv(t, o)
+			r := wait.Recv(t, o)
 			require.ErrorIs(t, r.err, context.DeadlineExceeded)
 			var re *fcluster.RemoteError
 			require.ErrorAs(t, r.err, &re)
 		}
-		require.ErrorIs(t, recv(t, h["timeout"].canceled), context.DeadlineExceeded)
+		require.ErrorIs(t, wait.Recv(t, h["timeout"].canceled), context.DeadlineExceeded)
 	})
 
 	t.Run("Forget detaches the flight at its owner", func(t *testing.T) {
 		ls := L["forget"]
 		old := doAsync(ctx, ls[0], "f")
-		recv(t, h["forget"].started)
+		wait.Recv(t, h["forget"].started)
 		owner := ownerOf(ls, 1)
 		ls[1].Forget("f")
-		eventually(t, "forgotten at the owner", func() bool { return ls[owner].Stats().Owner.Forgotten == 1 })
+		wait.Until(t, "forgotten at the owner", func() bool { return ls[owner].Stats().Owner.Forgotten == 1 })
 		fresh := doAsync(ctx, ls[2], "f")
-		eventually(t, "a new flight waits for the old execution", func() bool {
+		wait.Until(t, "a new flight waits for the old execution", func() bool {
 			return ls[owner].Stats().Owner.Waiters == 2
 		})
 		close(h["forget"].release)
-		assert.Equal(t, int64(1), recv(t, old).v, "the old callers get the old result")
-		assert.Equal(t, int64(2), recv(t, fresh).v, "later callers get a new execution")
+		assert.Equal(t, int64(1), wait.Recv(t, old).v, "the old callers get the old result")
+		assert.Equal(t, int64(2), wait.Recv(t, fresh).v, "later callers get a new execution")
 	})
 
 	t.Run("DoLocal runs on the calling member", func(t *testing.T) {
@@ -249,10 +250,10 @@ func TestClusterSemantics(t *testing.T) {
 		for _, l := range ls {
 			outs = append(outs, doAsync(ctx, l, "c"))
 		}
-		recv(t, h["close"].started)
+		wait.Recv(t, h["close"].started)
 		owner := ownerOf(ls, 3)
 		require.NoError(t, nodes[owner].Close())
-		r := recv(t, outs[owner])
+		r := wait.Recv(t, outs[owner])
 		require.ErrorIs(t, r.err, flight.ErrClosed, "the closing member's own callers")
 		// The survivors retry on a new owner, whose loader blocks: release.
 		close(h["close"].release)
@@ -260,7 +261,7 @@ func TestClusterSemantics(t *testing.T) {
 			if i == owner {
 				continue
 			}
-			r := recv(t, o)
+			r := wait.Recv(t, o)
 			require.NoError(t, r.err, "member %d", i)
 			assert.Equal(t, int64(2), r.v, "the second execution, on a survivor")
 		}
