@@ -344,3 +344,21 @@ func TestBatcherRefusesRetainOptions(t *testing.T) {
 		assert.PanicsWithValue(t, msg, func() { flight.NewBatcher(fn, o) })
 	}
 }
+
+// Forget waits for its shard when results are retained; called from fn
+// (on the caller's goroutine or a worker) it must not wait for itself.
+func TestForgetFromFnWithTTL(t *testing.T) {
+	c := newC[string](t, flight.WithTTL(time.Hour))
+	for _, ctx := range []context.Context{context.Background(), t.Context()} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) {
+				c.Forget("k")
+				return "v", nil
+			})
+		}()
+		wait.Recv(t, done)
+		c.Forget("k")
+	}
+}
