@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -45,9 +46,10 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 //
 // Create one with [NewBatcher]; the zero value is not usable. All methods
 // are safe for concurrent use. A Batcher that is no longer needed should be
-// closed: Close waits for running batches and stops its actors; until then
-// they stay registered in the actor system (they hold no goroutine). An
-// idle Batcher holds no goroutine and no per-key memory: the MaxWait
+// closed: Close waits for running batches and stops its actors. Only Close
+// closes a Batcher in use (a Load in progress or a pending LoadChan keeps it
+// reachable); one dropped without Close is closed, and its telemetry
+// removed, once the garbage collector finds it unreachable. An idle Batcher holds no goroutine and no per-key memory: the MaxWait
 // deadline is a timer, not a sleeping goroutine, and fn runs on warm
 // workers that exit a few milliseconds after the last batch.
 //
@@ -59,6 +61,13 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 type Batcher[K comparable, V any] struct {
 	e   *batch.Engine[K, V, Result[V]]
 	tel *telemetry // metrics callback and log route to undo on Close; nil: none
+}
+
+// droppedBatcher is what the cleanup of a Batcher collected without Close
+// undoes.
+type droppedBatcher[K comparable, V any] struct {
+	e   *batch.Engine[K, V, Result[V]]
+	tel *telemetry
 }
 
 // BatchStats is a reading of a Batcher's counters. Keys, Waiters, Pending
@@ -173,6 +182,16 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 	}
 	b := &Batcher[K, V]{e: e}
 	b.tel = attach(func() BatchStats { return batchStatsOf(e.Stats()) })
+	// As for a Coordinator (see New): the actors hold the engine, not b,
+	// except while a LoadChan is pending; once b is unreachable nothing can
+	// call it or wait for it, and the collector's cleanup closes the engine
+	// and undoes the telemetry. Load and LoadMany keep b on their stacks.
+	runtime.AddCleanup(b, func(x droppedBatcher[K, V]) {
+		go func() {
+			x.e.Close()
+			x.tel.close()
+		}()
+	}, droppedBatcher[K, V]{b.e, b.tel})
 	return b
 }
 
@@ -208,6 +227,7 @@ func batcherConfig(opts []Option) config {
 // ErrInvalidKey) gets ErrInvalidKey.
 func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
 	r := b.e.Load(ctx, key)
+	runtime.KeepAlive(b) // only Close closes b: not the collector while Load waits
 	return r.Val, r.Err
 }
 
@@ -217,7 +237,7 @@ func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
 // reports whether the key had more than one caller. When ctx is done first,
 // the Result carries ctx.Err().
 func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
-	return b.e.LoadChan(ctx, key)
+	return b.e.LoadChan(ctx, key, b)
 }
 
 // LoadMany loads every key of keys (a key given twice is loaded once) and
@@ -228,6 +248,7 @@ func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
 // returns an empty map and nil.
 func (b *Batcher[K, V]) LoadMany(ctx context.Context, keys []K) (map[K]V, error) {
 	vals, errs, err := b.e.LoadMany(ctx, keys)
+	runtime.KeepAlive(b)
 	if err != nil {
 		return vals, err
 	}

@@ -155,8 +155,10 @@ func (e *Engine[K, V, R]) Load(ctx context.Context, key K) R {
 }
 
 // LoadChan is Load that answers on a channel with a buffer of one, which
-// receives exactly one R and is never closed.
-func (e *Engine[K, V, R]) LoadChan(ctx context.Context, key K) <-chan R {
+// receives exactly one R and is never closed. anchor is what must stay
+// reachable until the call is answered (the caller's flight.Batcher): the
+// call holds it while queued, the shard while it has any key.
+func (e *Engine[K, V, R]) LoadChan(ctx context.Context, key K, anchor any) <-chan R {
 	var zero V
 	ch := make(chan R, 1)
 	if ctx == nil {
@@ -167,7 +169,7 @@ func (e *Engine[K, V, R]) LoadChan(ctx context.Context, key K) <-chan R {
 		ch <- e.cfg.Result(zero, err, false)
 		return ch
 	}
-	s.send(&call[K, V, R]{key: key, ctx: ctx, ch: ch, watch: ctx.Done() != nil})
+	s.send(&call[K, V, R]{key: key, ctx: ctx, ch: ch, watch: ctx.Done() != nil, anchor: anchor})
 	s.api.Exit()
 	return ch
 }

@@ -18,6 +18,11 @@ type shard[K comparable, V, R any] struct {
 	pid    *actor.PID
 	keys   map[K]*entry[K, V, R] // owned by the actor
 	closed bool                  // owned by the actor
+	// anchor is the flight.Batcher of a LoadChan caller, held while the
+	// shard has any key and dropped with its last one (owned by the actor):
+	// the shard is reachable from the actor system's registry, so the
+	// garbage collector does not close a Batcher under a pending LoadChan.
+	anchor any
 
 	api     gate.Gate     // callers of Load, LoadChan and LoadMany that may post
 	stopped chan struct{} // closed when the actor has stopped
@@ -47,11 +52,12 @@ type entry[K comparable, V, R any] struct {
 // key, ctx and the sink (ch, or g) are set by the caller before it posts;
 // the rest belongs to the shard.
 type call[K comparable, V, R any] struct {
-	key   K
-	ctx   context.Context
-	ch    chan R       // Load, LoadChan: buffer of one, receives exactly one R
-	g     *group[K, V] // LoadMany
-	watch bool         // LoadChan with a cancellable ctx: the shard watches it
+	key    K
+	ctx    context.Context
+	ch     chan R       // Load, LoadChan: buffer of one, receives exactly one R
+	g      *group[K, V] // LoadMany
+	watch  bool         // LoadChan with a cancellable ctx: the shard watches it
+	anchor any          // LoadChan: keeps the caller's Batcher reachable while queued
 
 	entry    *entry[K, V, R]
 	answered bool
@@ -116,6 +122,9 @@ func (s *shard[K, V, R]) join(c *call[K, V, R]) {
 	}
 	st.Loads.Add(1)
 	st.Waiters.Add(1)
+	if c.anchor != nil {
+		s.anchor, c.anchor = c.anchor, nil
+	}
 	en.calls = append(en.calls, c)
 	en.waiters++
 	en.joined++
@@ -171,6 +180,9 @@ func (s *shard[K, V, R]) detach(en *entry[K, V, R]) {
 	if s.keys[en.key] == en {
 		delete(s.keys, en.key)
 		s.e.stats.Keys.Add(-1)
+		if len(s.keys) == 0 {
+			s.anchor = nil
+		}
 	}
 }
 
