@@ -303,7 +303,10 @@ func TestBatchPanicAndGoexit(t *testing.T) {
 		}
 		return echo(nil)(nil, keys)
 	}, flight.WithMaxBatch(2), flight.WithMaxWait(hour))
+	// Each batch's first key decides what fn does: wait until it has joined
+	// before the second key comes (the two may go to different shards).
 	other := b.LoadChan(context.Background(), "panic")
+	wait.Until(t, "the first key joined", waiters(b, 1))
 	_, err := b.Load(context.Background(), "x")
 	var pe *flight.PanicError
 	require.ErrorAs(t, err, &pe)
@@ -312,6 +315,7 @@ func TestBatchPanicAndGoexit(t *testing.T) {
 	require.ErrorAs(t, wait.Recv(t, other).Err, &pe)
 
 	other = b.LoadChan(context.Background(), "goexit")
+	wait.Until(t, "the first key joined", waiters(b, 1))
 	_, err = b.Load(context.Background(), "y")
 	assert.ErrorIs(t, err, flight.ErrGoexit)
 	assert.ErrorIs(t, wait.Recv(t, other).Err, flight.ErrGoexit)
