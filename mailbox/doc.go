@@ -9,8 +9,11 @@
 // Shard actors are drained the way protoactor's synchronized dispatcher
 // drains a mailbox: the goroutine that posts a message to an idle shard
 // drains the shard's mailbox itself, and a goroutine that posts to a busy
-// shard only enqueues. No goroutine exists for a shard between messages, so
-// an idle coordinator holds none, and a round trip costs a fraction of a
+// shard only enqueues. A poster handles at most a bounded number of
+// messages: if others keep posting, it hands the rest to a goroutine of its
+// own, which exits when the mailbox is empty, so that no caller is kept
+// draining a flood for others. No goroutine exists for a shard between
+// messages, so an idle coordinator holds none, and a round trip costs a fraction of a
 // microsecond, where protoactor's default dispatcher starts a goroutine
 // every time a mailbox turns busy (several microseconds). The price is that a
 // handler runs on whichever goroutine posted, so shard handlers must never

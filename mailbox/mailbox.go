@@ -86,8 +86,21 @@ func (m *Mailbox) schedule() {
 	if !m.status.CompareAndSwap(idle, running) {
 		return // the goroutine draining it will see the message
 	}
+	m.drain(true)
+}
+
+// drain handles messages until the mailbox is empty. A poster (the
+// goroutine that found the mailbox idle) handles at most throughput
+// messages: if more are left — other goroutines keep posting — it hands the
+// rest to a goroutine of its own and returns, so that no caller is kept
+// draining a flood for others. That goroutine exits as soon as the mailbox
+// is empty, so an idle shard still holds none.
+func (m *Mailbox) drain(poster bool) {
 	for {
-		m.run()
+		if more := m.run(poster); more {
+			go m.drain(false) // the status stays running: it is handed over
+			return
+		}
 		m.status.Store(idle)
 		// A message posted after run saw the queues empty, but before the
 		// store, found the mailbox running: take it over if nobody did.
@@ -100,7 +113,11 @@ func (m *Mailbox) schedule() {
 	}
 }
 
-func (m *Mailbox) run() {
+// run handles messages until the queues are empty (or the mailbox is
+// suspended) and reports false; for a poster it stops after throughput
+// messages with some left, and reports true. Others yield the processor
+// every throughput messages and go on.
+func (m *Mailbox) run(poster bool) (more bool) {
 	var msg any
 	defer func() {
 		if r := recover(); r != nil {
@@ -109,6 +126,9 @@ func (m *Mailbox) run() {
 	}()
 	for i := 0; ; i++ {
 		if i == throughput {
+			if poster && (m.sysN.Load() > 0 || (!m.suspended.Load() && m.userN.Load() > 0)) {
+				return true
+			}
 			i = 0
 			runtime.Gosched()
 		}
@@ -128,7 +148,7 @@ func (m *Mailbox) run() {
 			continue
 		}
 		if m.suspended.Load() || m.userN.Load() == 0 {
-			return
+			return false
 		}
 		m.mu.Lock()
 		msg = m.user.pop()

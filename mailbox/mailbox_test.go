@@ -2,11 +2,15 @@ package mailbox
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/actorflight/flight/internal/wait"
 	"go.uber.org/goleak"
 )
 
@@ -125,8 +129,19 @@ func TestMailboxConcurrentPosts(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// A poster drains at most throughput messages and hands the rest to a
+	// goroutine of its own: wait for that one to finish.
+	wait.Until(t, "every message handled", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.user) == 16000
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	assert.Len(t, r.user, 16000)
+	mu.Lock()
 	assert.Zero(t, overlaps)
+	mu.Unlock()
 	seen := map[any]bool{}
 	for _, m := range r.user {
 		require.False(t, seen[m], "message %v handled twice", m)
@@ -155,4 +170,58 @@ func TestRingGrowsAndWraps(t *testing.T) {
 		model = model[1:]
 	}
 	assert.Zero(t, r.size)
+}
+
+// A poster that finds the mailbox idle drains at most throughput messages:
+// while other goroutines keep posting, it hands the rest to a goroutine of
+// its own and returns, so that no caller is kept draining a flood for
+// others; that goroutine exits once the mailbox is empty.
+func TestPosterHandsOverAFlood(t *testing.T) {
+	mb := newMailbox()
+	block := make(chan struct{})
+	r := &recorder{}
+	first := true
+	r.onUser = func(any) {
+		if first { // the poster is held inside the first message while others post
+			first = false
+			<-block
+		}
+		// A handler slower than a post: the flood outpaces the drain.
+		for t0 := time.Now(); time.Since(t0) < 5*time.Microsecond; {
+		}
+	}
+	mb.RegisterHandlers(r, nil)
+	posted := make(chan struct{})
+	go func() {
+		mb.PostUserMessage(0) // becomes the drainer, held in the handler
+		close(posted)
+	}()
+	wait.Until(t, "the poster draining", func() bool { return mb.status.Load() == running })
+	// A flood that goes on until the poster has returned.
+	var n atomic.Int64
+	flooded := make(chan struct{})
+	go func() {
+		defer close(flooded)
+		for {
+			select {
+			case <-posted:
+				return
+			default:
+			}
+			mb.PostUserMessage(n.Add(1))
+		}
+	}()
+	close(block)
+	select {
+	case <-posted:
+	case <-time.After(wait.Hang):
+		t.Fatal("the poster kept draining the flood")
+	}
+	<-flooded
+	wait.Until(t, "the rest drained", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return int64(len(r.user)) == n.Load()+1
+	})
+	wait.Until(t, "idle", func() bool { return mb.status.Load() == idle })
 }

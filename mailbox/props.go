@@ -5,7 +5,8 @@ import (
 )
 
 // throughput is how many messages a shard handles before its draining
-// goroutine yields the processor (runtime.Gosched) and goes on.
+// goroutine yields the processor (runtime.Gosched) and goes on — or, when
+// that goroutine is a poster, hands the rest over (see Mailbox.drain).
 const throughput = 256
 
 // Props returns the protoactor props of a shard actor made by producer, with
