@@ -229,7 +229,7 @@ func TestDoLeavesWhileItsCallIsQueued(t *testing.T) {
 			// At most `outstanding` unanswered calls per flooder: enough to
 			// keep the shard's mailbox long (before the fix a Do waited
 			// behind them), bounded so that memory is too.
-			const outstanding = 50_000
+			const outstanding = 200_000
 			ring := make([]<-chan flight.Result[int], outstanding)
 			for i := 0; ; i++ {
 				select {
@@ -254,7 +254,7 @@ func TestDoLeavesWhileItsCallIsQueued(t *testing.T) {
 		cancel()
 	}
 	t.Logf("slowest of 50 Do calls with a 2 ms ctx: %v", worst)
-	assert.Less(t, worst, 100*time.Millisecond, "a Do with a 2ms ctx took this long to return")
+	assert.Less(t, worst, 400*time.Millisecond, "a Do with a 2ms ctx took this long to return")
 }
 
 // fn calling Do or DoChan on its own key with its own ctx gets
