@@ -2,10 +2,7 @@ package flight
 
 import (
 	"context"
-	"errors"
 
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -40,17 +37,11 @@ func newBatchInstruments(tc telemetryConfig) *batchInstruments {
 	in.pending = updown("flight.batch.pending", "{batch}", "Batches collecting keys or waiting for a slot now.")
 	in.running = updown("flight.batch.running", "{batch}", "Batches whose function runs now.")
 	in.waiters = updown("flight.batch.waiters", "{call}", "Loads waiting now.")
-	var err error
-	in.keys, err = m.Int64Histogram("flight.batch.keys", metric.WithUnit("{key}"),
-		metric.WithDescription("Keys in each batch, recorded when it is dispatched."))
-	mk.errs = append(mk.errs, err)
-	if err := errors.Join(mk.errs...); err != nil {
-		otel.Handle(err)
+	in.keys = mk.intHistogram("flight.batch.keys", "{key}", "Keys in each batch, recorded when it is dispatched.")
+	var ok bool
+	if in.observe, in.record, ok = mk.attributes(tc); !ok {
 		return nil
 	}
-	set := metric.WithAttributeSet(attribute.NewSet(tc.attrs...))
-	in.observe = []metric.ObserveOption{set}
-	in.record = []metric.RecordOption{set}
 	return in
 }
 

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // With WithMeterProvider, a Batcher reports its batches as a counter and the
@@ -29,6 +30,12 @@ func TestBatchMetrics(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, vals, 19)
 	assert.Equal(t, "v:extra", (<-pending).Val)
+	// A caller is answered before its shard counts it out: wait for the
+	// gauges to settle before reading them.
+	wait.Until(t, "the gauges settled", func() bool {
+		st := b.Stats()
+		return st.Waiters == 0 && st.Running == 0 && st.Pending == 0
+	})
 
 	got := m.collect(t)
 	expect(t, got, attrs, map[string]int64{

@@ -96,6 +96,23 @@ func (mk *maker) counter(name, unit, desc string) metric.Int64ObservableCounter 
 	return x
 }
 
+func (mk *maker) intHistogram(name, unit, desc string) metric.Int64Histogram {
+	x, err := mk.m.Int64Histogram(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	mk.errs = append(mk.errs, err)
+	return x
+}
+
+// attributes hands the instruments' errors to otel.Handle and reports
+// false, or returns the options that carry tc's attributes, made once.
+func (mk *maker) attributes(tc telemetryConfig) ([]metric.ObserveOption, []metric.RecordOption, bool) {
+	if err := errors.Join(mk.errs...); err != nil {
+		otel.Handle(err)
+		return nil, nil, false
+	}
+	set := metric.WithAttributeSet(attribute.NewSet(tc.attrs...))
+	return []metric.ObserveOption{set}, []metric.RecordOption{set}, true
+}
+
 func (mk *maker) updown(name, unit, desc string) metric.Int64ObservableUpDownCounter {
 	x, err := mk.m.Int64ObservableUpDownCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 	mk.errs = append(mk.errs, err)
@@ -141,16 +158,11 @@ func newInstruments(tc telemetryConfig) *instruments {
 	in.duration, err = m.Float64Histogram("flight.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of each execution of fn, from its start to its return."))
 	mk.errs = append(mk.errs, err)
-	in.callers, err = m.Int64Histogram("flight.callers", metric.WithUnit("{call}"),
-		metric.WithDescription("Callers each flight had, the first included, counted when fn returns."))
-	mk.errs = append(mk.errs, err)
-	if err := errors.Join(mk.errs...); err != nil {
-		otel.Handle(err)
+	in.callers = mk.intHistogram("flight.callers", "{call}", "Callers each flight had, the first included, counted once when the flight ends.")
+	var ok bool
+	if in.observe, in.record, ok = mk.attributes(tc); !ok {
 		return nil
 	}
-	set := metric.WithAttributeSet(attribute.NewSet(tc.attrs...))
-	in.observe = []metric.ObserveOption{set}
-	in.record = []metric.RecordOption{set}
 	return in
 }
 
