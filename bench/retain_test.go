@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -105,36 +106,33 @@ func BenchmarkRetainJoin(b *testing.B) {
 // WithTTL (what retaining costs a flight that is never hit again; past
 // DefaultMaxEntries each new result also evicts one).
 func BenchmarkRetainMiss(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		opts []flight.Option
-	}{{"none", nil}, {"ttl", []flight.Option{flight.WithTTL(time.Hour)}}, {"ttl-small", []flight.Option{flight.WithTTL(time.Hour), flight.WithMaxEntries(1000)}}} {
-		b.Run(tc.name, func(b *testing.B) {
-			c := flight.New[uint64, int](tc.opts...)
-			defer c.Close()
-			ctx := context.Background()
-			fn := func(context.Context) (int, error) { return 1, nil }
-			var next atomic.Uint64
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, shared, _ := c.Do(ctx, next.Add(1), fn); shared {
-						panic("a hit in the miss benchmark")
-					}
-				}
-			})
-		})
-	}
+	benchFreshKeys(b, []optionCase{
+		{"none", nil},
+		{"ttl", []flight.Option{flight.WithTTL(time.Hour)}},
+		{"ttl-small", []flight.Option{flight.WithTTL(time.Hour), flight.WithMaxEntries(1000)}},
+	})
 }
 
 // BenchmarkRetryNoFailure: distinct keys, fn never fails, with and without
 // WithRetry (what a retry policy costs a flight that does not need it).
 func BenchmarkRetryNoFailure(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		opts []flight.Option
-	}{{"none", nil}, {"retry", []flight.Option{flight.WithRetry(3, flight.ExponentialBackoff(time.Millisecond, time.Second))}}} {
+	benchFreshKeys(b, []optionCase{
+		{"none", nil},
+		{"retry", []flight.Option{flight.WithRetry(3, flight.ExponentialBackoff(time.Millisecond, time.Second))}},
+	})
+}
+
+// optionCase is a sub-benchmark: a coordinator made with opts.
+type optionCase struct {
+	name string
+	opts []flight.Option
+}
+
+// benchFreshKeys runs each case on keys never asked for before (RunParallel,
+// context.Background(), a no-op fn that succeeds): every call is an unshared
+// flight that succeeds, or the benchmark panics.
+func benchFreshKeys(b *testing.B, cases []optionCase) {
+	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
 			c := flight.New[uint64, int](tc.opts...)
 			defer c.Close()
@@ -145,8 +143,8 @@ func BenchmarkRetryNoFailure(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, _, err := c.Do(ctx, next.Add(1), fn); err != nil {
-						panic(err)
+					if _, shared, err := c.Do(ctx, next.Add(1), fn); shared || err != nil {
+						panic(fmt.Sprintf("a fresh key was shared (%v) or failed (%v)", shared, err))
 					}
 				}
 			})
