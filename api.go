@@ -26,6 +26,10 @@ type Result[V any] struct {
 	Val    V
 	Err    error
 	Shared bool // the flight had more than one caller (true for the first caller too)
+	// Stale reports that Val is a stale retained value, served with a nil
+	// Err because the flight failed or the key's breaker is open
+	// (WithStaleIfError). Do returns such a value with a nil error too.
+	Stale bool
 }
 
 // Coordinator deduplicates concurrent calls by key: while fn runs for a key,
@@ -69,6 +73,9 @@ type Stats struct {
 	Hits       uint64 // calls answered from a retained result, without running fn
 	Refreshes  uint64 // background refreshes started (WithRefreshAhead)
 	Retries    uint64 // attempts of fn after a flight's first (WithRetry)
+	Stale      uint64 // calls answered with a stale value (WithStaleIfError)
+	Open       int    // keys whose breaker is open now (WithBreaker; a gauge)
+	Rejected   uint64 // calls refused with ErrOpen (WithBreaker)
 }
 
 var (
@@ -142,7 +149,9 @@ type config struct {
 	batch       batchConfig // WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches (batch_options.go)
 	attempts    int         // WithRetry; 0: once
 	backoff     func(n int) time.Duration
-	retryable   func(error) bool // WithRetryIf; nil: defaultRetryable
+	retryable   func(error) bool          // WithRetryIf; nil: defaultRetryable
+	stale       time.Duration             // WithStaleIfError (breaker.go); 0: none
+	breaker     coordinator.BreakerConfig // WithBreaker (breaker.go); zero: none
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
@@ -270,6 +279,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		cfg.logger = discard
 	}
 	checkRetain(&cfg)
+	checkResilience(&cfg)
 	if cfg.retryable == nil {
 		cfg.retryable = defaultRetryable
 	}
@@ -288,10 +298,14 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 			Timeout:    &timeoutError{cfg.timeout},
 			Recursive:  ErrRecursiveCall,
 			Panic:      cfg.panicErr,
+			Stale:      errStale,
 		},
 		ErrNilFunc:    ErrNilFunc,
 		ErrInvalidKey: ErrInvalidKey,
 		Result: func(v V, err error, shared bool) Result[V] {
+			if err == errStale {
+				return Result[V]{Val: v, Shared: shared, Stale: true}
+			}
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnFinish:       onFinish,
@@ -300,6 +314,8 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		Attempts:       cfg.attempts,
 		Backoff:        cfg.backoff,
 		Retryable:      cfg.retryable,
+		Breaker:        cfg.breaker,
+		ErrOpen:        ErrOpen,
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count
@@ -395,6 +411,7 @@ func statsOf(s coordinator.Stats) Stats {
 		Flights: s.Flights, Joins: s.Joins, Panics: s.Panics, Timeouts: s.Timeouts,
 		Abandoned: s.Abandoned, Forgotten: s.Forgotten, Overloaded: s.Overloaded,
 		Entries: s.Entries, Hits: s.Hits, Refreshes: s.Refreshes, Retries: s.Retries,
+		Stale: s.Stale, Open: s.Open, Rejected: s.Rejected,
 	}
 }
 

@@ -100,6 +100,8 @@ var fieldOptions = map[string]string{
 	"attempts":   "WithRetry",
 	"backoff":    "WithRetry",
 	"retryable":  "WithRetryIf",
+	"stale":      "WithStaleIfError (it needs WithTTL, which a Batcher does not take)",
+	"breaker":    "WithBreaker",
 }
 
 // checkBatcher panics when NewBatcher was given an option that does not

@@ -124,7 +124,8 @@ type instruments struct {
 	// Observed from Stats on collection.
 	flights, joins, panics, timeouts, abandoned, forgotten, overloaded metric.Int64ObservableCounter
 	hits, refreshes, retries                                           metric.Int64ObservableCounter
-	inFlight, waiters, keys, entries                                   metric.Int64ObservableUpDownCounter
+	stale, rejected                                                    metric.Int64ObservableCounter
+	inFlight, waiters, keys, entries, open                             metric.Int64ObservableUpDownCounter
 	// Recorded as each execution of fn returns.
 	duration metric.Float64Histogram
 	callers  metric.Int64Histogram
@@ -150,10 +151,13 @@ func newInstruments(tc telemetryConfig) *instruments {
 	in.hits = counter("flight.hits", "{call}", "Calls answered from a retained result, without running fn.")
 	in.refreshes = counter("flight.refreshes", "{flight}", "Background refreshes started (WithRefreshAhead).")
 	in.retries = counter("flight.retries", "{attempt}", "Attempts of fn after a flight's first (WithRetry).")
+	in.stale = counter("flight.stale", "{call}", "Calls answered with a stale value (WithStaleIfError).")
+	in.rejected = counter("flight.rejected", "{call}", "Calls refused with ErrOpen by an open breaker (WithBreaker).")
 	in.inFlight = updown("flight.in_flight", "{flight}", "Executions of fn running now.")
 	in.waiters = updown("flight.waiters", "{call}", "Calls waiting for a flight now, the first caller included.")
 	in.keys = updown("flight.keys", "{key}", "Keys with a live flight actor now.")
 	in.entries = updown("flight.entries", "{result}", "Results retained now (WithTTL, WithErrorTTL).")
+	in.open = updown("flight.open", "{key}", "Keys whose breaker is open now (WithBreaker).")
 	var err error
 	in.duration, err = m.Float64Histogram("flight.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of each execution of fn, from its start to its return."))
@@ -195,9 +199,13 @@ func (in *instruments) register(mp metric.MeterProvider, stats func() Stats) (me
 		o.ObserveInt64(in.refreshes, int64(s.Refreshes), in.observe...)
 		o.ObserveInt64(in.retries, int64(s.Retries), in.observe...)
 		o.ObserveInt64(in.entries, int64(s.Entries), in.observe...)
+		o.ObserveInt64(in.stale, int64(s.Stale), in.observe...)
+		o.ObserveInt64(in.rejected, int64(s.Rejected), in.observe...)
+		o.ObserveInt64(in.open, int64(s.Open), in.observe...)
 		return nil
 	}, in.flights, in.joins, in.panics, in.timeouts, in.abandoned, in.forgotten, in.overloaded,
-		in.hits, in.refreshes, in.retries, in.inFlight, in.waiters, in.keys, in.entries)
+		in.hits, in.refreshes, in.retries, in.stale, in.rejected,
+		in.inFlight, in.waiters, in.keys, in.entries, in.open)
 }
 
 // startTelemetry prepares what New registers outside the coordinator: the

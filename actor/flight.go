@@ -16,6 +16,10 @@ type Errors struct {
 	Timeout    error                               // wraps context.DeadlineExceeded
 	Recursive  error                               // a call from inside fn that would wait for fn
 	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
+	// Stale marks an answer that is a stale value (WithStaleIfError): the
+	// engine hands the caller a nil error, and DoChan's Result.Stale, in
+	// its place. It never reaches a caller.
+	Stale error
 }
 
 // Env is what a shard gives its key actors: limits, counters, the worker pool
@@ -57,6 +61,11 @@ type Env[K comparable, V any] struct {
 	// beside the forgotten one, as x/sync's Forget does (compat/singleflight
 	// sets it); by default it waits for the forgotten fn to return.
 	ForgetOverlaps bool
+	// Outcome, when set (WithBreaker, WithStaleIfError), is told whether a
+	// flight still attached to its key failed, as it is answered (before
+	// its waiters are); for a failed one it may return a stale value to
+	// answer the waiters with instead (see resil.go).
+	Outcome func(key K, failed bool) (stale V, ok bool)
 
 	Closed bool // set by the shard on Close: refuse joins, start nothing
 }
@@ -340,7 +349,11 @@ func (k *Owner[K, V]) Expire(f *Flight[K, V]) {
 		return
 	}
 	k.timeout(f)
-	k.publish(f, *new(V), k.env.Errors.Timeout)
+	if v, ok := k.verdict(f, k.env.Errors.Timeout); ok {
+		k.publishStale(f, v)
+	} else {
+		k.publish(f, *new(V), k.env.Errors.Timeout)
+	}
 	k.detach(f)
 }
 
@@ -387,15 +400,32 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	}
 	answer := !f.abandoned && !f.Published()
 	expired := answer && f.ctx.passed()
+	// WithBreaker, WithStaleIfError: the outcome counts before the waiters
+	// are answered, and a failed flight answered with a stale value is
+	// never retained.
+	var staleVal V
+	stale := false
+	if answer && env.Outcome != nil {
+		judged := err
+		if expired {
+			judged = env.Errors.Timeout
+		}
+		staleVal, stale = k.verdict(f, judged)
+	}
 	if env.Retain != nil {
 		// Before the waiters are answered, so that a caller who asks again
 		// at once finds the result retained.
-		keep := !expired && k.open == f && f.outcome == fnReturned && k.retainable(err)
+		keep := !stale && !expired && k.open == f && f.outcome == fnReturned && k.retainable(err)
 		if keep || f.refresh {
 			env.Retain(k.Key, f.val, err, keep, f.refresh)
 		}
 	}
 	switch {
+	case stale:
+		if expired {
+			k.timeout(f)
+		}
+		k.publishStale(f, staleVal)
 	case expired:
 		// The deadline passed before the shard got fn's return, and Expire
 		// has not run yet (its timer may not even have fired): the waiters

@@ -23,6 +23,9 @@ type Stats struct {
 	Hits       atomic.Uint64 // calls answered from a retained result
 	Refreshes  atomic.Uint64 // background refreshes started (WithRefreshAhead)
 	Retries    atomic.Uint64 // attempts of fn after a flight's first (WithRetry)
+	Stale      atomic.Uint64 // calls answered with a stale value (WithStaleIfError)
+	Open       atomic.Int64  // keys whose breaker is open now (WithBreaker)
+	Rejected   atomic.Uint64 // calls refused with ErrOpen (WithBreaker)
 
 	_ [64]byte // keep shards' counters on separate cache lines
 }

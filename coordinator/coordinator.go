@@ -55,6 +55,10 @@ type Config[V, R any] struct {
 	Attempts  int
 	Backoff   func(n int) time.Duration
 	Retryable func(error) bool
+	// Breaker configures the per-key breaker (see breaker.go); the zero
+	// value has none. ErrOpen is the error of a call it refuses.
+	Breaker BreakerConfig
+	ErrOpen error
 }
 
 // DefaultShards is the shard count when none is configured: four per
@@ -133,6 +137,12 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 			s.store = newStore[K, V](&c.cfg.Retain, &c.entries, &s.stats, s.postInternal)
 			s.env.Retain = s.retain
 		}
+		if cfg.Breaker.Failures > 0 {
+			s.brk = newBreakers[K](cfg.Breaker, &s.stats, s.postInternal)
+		}
+		if s.brk != nil || (s.store != nil && cfg.Retain.Stale > 0) {
+			s.env.Outcome = s.outcome
+		}
 		// The producer returns the same shard each time: if protoactor ever
 		// restarted the actor, its keys and waiters would survive.
 		s.pid = c.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
@@ -168,6 +178,14 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 			return e.val, true, e.err
 		}
 	}
+	if s.brk != nil {
+		if v, err, ok := s.refused(key); ok {
+			if err == c.cfg.Errors.Stale {
+				return v, true, nil
+			}
+			return v, false, err
+		}
+	}
 	if !s.api.Enter() {
 		return v, false, c.cfg.Errors.Closed
 	}
@@ -199,9 +217,12 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	// stays free of a shared atomic.
 	s.api.Exit()
 	if cl.hit {
-		v, err = cl.hitVal, cl.hitErr
+		v, shared, err = cl.hitVal, cl.hitShared, cl.hitErr
 		c.putCall(cl)
-		return v, true, err
+		if err != nil && err == c.cfg.Errors.Stale {
+			err = nil
+		}
+		return v, shared, err
 	}
 	if err := cl.w.Err; err != nil {
 		c.putCall(cl)
@@ -224,6 +245,9 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		<-cl.w.Done
 	}
 	v, shared, err = f.Val, f.Shared, f.Err
+	if err != nil && err == c.cfg.Errors.Stale {
+		err = nil // a stale value answered a failed flight (WithStaleIfError)
+	}
 	// Only the flight's first Do caller (woken on its own channel) recycles
 	// its call: the others were woken together by the broadcast, and
 	// skipping the pool keeps a stampede's fan-out to its bare wake-ups (the
@@ -266,6 +290,12 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 			return ch
 		}
 	}
+	if s.brk != nil {
+		if v, err, ok := s.refused(key); ok {
+			ch <- c.cfg.Result(v, err, err == c.cfg.Errors.Stale)
+			return ch
+		}
+	}
 	if !s.api.Enter() {
 		ch <- c.cfg.Result(zero, c.cfg.Errors.Closed, false)
 		return ch
@@ -304,13 +334,13 @@ func (c *Engine[K, V, R]) Forget(key K) {
 		return
 	}
 	defer s.api.Exit()
-	if s.store == nil {
+	if s.store == nil && s.brk == nil {
 		s.send(&forgetMsg[K]{key: key})
 		return
 	}
-	// With retained results, wait for the shard to drop the key's result
-	// and detach its flight together: a call that starts after Forget
-	// returns must find neither.
+	// With retained results or breakers, wait for the shard to drop the
+	// key's result and breaker and detach its flight together: a call that
+	// starts after Forget returns must find none of them.
 	m := &forgetMsg[K]{key: key, done: make(chan struct{})}
 	s.send(m)
 	<-m.done
@@ -321,6 +351,8 @@ type Stats struct {
 	Keys, InFlight, Waiters, Entries                                   int
 	Flights, Joins, Panics, Timeouts, Abandoned, Forgotten, Overloaded uint64
 	Hits, Refreshes, Retries                                           uint64
+	Stale, Rejected                                                    uint64
+	Open                                                               int
 }
 
 // Stats returns the counters. It takes no lock and sends no message.
@@ -342,6 +374,9 @@ func (c *Engine[K, V, R]) Stats() Stats {
 		st.Hits += x.Hits.Load()
 		st.Refreshes += x.Refreshes.Load()
 		st.Retries += x.Retries.Load()
+		st.Stale += x.Stale.Load()
+		st.Rejected += x.Rejected.Load()
+		st.Open += int(x.Open.Load())
 	}
 	return st
 }
@@ -405,18 +440,21 @@ type call[K comparable, V, R any] struct {
 
 	// A Do call answered by the shard from a retained result (a hit that
 	// the caller's own look-up missed): written before the join token.
-	hit    bool
-	hitVal V
-	hitErr error
+	hit       bool
+	hitShared bool
+	hitVal    V
+	hitErr    error
 }
 
-// answer gives the caller a retained result (shared, as every hit is).
-func (cl *call[K, V, R]) answer(val V, err error) {
+// answer gives the caller a retained result (shared, as every hit is), or
+// the answer of an open breaker: a stale value (shared too, err the stale
+// marker) or ErrOpen (not shared).
+func (cl *call[K, V, R]) answer(val V, err error, shared bool) {
 	if cl.ch != nil {
-		cl.ch <- cl.mk(val, err, true)
+		cl.ch <- cl.mk(val, err, shared)
 		return
 	}
-	cl.hit, cl.hitVal, cl.hitErr = true, val, err
+	cl.hit, cl.hitShared, cl.hitVal, cl.hitErr = true, shared, val, err
 }
 
 // getCall returns a call for Do from the coordinator's pool. Do recycles its
@@ -439,7 +477,7 @@ func (c *Engine[K, V, R]) putCall(cl *call[K, V, R]) {
 	cl.key = zero
 	cl.w = fa.Waiter[K, V]{Wake: wake}
 	cl.replied = false
-	cl.hit, cl.hitVal, cl.hitErr = false, *new(V), nil
+	cl.hit, cl.hitShared, cl.hitVal, cl.hitErr = false, false, *new(V), nil
 	c.calls.Put(cl)
 }
 

@@ -45,6 +45,7 @@ type RetainConfig struct {
 	ErrorTTL     time.Duration // error results; 0: not retained
 	RefreshAhead time.Duration // with TTL: refresh a result older than this on a hit; 0: never
 	MaxEntries   int           // bound across shards; > 0 when TTL or ErrorTTL is set
+	Stale        time.Duration // with TTL: keep a value this long past its TTL as stale (breaker.go); 0: not kept
 }
 
 func (r RetainConfig) enabled() bool { return r.TTL > 0 || r.ErrorTTL > 0 }
@@ -237,7 +238,7 @@ func (st *store[K, V]) expire() {
 	st.armed = false
 	now := since()
 	for _, q := range []*fifo[K, V]{&st.vals, &st.errs} {
-		for e := q.head(); e != nil && (e.gone || e.expires <= now); e = q.head() {
+		for e := q.head(); e != nil && (e.gone || st.dropAt(e) <= now); e = q.head() {
 			q.pop()
 			if !e.gone {
 				st.unmap(e)
@@ -269,8 +270,8 @@ func (st *store[K, V]) arm() {
 	var next time.Duration
 	found := false
 	for _, q := range []*fifo[K, V]{&st.vals, &st.errs} {
-		if e := q.head(); e != nil && (!found || e.expires < next) {
-			next, found = e.expires, true
+		if e := q.head(); e != nil && (!found || st.dropAt(e) < next) {
+			next, found = st.dropAt(e), true
 		}
 	}
 	if !found || (st.armed && st.armedAt <= next) {

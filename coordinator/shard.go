@@ -31,6 +31,7 @@ type shard[K comparable, V, R any] struct {
 	anchor any
 
 	store *store[K, V] // retained results; nil: none retained
+	brk   *breakers[K] // per-key breakers (breaker.go); nil: none
 
 	pending atomic.Int64  // DoChan calls posted and not yet handled (counted only with a backlog bound)
 	api     gate.Gate     // callers of Do, DoChan and Forget that may post
@@ -90,6 +91,9 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		if s.store != nil {
 			s.store.remove(m.key)
 		}
+		if s.brk != nil {
+			s.brk.remove(m.key) // Forget closes the key's breaker
+		}
 		if k := s.keys[m.key]; k != nil {
 			k.Forget()
 		}
@@ -98,11 +102,16 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		}
 	case expireMsg:
 		s.store.expire()
+	case breakerMsg:
+		s.brk.expire(func(key K) bool { return s.keys[key] != nil })
 	case *refreshMsg[K, V]:
 		s.refresh(m)
 	case *closeMsg:
 		if s.store != nil {
 			s.store.close()
+		}
+		if s.brk != nil {
+			s.brk.close()
 		}
 		s.env.Closed = true
 		for _, k := range s.keys {
@@ -133,10 +142,14 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 		// The result may have been retained since the caller looked.
 		if e := s.store.own(cl.key); e != nil {
 			s.stats.Hits.Add(1)
-			cl.answer(e.val, e.err)
+			cl.answer(e.val, e.err, true)
 			s.replyTo(cl)
 			return
 		}
+	}
+	if s.brk != nil && !s.env.Closed && cl.w.Ctx.Err() == nil && s.ownRefused(cl) {
+		s.replyTo(cl)
+		return
 	}
 	k := s.owner(cl.key)
 	k.Join(&cl.w)
@@ -275,6 +288,10 @@ func (s *shard[K, V, R]) hit(ctx context.Context, key K, fn func(context.Context
 func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
 	e := m.e
 	if e.gone || s.store.entries[e.key] != e {
+		return
+	}
+	if s.brk != nil && s.brk.ownOpen(e.key) {
+		e.refreshing.Store(false) // an open breaker starts no flight
 		return
 	}
 	k := s.owner(e.key)

@@ -1,0 +1,329 @@
+package coordinator
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	fa "github.com/actorflight/flight/actor"
+)
+
+// The per-key breaker (WithBreaker) and the stale values it and
+// WithStaleIfError serve.
+//
+// Each shard keeps the breaker state of its keys that failed recently in a
+// map that callers read under a read lock and only the shard actor writes,
+// as it does its retained results. The state outlives the key's actor (an
+// idle key has none) and is dropped by a timer message, so that a key that
+// failed once and is never asked for again holds nothing for long:
+//
+//   - closed (fewer than Failures consecutive failed flights): dropped
+//     Cooldown after its last failure; the count starts again from zero;
+//   - open (Failures reached): every call is refused at once, on the
+//     caller's goroutine, until Cooldown after the last failure; then it is
+//     half-open;
+//   - half-open: the next call starts one flight (the trial), which every
+//     caller arriving meanwhile joins as usual; its success drops the state
+//     (the breaker closes), its failure opens it for another Cooldown. A
+//     half-open state no call has tried is dropped Cooldown after it became
+//     half-open, 2·Cooldown after the last failure, and while a flight of
+//     the key runs it is kept until that flight ends. Why not drop it at the
+//     end of the cooldown, as a closed state is: the trial would then count
+//     from zero, and an upstream that is still down would get Failures more
+//     flights instead of one.
+//
+// A successful flight drops the key's state; Forget drops it too; Close
+// drops every state. Every deadline is Cooldown after an event the shard
+// handles, so they come in the order they were set: one FIFO queue and one
+// time.AfterFunc timer armed for its head, as the store's expiry does; no
+// goroutine exists between timer firings, and none once the queue is empty.
+//
+// The cost when nothing fails: the shard's flight-end handler looks the key
+// up in its own map (no lock), and a call loads one atomic counter (the
+// shard's number of states) and skips the lock while it is zero.
+
+// BreakerConfig configures the per-key breaker; the zero value has none.
+type BreakerConfig struct {
+	Failures int           // consecutive failed flights that open a key's breaker; 0: no breaker
+	Cooldown time.Duration // how long it stays open; > 0 with Failures
+}
+
+// notOpen is a state's openUntil while it is closed.
+const notOpen = math.MinInt64
+
+// bstate is one key's breaker state.
+type bstate[K comparable] struct {
+	key       K
+	openUntil atomic.Int64 // since epoch; notOpen while closed (written by the shard, read by callers)
+	fails     int          // consecutive failed flights (owned by the shard)
+	gen       uint64       // bumped by each failure; an older event is stale (owned by the shard)
+	open      bool         // counted in Stats.Open: not yet half-open (owned by the shard)
+	gone      bool         // removed from the map (owned by the shard)
+}
+
+// bevent is a deadline of one state: Cooldown after a failure, or after the
+// state became half-open.
+type bevent[K comparable] struct {
+	st  *bstate[K]
+	gen uint64
+	at  time.Duration
+}
+
+// breakers is one shard's breaker states.
+type breakers[K comparable] struct {
+	mu sync.RWMutex
+	m  map[K]*bstate[K] // guarded by mu; written by the shard actor only
+	n  atomic.Int64     // len(m): a call skips the lock while it is 0
+
+	// Owned by the shard actor.
+	q       []bevent[K] // deadlines in order (a slice used as a queue)
+	first   int         // index of q's head
+	timer   *time.Timer
+	armedAt time.Duration
+	armed   bool
+	closed  bool
+	cfg     BreakerConfig
+	post    func(msg any)
+	stats   *fa.Stats
+}
+
+// breakerMsg is what the breakers' timer posts to its shard.
+type breakerMsg struct{}
+
+func newBreakers[K comparable](cfg BreakerConfig, stats *fa.Stats, post func(any)) *breakers[K] {
+	return &breakers[K]{m: make(map[K]*bstate[K]), cfg: cfg, stats: stats, post: post}
+}
+
+// isOpen reports whether key's breaker refuses a call at now. Any
+// goroutine may call it.
+func (b *breakers[K]) isOpen(key K, now time.Duration) bool {
+	if b.n.Load() == 0 {
+		return false
+	}
+	b.mu.RLock()
+	st := b.m[key]
+	b.mu.RUnlock()
+	return st != nil && int64(now) < st.openUntil.Load()
+}
+
+// ownOpen is isOpen for the shard actor, the map's only writer: no lock.
+func (b *breakers[K]) ownOpen(key K) bool {
+	st := b.m[key]
+	return st != nil && int64(since()) < st.openUntil.Load()
+}
+
+// fail counts a failed flight of key, opening its breaker at the
+// Failures'th in a row (shard actor only).
+func (b *breakers[K]) fail(key K) {
+	if b.closed {
+		return
+	}
+	st := b.m[key]
+	if st == nil {
+		st = &bstate[K]{key: key}
+		st.openUntil.Store(notOpen)
+		b.mu.Lock()
+		b.m[key] = st
+		b.mu.Unlock()
+		b.n.Add(1)
+	}
+	now := since()
+	st.fails++
+	st.gen++
+	if st.fails >= b.cfg.Failures {
+		st.openUntil.Store(int64(addSat(now, b.cfg.Cooldown)))
+		if !st.open {
+			st.open = true
+			b.stats.Open.Add(1)
+		}
+	}
+	b.push(st, now)
+}
+
+// succeed closes key's breaker after a successful flight (shard actor only).
+func (b *breakers[K]) succeed(key K) {
+	if st := b.m[key]; st != nil {
+		b.drop(st)
+	}
+}
+
+// remove drops key's state (Forget; shard actor only).
+func (b *breakers[K]) remove(key K) { b.succeed(key) }
+
+func (b *breakers[K]) drop(st *bstate[K]) {
+	b.mu.Lock()
+	delete(b.m, st.key)
+	b.mu.Unlock()
+	b.n.Add(-1)
+	st.gone = true
+	if st.open {
+		st.open = false
+		b.stats.Open.Add(-1)
+	}
+}
+
+func (b *breakers[K]) push(st *bstate[K], now time.Duration) {
+	if b.first > 0 && b.first == len(b.q) {
+		b.q, b.first = b.q[:0], 0
+	}
+	b.q = append(b.q, bevent[K]{st: st, gen: st.gen, at: addSat(now, b.cfg.Cooldown)})
+	b.arm()
+}
+
+// expire handles the deadlines that have passed (shard actor only): an
+// open state becomes half-open, a closed one or an untried half-open one
+// is dropped. live reports whether key has a flight now.
+func (b *breakers[K]) expire(live func(K) bool) {
+	b.armed = false
+	now := since()
+	for b.first < len(b.q) && b.q[b.first].at <= now {
+		ev := b.q[b.first]
+		b.q[b.first] = bevent[K]{}
+		b.first++
+		st := ev.st
+		if st.gone || ev.gen != st.gen {
+			continue // dropped, or failed again since: a later event is queued
+		}
+		switch {
+		case st.open:
+			st.open = false
+			b.stats.Open.Add(-1)
+			b.push(st, now) // half-open: the drop if no trial comes
+		case st.fails >= b.cfg.Failures && live(st.key):
+			b.push(st, now) // half-open and a flight (the trial) runs: keep it
+		default:
+			b.drop(st)
+		}
+	}
+	if b.first == len(b.q) {
+		clear(b.q)
+		b.q, b.first = b.q[:0], 0
+	} else if b.first > 64 && b.first > len(b.q)/2 {
+		n := copy(b.q, b.q[b.first:])
+		clear(b.q[n:])
+		b.q, b.first = b.q[:n], 0
+	}
+	b.arm()
+}
+
+// arm makes the timer fire at the head's deadline, if it is not armed for
+// it already.
+func (b *breakers[K]) arm() {
+	if b.closed || b.first == len(b.q) {
+		return
+	}
+	next := b.q[b.first].at
+	if b.armed && b.armedAt <= next {
+		return
+	}
+	b.armed, b.armedAt = true, next
+	d := next - since()
+	if b.timer == nil {
+		post := b.post
+		b.timer = time.AfterFunc(d, func() { post(breakerMsg{}) })
+		return
+	}
+	b.timer.Reset(d)
+}
+
+// close drops every state and stops the timer (shard actor only).
+func (b *breakers[K]) close() {
+	b.closed = true
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	for _, st := range b.m {
+		b.drop(st)
+	}
+	b.q, b.first = nil, 0
+}
+
+// stale returns key's retained value while WithStaleIfError keeps it (past
+// its TTL or not), for the shard actor: no lock.
+func (st *store[K, V]) stale(key K) *entry[K, V] {
+	e := st.entries[key]
+	if e == nil || e.err != nil || since() >= st.dropAt(e) {
+		return nil
+	}
+	return e
+}
+
+// lookupStale is stale for any goroutine: key's value if it is past its
+// TTL and still kept as stale at now (a fresh one is a hit).
+func (st *store[K, V]) lookupStale(key K, now time.Duration) *entry[K, V] {
+	st.mu.RLock()
+	e := st.entries[key]
+	st.mu.RUnlock()
+	if e == nil || e.err != nil || now < e.expires || now >= st.dropAt(e) {
+		return nil
+	}
+	return e
+}
+
+// dropAt is when e leaves the store: at its TTL, or for a value with
+// WithStaleIfError, Stale after it.
+func (st *store[K, V]) dropAt(e *entry[K, V]) time.Duration {
+	if e.err == nil && st.cfg.Stale > 0 {
+		return addSat(e.expires, st.cfg.Stale)
+	}
+	return e.expires
+}
+
+// outcome is the key actors' Env.Outcome: it counts a flight's outcome in
+// the key's breaker and, for a failed one, returns the key's stale value
+// to answer with, if it holds one.
+func (s *shard[K, V, R]) outcome(key K, failed bool) (v V, ok bool) {
+	if s.brk != nil {
+		if failed {
+			s.brk.fail(key)
+		} else {
+			s.brk.succeed(key)
+		}
+	}
+	if failed && s.store != nil && s.c.cfg.Retain.Stale > 0 {
+		if e := s.store.stale(key); e != nil {
+			return e.val, true
+		}
+	}
+	return v, false
+}
+
+// refused answers a call for a key whose breaker is open, on the caller's
+// goroutine: it reports false when the breaker lets the call through (or
+// the coordinator is closed: the call goes on to be refused), else the
+// answer: the key's stale value (WithStaleIfError, with err the stale
+// marker) or ErrOpen.
+func (s *shard[K, V, R]) refused(key K) (v V, err error, ok bool) {
+	now := since()
+	if !s.brk.isOpen(key, now) || s.api.Closed() {
+		return v, nil, false
+	}
+	if s.store != nil && s.c.cfg.Retain.Stale > 0 {
+		if e := s.store.lookupStale(key, now); e != nil {
+			s.stats.Stale.Add(1)
+			return e.val, s.c.cfg.Errors.Stale, true
+		}
+	}
+	s.stats.Rejected.Add(1)
+	return v, s.c.cfg.ErrOpen, true
+}
+
+// ownRefused is refused for the shard actor, as it handles a join: the
+// breaker may have opened since the caller looked.
+func (s *shard[K, V, R]) ownRefused(cl *call[K, V, R]) bool {
+	if !s.brk.ownOpen(cl.key) {
+		return false
+	}
+	if s.store != nil && s.c.cfg.Retain.Stale > 0 {
+		if e := s.store.stale(cl.key); e != nil && since() >= e.expires {
+			s.stats.Stale.Add(1)
+			cl.answer(e.val, s.c.cfg.Errors.Stale, true)
+			return true
+		}
+	}
+	s.stats.Rejected.Add(1)
+	var zero V
+	cl.answer(zero, s.c.cfg.ErrOpen, false)
+	return true
+}
