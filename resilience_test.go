@@ -11,8 +11,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 var errDown = errors.New("upstream down")
@@ -222,5 +224,391 @@ func TestResilienceOptionsValidated(t *testing.T) {
 	})
 	// Order does not matter.
 	c := flight.New[string, string](flight.WithStaleIfError(time.Second), flight.WithBreaker(1, time.Second), flight.WithTTL(time.Second))
+	require.NoError(t, c.Close())
+}
+
+// After failures consecutive failed flights the key's breaker is open for
+// cooldown: Do and DoChan get ErrOpen at once, without fn; Stats.Open and
+// Stats.Rejected count it; other keys are independent.
+func TestBreakerOpens(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(3, time.Minute))
+		defer c.Close()
+		var n atomic.Int32
+		for i := range 3 {
+			assert.Zero(t, c.Stats().Open, "closed after %d failures", i)
+			_, _, err := c.Do(context.Background(), "k", failing(&n))
+			require.ErrorIs(t, err, errDown)
+		}
+		assert.Equal(t, 1, c.Stats().Open)
+		v, shared, err := c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, flight.ErrOpen)
+		assert.Equal(t, "flight: circuit open", err.Error())
+		assert.Empty(t, v)
+		assert.False(t, shared)
+		assert.Equal(t, flight.Result[string]{Err: flight.ErrOpen}, <-c.DoChan(context.Background(), "k", failing(&n)))
+		assert.Equal(t, int32(3), n.Load(), "an open breaker runs no fn")
+		st := c.Stats()
+		assert.Equal(t, uint64(2), st.Rejected)
+		assert.Equal(t, uint64(3), st.Flights)
+		assert.Zero(t, st.Keys, "a refused call makes no key actor")
+
+		// Another key is independent.
+		v, _, err = c.Do(context.Background(), "other", counted(&n, "ok"))
+		require.NoError(t, err)
+		assert.Equal(t, "ok", v)
+		// Still open just before the cooldown ends.
+		time.Sleep(time.Minute - time.Nanosecond)
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, flight.ErrOpen)
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Zero(t, c.Stats().Open, "half-open after the cooldown")
+	})
+}
+
+// After the cooldown the next call starts one trial flight, which every
+// caller arriving meanwhile joins; its failure opens the breaker for
+// another cooldown at once, its success closes it and resets the count.
+func TestBreakerHalfOpenTrial(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(2, time.Minute))
+		defer c.Close()
+		var n atomic.Int32
+		for range 2 {
+			_, _, err := c.Do(context.Background(), "k", failing(&n))
+			require.ErrorIs(t, err, errDown)
+		}
+		time.Sleep(time.Minute)
+
+		// The trial: one execution for 1+3 callers and a DoChan.
+		release := make(chan struct{})
+		fn := func(context.Context) (string, error) { n.Add(1); <-release; return "", errDown }
+		do, ch := heldFailure(t, c, "k", 3, fn)
+		assert.Equal(t, int32(3), n.Load(), "one trial flight")
+		close(release)
+		for _, d := range do {
+			assert.ErrorIs(t, (<-d).err, errDown)
+		}
+		assert.ErrorIs(t, (<-ch).Err, errDown)
+		assert.Equal(t, 1, c.Stats().Open, "the failed trial opens it again")
+		_, _, err := c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, flight.ErrOpen, "at once, for another cooldown")
+		time.Sleep(time.Minute - time.Nanosecond)
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, flight.ErrOpen)
+		time.Sleep(time.Nanosecond)
+
+		// A successful trial closes it and resets the count: one failure
+		// then does not open it (failures is 2).
+		v, _, err := c.Do(context.Background(), "k", counted(&n, "back"))
+		require.NoError(t, err)
+		assert.Equal(t, "back", v)
+		assert.Zero(t, c.Stats().Open)
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, errDown)
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, errDown, "the count restarted at the success")
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, flight.ErrOpen)
+	})
+}
+
+// A success resets the count: failures must be consecutive.
+func TestBreakerSuccessResets(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(2, time.Minute))
+		defer c.Close()
+		var n atomic.Int32
+		for range 5 {
+			_, _, err := c.Do(context.Background(), "k", failing(&n))
+			require.ErrorIs(t, err, errDown)
+			_, _, err = c.Do(context.Background(), "k", counted(&n, "ok"))
+			require.NoError(t, err)
+		}
+		assert.Zero(t, c.Stats().Open)
+		assert.Zero(t, c.Stats().Rejected)
+	})
+}
+
+// Forget closes the key's breaker, at once for the caller's next call.
+func TestBreakerForgetCloses(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(1, time.Hour))
+		defer c.Close()
+		var n atomic.Int32
+		_, _, err := c.Do(context.Background(), "k", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		require.ErrorIs(t, err, flight.ErrOpen)
+		c.Forget("k")
+		assert.Zero(t, c.Stats().Open)
+		v, _, err := c.Do(context.Background(), "k", counted(&n, "ok"))
+		require.NoError(t, err)
+		assert.Equal(t, "ok", v)
+	})
+}
+
+// What counts: a panic, Goexit and the WithTimeout expiry are failures; an
+// abandoned flight and the coordinator's refusals are not; a WithRetry
+// loop is one flight and its final outcome counts.
+func TestBreakerWhatCounts(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(3, time.Hour), flight.WithTimeout(time.Minute),
+			flight.WithRetry(3, nil))
+		defer c.Close()
+		var n atomic.Int32
+		_, _, err := c.Do(context.Background(), "k", func(context.Context) (string, error) { panic("boom") })
+		var pe *flight.PanicError
+		require.ErrorAs(t, err, &pe)
+		r := <-c.DoChan(context.Background(), "k", func(context.Context) (string, error) { runtime.Goexit(); return "", nil })
+		require.ErrorIs(t, r.Err, flight.ErrGoexit)
+		assert.Zero(t, c.Stats().Open, "two failures")
+
+		// Abandoned: its caller leaves; it does not count.
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := c.DoChan(ctx, "k", func(fctx context.Context) (string, error) { <-fctx.Done(); return "", fctx.Err() })
+		synctest.Wait()
+		cancel()
+		assert.ErrorIs(t, (<-ch).Err, context.Canceled)
+		synctest.Wait()
+		assert.Equal(t, uint64(1), c.Stats().Abandoned)
+		assert.Zero(t, c.Stats().Open, "an abandoned flight does not count")
+
+		// The timeout is the third failure.
+		_, _, err = c.Do(context.Background(), "k", func(fctx context.Context) (string, error) { <-fctx.Done(); return "", fctx.Err() })
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 1, c.Stats().Open)
+
+		// Retries: three failed attempts are one failed flight.
+		_, _, err = c.Do(context.Background(), "r", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		assert.Equal(t, int32(3), n.Load())
+		assert.Equal(t, 1, c.Stats().Open, "one failure of three for key r")
+		_, _, err = c.Do(context.Background(), "r", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		_, _, err = c.Do(context.Background(), "r", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		assert.Equal(t, 2, c.Stats().Open)
+		// A retry loop that ends well is a success.
+		_, _, err = c.Do(context.Background(), "s", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		var calls atomic.Int32
+		v, _, err := c.Do(context.Background(), "s", func(context.Context) (string, error) {
+			if calls.Add(1) < 3 {
+				return "", errDown
+			}
+			return "third time", nil
+		})
+		require.NoError(t, err)
+		assert.Equal(t, "third time", v)
+		_, _, err = c.Do(context.Background(), "s", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		_, _, err = c.Do(context.Background(), "s", failing(&n))
+		require.ErrorIs(t, err, errDown, "the successful loop reset the count")
+		assert.Equal(t, 2, c.Stats().Open)
+	})
+}
+
+// WithMaxWaiters' refusal is not a failed flight, and a call refused by
+// the breaker is not one either (nothing ran).
+func TestBreakerRefusalsDoNotCount(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(2, time.Hour), flight.WithMaxWaiters(1))
+		defer c.Close()
+		release := make(chan struct{})
+		first := goDo(c, context.Background(), "k", func(context.Context) (string, error) { <-release; return "ok", nil })
+		synctest.Wait()
+		for range 3 {
+			_, _, err := c.Do(context.Background(), "k", func(context.Context) (string, error) { return "", nil })
+			require.ErrorIs(t, err, flight.ErrOverloaded)
+		}
+		close(release)
+		require.NoError(t, (<-first).err)
+		assert.Zero(t, c.Stats().Open)
+	})
+}
+
+// With WithStaleIfError, an open breaker answers with the stale value
+// while one is held (Stale, nil error, shared as a hit), and ErrOpen once
+// it is dropped; a fresh retained result is still a hit.
+func TestBreakerServesStale(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(1, time.Hour), flight.WithTTL(10*time.Second),
+			flight.WithStaleIfError(time.Minute))
+		defer c.Close()
+		var n atomic.Int32
+		_, _, err := c.Do(context.Background(), "k", counted(&n, "good"))
+		require.NoError(t, err)
+		time.Sleep(10 * time.Second)
+		v, _, err := c.Do(context.Background(), "k", failing(&n))
+		require.NoError(t, err)
+		assert.Equal(t, "good", v, "the failure is answered stale")
+		assert.Equal(t, 1, c.Stats().Open)
+
+		v, shared, err := c.Do(context.Background(), "k", failing(&n))
+		require.NoError(t, err)
+		assert.Equal(t, "good", v)
+		assert.True(t, shared)
+		assert.Equal(t, flight.Result[string]{Val: "good", Shared: true, Stale: true}, <-c.DoChan(context.Background(), "k", failing(&n)))
+		assert.Equal(t, int32(2), n.Load(), "no fn while open")
+		st := c.Stats()
+		assert.Equal(t, uint64(3), st.Stale)
+		assert.Zero(t, st.Rejected)
+
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Zero(t, c.Stats().Entries)
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, flight.ErrOpen, "the stale value is dropped at TTL + d")
+		assert.Equal(t, uint64(1), c.Stats().Rejected)
+	})
+}
+
+// A retained result is still a hit while the key's breaker is open (here
+// a retained error, WithErrorTTL: the only result a failing key can have).
+func TestBreakerFreshResultIsAHit(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(1, time.Hour), flight.WithErrorTTL(time.Minute))
+		defer c.Close()
+		var n atomic.Int32
+		_, _, err := c.Do(context.Background(), "k", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		assert.Equal(t, 1, c.Stats().Open)
+		_, shared, err := c.Do(context.Background(), "k", failing(&n))
+		require.ErrorIs(t, err, errDown, "the retained error, a hit")
+		assert.True(t, shared)
+		st := c.Stats()
+		assert.Equal(t, uint64(1), st.Hits)
+		assert.Zero(t, st.Rejected)
+		time.Sleep(time.Minute)
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, flight.ErrOpen)
+		assert.Equal(t, int32(1), n.Load())
+	})
+}
+
+// A key's breaker state is dropped cooldown after its last failure (closed)
+// or once half-open and untried for another cooldown: a failure after that
+// counts from one. The idle coordinator then holds no goroutine (the
+// bubble ends only when every goroutine has).
+func TestBreakerStateDropped(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(2, time.Minute))
+		defer c.Close()
+		var n atomic.Int32
+		_, _, err := c.Do(context.Background(), "closed", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		time.Sleep(time.Minute)
+		synctest.Wait() // the timer's message is handled
+		_, _, err = c.Do(context.Background(), "closed", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		_, _, err = c.Do(context.Background(), "closed", failing(&n))
+		require.ErrorIs(t, err, errDown, "the first failure was dropped: this is the second")
+		assert.Equal(t, 1, c.Stats().Open)
+
+		for range 2 {
+			_, _, err = c.Do(context.Background(), "open", failing(&n))
+			require.ErrorIs(t, err, errDown)
+		}
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		_, _, err = c.Do(context.Background(), "open", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		_, _, err = c.Do(context.Background(), "open", failing(&n))
+		require.ErrorIs(t, err, errDown, "dropped after 2·cooldown untried: counts from one")
+		assert.Equal(t, 1, c.Stats().Open, "key closed opened again at its second")
+
+		// Half-open and tried within the second cooldown: one failure
+		// opens it again.
+		for range 2 {
+			_, _, err = c.Do(context.Background(), "half", failing(&n))
+			require.ErrorIs(t, err, errDown)
+		}
+		time.Sleep(90 * time.Second)
+		synctest.Wait()
+		_, _, err = c.Do(context.Background(), "half", failing(&n))
+		require.ErrorIs(t, err, errDown)
+		_, _, err = c.Do(context.Background(), "half", failing(&n))
+		require.ErrorIs(t, err, flight.ErrOpen, "the trial failed")
+
+		// A trial still running when the half-open state would be dropped
+		// keeps it: its failure opens the breaker again.
+		for range 2 {
+			_, _, err = c.Do(context.Background(), "slow", failing(&n))
+			require.ErrorIs(t, err, errDown)
+		}
+		time.Sleep(time.Minute)
+		release := make(chan struct{})
+		trial := goDo(c, context.Background(), "slow", func(context.Context) (string, error) { <-release; return "", errDown })
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		close(release)
+		require.ErrorIs(t, (<-trial).err, errDown)
+		_, _, err = c.Do(context.Background(), "slow", failing(&n))
+		require.ErrorIs(t, err, flight.ErrOpen, "the slow trial failed")
+	})
+}
+
+// Stats.Stale, Stats.Rejected and Stats.Open are reported as flight.stale,
+// flight.rejected (counters) and flight.open (an up-down counter).
+func TestResilienceMetrics(t *testing.T) {
+	m := newMeters(t)
+	c := flight.New[string, string](flight.WithMeterProvider(m.provider), flight.WithBreaker(1, time.Hour),
+		flight.WithTTL(time.Nanosecond), flight.WithStaleIfError(time.Hour))
+	defer c.Close()
+	var n atomic.Int32
+	ctx := context.Background()
+	_, _, err := c.Do(ctx, "a", counted(&n, "good"))
+	require.NoError(t, err)
+	v, _, err := c.Do(ctx, "a", failing(&n)) // past its TTL of 1ns: stale
+	require.NoError(t, err)
+	require.Equal(t, "good", v)
+	_, _, err = c.Do(ctx, "a", failing(&n)) // open: stale
+	require.NoError(t, err)
+	for _, k := range []string{"b", "c"} {
+		_, _, err = c.Do(ctx, k, failing(&n))
+		require.ErrorIs(t, err, errDown)
+	}
+	for range 3 {
+		_, _, err = c.Do(ctx, "b", failing(&n))
+		require.ErrorIs(t, err, flight.ErrOpen)
+	}
+	st := c.Stats()
+	require.Equal(t, uint64(2), st.Stale)
+	require.Equal(t, uint64(3), st.Rejected)
+	require.Equal(t, 3, st.Open)
+	expect(t, m.collect(t), nil, map[string]int64{"flight.stale": 2, "flight.rejected": 3, "flight.open": 3})
+	c.Forget("b")
+	expect(t, m.collect(t), nil, map[string]int64{"flight.open": 2})
+}
+
+// An idle coordinator with open, half-open and stale keys holds no
+// goroutine (not closed), and once the cooldowns and stale windows have
+// passed it holds no breaker state or stale value either.
+func TestResilienceIdleHoldsNoGoroutine(t *testing.T) {
+	c := flight.New[int, string](flight.WithBreaker(1, 20*time.Millisecond), flight.WithTTL(time.Millisecond),
+		flight.WithStaleIfError(30*time.Millisecond))
+	ctx := context.Background()
+	for i := range 100 {
+		_, _, err := c.Do(ctx, i, func(context.Context) (string, error) { return "v", nil })
+		require.NoError(t, err)
+	}
+	for i := range 200 {
+		_, _, err := c.Do(ctx, i, func(context.Context) (string, error) { return "", errDown })
+		if i < 100 && err != nil {
+			// Within a millisecond the value may still be fresh; past it,
+			// a stale answer.
+			require.ErrorIs(t, err, errDown)
+		}
+	}
+	require.Positive(t, c.Stats().Open)
+	wait.Until(t, "idle", idle(c))
+	goleak.VerifyNone(t) // breakers and stale values hold no goroutine
+	wait.Until(t, "breakers and stale values dropped", func() bool {
+		st := c.Stats()
+		return st.Open == 0 && st.Entries == 0
+	})
+	goleak.VerifyNone(t)
 	require.NoError(t, c.Close())
 }
