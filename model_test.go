@@ -108,7 +108,27 @@ func TestModel(t *testing.T) {
 			if rapid.Bool().Draw(rt, "refreshAhead") {
 				cfg.refreshAhead = rapid.IntRange(1, ttl-1).Draw(rt, "refreshAheadTicks")
 			}
+			// WithStaleIfError and WithBreaker (model_resil_test.go).
+			cfg.stale = rapid.SampledFrom([]int{0, 2, 5}).Draw(rt, "staleTicks")
+			if cfg.failures = rapid.IntRange(0, 2).Draw(rt, "breakerFailures"); cfg.failures > 0 {
+				cfg.cooldown = rapid.IntRange(1, 4).Draw(rt, "breakerCooldownTicks")
+			}
 			return cfg
+		},
+		// The retain family with a stale window and a breaker always on,
+		// short TTLs and few keys, so that most runs serve stale values
+		// and take breakers through open, half-open, trial and reset.
+		"resilience": func(rt *rapid.T) modelConfig {
+			failures := rapid.SampledFrom([]int{2, 1, 2}).Draw(rt, "breakerFailures")
+			return modelConfig{
+				keys:     1,
+				shards:   rapid.SampledFrom([]int{1, 3}).Draw(rt, "shards"),
+				ttl:      rapid.IntRange(1, 2).Draw(rt, "ttlTicks"),
+				errTTL:   rapid.SampledFrom([]int{0, 2}).Draw(rt, "errTTLTicks"),
+				stale:    rapid.IntRange(3, 8).Draw(rt, "staleTicks"),
+				failures: failures,
+				cooldown: rapid.IntRange(1, 4).Draw(rt, "breakerCooldownTicks"),
+			}
 		},
 		"retry": func(rt *rapid.T) modelConfig {
 			return modelConfig{
@@ -119,7 +139,7 @@ func TestModel(t *testing.T) {
 			}
 		},
 	}
-	for _, name := range []string{"plain", "timeout", "bounded", "retry", "retain"} {
+	for _, name := range []string{"plain", "timeout", "bounded", "retry", "retain", "resilience"} {
 		t.Run(name, func(t *testing.T) {
 			rapid.Check(t, func(rt *rapid.T) {
 				cfg := families[name](rt)
@@ -127,8 +147,8 @@ func TestModel(t *testing.T) {
 			})
 		})
 	}
-	t.Logf("answers checked against the model (all runs, shrinking included): %v; retries: %d; hits: %d; refreshes: %d; expired: %d",
-		modelSeen, modelRetries.Load(), modelHits.Load(), modelRefreshes.Load(), modelExpired.Load())
+	t.Logf("answers checked against the model (all runs, shrinking included): %v; retries: %d; hits: %d; refreshes: %d; expired: %d; breakers gone half-open: %d",
+		modelSeen, modelRetries.Load(), modelHits.Load(), modelRefreshes.Load(), modelExpired.Load(), modelHalfOpen.Load())
 }
 
 // tick is one step of the bubble's fake clock.
@@ -139,6 +159,8 @@ type modelConfig struct {
 	timeout                               int // in ticks; 0: no WithTimeout
 	attempts, backoff                     int // WithRetry(attempts, backoff ticks); 0: no retry
 	ttl, errTTL, refreshAhead             int // WithTTL, WithErrorTTL, WithRefreshAhead in ticks; 0: none
+	stale                                 int // WithStaleIfError in ticks; 0: none
+	failures, cooldown                    int // WithBreaker(failures, cooldown ticks); 0: none
 }
 
 // Answer kinds, shared by the model and the classification of real answers.
@@ -247,16 +269,21 @@ type model struct {
 	keys    []mKey
 	st      flight.Stats
 	flights []*mFlight // in creation order, for deadlines
+	brk     map[int]*mBreaker
+	bq      []mBevent // breaker deadlines in order
 }
 
 func (m *model) answer(c *mCaller, kind, val string, shared bool) {
-	c.answered, c.ans = true, answer{kind, val, shared}
 	modelSeen.add(kind)
+	if kind == kStale && !c.chanAPI {
+		kind = kValue // Do returns a stale value with a nil error
+	}
+	c.answered, c.ans = true, answer{kind, val, shared}
 }
 
 // modelRetries counts the retries the model predicted (and the coordinator
 // made: Stats.Retries is checked) over a whole TestModel.
-var modelRetries, modelHits, modelRefreshes, modelExpired atomic.Int64
+var modelRetries, modelHits, modelRefreshes, modelExpired, modelHalfOpen atomic.Int64
 
 // modelSeen counts the answers the model predicted (and the coordinator
 // gave) over a whole TestModel, to show what the generated runs covered.
@@ -277,7 +304,7 @@ func (k *kindCounter) String() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var parts []string
-	for _, kind := range []string{kValue, kError, kPanic, kGoexit, kExited, kCanceled, kDeadline, kClosed, kOverloaded, kNilFunc} {
+	for _, kind := range []string{kValue, kStale, kOpen, kError, kPanic, kGoexit, kExited, kCanceled, kDeadline, kClosed, kOverloaded, kNilFunc} {
 		parts = append(parts, fmt.Sprintf("%s=%d", kind, k.n[kind]))
 	}
 	return strings.Join(parts, " ")
@@ -303,6 +330,9 @@ func (m *model) call(c *mCaller, nilFn, preCancelled bool) {
 			e.refreshing = true
 			m.refresh(c)
 		}
+		return
+	}
+	if m.refused(c) {
 		return
 	}
 	k := &m.keys[c.key]
@@ -377,6 +407,9 @@ func (m *model) publish(f *mFlight, kind, val string) {
 	}
 	f.published = true
 	m.st.Waiters -= len(f.waiters)
+	if kind == kStale {
+		m.st.Stale += uint64(len(f.waiters))
+	}
 	for _, c := range f.waiters {
 		if c == f.creator && f.onCreator() {
 			c.deferred = &answer{kind, val, f.joined > 1}
@@ -432,8 +465,17 @@ func (m *model) finish(f *mFlight, o outcome, ctxRet bool) {
 		return
 	}
 	onCreator := f.onCreator()
-	if m.entries != nil {
+	// WithBreaker, WithStaleIfError: an attached flight's outcome counts,
+	// and a failed one may be answered with the stale value, never retained.
+	if k := &m.keys[f.key]; k.open == f && !f.abandoned && !f.published && m.brk != nil {
+		if e := m.verdict(f, kind); e != nil {
+			kind, val = kStale, e.val
+		}
+	}
+	if m.entries != nil && kind != kStale {
 		m.retain(f, kind, val, ctxRet)
+	} else if e := m.entries[f.key]; f.refresh && e != nil {
+		e.refreshing = false
 	}
 	if !f.abandoned && !f.published {
 		if kind != kValue && f.ctxErr == kDeadline {
@@ -495,7 +537,7 @@ func (m *model) settle() {
 // has an open flight (whose result will be retained anyway).
 func (m *model) refresh(c *mCaller) {
 	k := &m.keys[c.key]
-	if k.open != nil {
+	if k.open != nil || (m.cfg.failures > 0 && m.isOpen(c.key)) {
 		m.entries[c.key].refreshing = false
 		return
 	}
@@ -549,6 +591,7 @@ func (m *model) forget(key int) {
 		return
 	}
 	m.dropEntry(key)
+	m.dropBreaker(key)
 	k := &m.keys[key]
 	if f := k.open; f != nil && f.started {
 		k.open = nil
@@ -559,8 +602,9 @@ func (m *model) forget(key int) {
 // advance moves the clock by one tick and fires the deadline that falls on it.
 func (m *model) advance() {
 	m.now++
+	m.breakerTick()
 	for key, e := range m.entries {
-		if e.expires <= m.now {
+		if drop := e.expires + map[bool]int{true: m.cfg.stale}[e.kind == kValue]; drop <= m.now {
 			m.dropEntry(key)
 			modelExpired.Add(1)
 		}
@@ -603,6 +647,10 @@ func (m *model) closeAll() {
 	for key := range m.entries {
 		m.dropEntry(key)
 	}
+	for key := range m.brk {
+		m.dropBreaker(key)
+	}
+	m.bq = nil
 	for i := range m.keys {
 		k := &m.keys[i]
 		for _, f := range []*mFlight{k.exec, k.open} {
@@ -682,6 +730,12 @@ func runModel(rt *rapid.T, cfg modelConfig) {
 	if cfg.refreshAhead > 0 {
 		opts = append(opts, flight.WithRefreshAhead(time.Duration(cfg.refreshAhead)*tick))
 	}
+	if cfg.stale > 0 {
+		opts = append(opts, flight.WithStaleIfError(time.Duration(cfg.stale)*tick))
+	}
+	if cfg.failures > 0 {
+		opts = append(opts, flight.WithBreaker(cfg.failures, time.Duration(cfg.cooldown)*tick))
+	}
 	h := &harness{
 		rt:      rt,
 		c:       flight.New[int, string](opts...),
@@ -692,6 +746,9 @@ func runModel(rt *rapid.T, cfg modelConfig) {
 	}
 	if cfg.ttl > 0 || cfg.errTTL > 0 {
 		h.m.entries = map[int]*mEntry{}
+	}
+	if cfg.failures > 0 || cfg.stale > 0 {
+		h.m.brk = map[int]*mBreaker{}
 	}
 	rt.Cleanup(h.teardown)
 
@@ -850,6 +907,8 @@ func classify(v string, shared bool, err error) answer {
 		return answer{kOverloaded, v, shared}
 	case errors.Is(err, flight.ErrNilFunc):
 		return answer{kNilFunc, v, shared}
+	case errors.Is(err, flight.ErrOpen):
+		return answer{kOpen, v, shared}
 	case errors.Is(err, context.Canceled):
 		return answer{kCanceled, v, shared}
 	case errors.Is(err, context.DeadlineExceeded):
@@ -921,7 +980,7 @@ func (h *harness) wait(rt *rapid.T) {
 	if h.m.cfg.timeout == 0 && h.m.cfg.attempts == 0 && h.m.cfg.ttl == 0 {
 		rt.Skip("no WithTimeout, WithRetry or WithTTL: waiting changes nothing")
 	}
-	n := rapid.IntRange(1, max(h.m.cfg.timeout, h.m.cfg.backoff, h.m.cfg.ttl)+1).Draw(rt, "ticks")
+	n := rapid.IntRange(1, max(h.m.cfg.timeout, h.m.cfg.backoff, h.m.cfg.ttl+h.m.cfg.stale, 2*h.m.cfg.cooldown)+1).Draw(rt, "ticks")
 	rt.Logf("step: %d ticks pass", n)
 	for range n - 1 {
 		h.step()
@@ -977,7 +1036,7 @@ func (h *harness) check(when string) {
 		if c.ch != nil {
 			select {
 			case r := <-c.ch:
-				c.record(classify(r.Val, r.Shared, r.Err))
+				c.record(classifyResult(r))
 			default:
 			}
 		}
