@@ -143,6 +143,9 @@ func (b *breakers[K]) fail(key K) {
 
 // succeed closes key's breaker after a successful flight (shard actor only).
 func (b *breakers[K]) succeed(key K) {
+	if len(b.m) == 0 {
+		return // the common case: nothing failed lately
+	}
 	if st := b.m[key]; st != nil {
 		b.drop(st)
 	}

@@ -19,6 +19,20 @@
 //	outcomes: 1000 ok, 0 failed; every caller of a key got the same value: true
 //	time in backoff: 10 flights × 2 waits, 57ms in all (full jitter, base 5ms, max 50ms)
 //	flight.Stats{Keys:0 InFlight:0 Waiters:0 Flights:30 Joins:987 ... Hits:3 ... Retries:20}
+//
+// Act two (outage.go): the upstream goes down for a while. A service
+// answers 150 waves of 100 requests over 10 keys with a coordinator made
+// with WithTTL, WithStaleIfError and WithBreaker(3, cooldown). While the
+// upstream is down every caller still gets its key's last good value
+// (stale, nil error), and each key's breaker keeps the upstream's calls
+// flat: 3 failed flights per key, then one trial per cooldown — 70 calls
+// in 100 waves instead of 1,000. When the upstream is back, the next trial
+// closes each breaker:
+//
+//	act two: the upstream goes down for 100 of 150 waves (10 keys × 10 callers a wave; TTL 10 units, breaker after 3 failures, cooldown 20 units)
+//	up       1500 calls: 1500 fresh,    0 stale, 0 failed; upstream calls: 20; breakers open at the end: 0
+//	down     10000 calls:  700 fresh, 9300 stale, 0 failed; upstream calls: 70 (one flight per key per wave would be 1000); breakers open at the end: 10
+//	back up  3500 calls: 2100 fresh, 1400 stale, 0 failed; upstream calls: 20; breakers open at the end: 0
 package main
 
 import (
@@ -129,6 +143,10 @@ func run(w io.Writer, callers, keys, fails int) report {
 func main() {
 	r := run(os.Stdout, 1000, 10, 2)
 	if r.Fail > 0 || !r.Same {
+		os.Exit(1)
+	}
+	o := outage(os.Stdout, defaultOutage)
+	if o.Before.Failed+o.Down.Failed+o.After.Failed > 0 {
 		os.Exit(1)
 	}
 }
