@@ -53,32 +53,42 @@ type BreakerConfig struct {
 const notOpen = math.MinInt64
 
 // bstate is one key's breaker state.
-type bstate[K comparable] struct {
+type bstate[K comparable, V any] struct {
 	key       K
 	openUntil atomic.Int64 // since epoch; notOpen while closed (written by the shard, read by callers)
 	fails     int          // consecutive failed flights (owned by the shard)
 	gen       uint64       // bumped by each failure; an older event is stale (owned by the shard)
 	open      bool         // counted in Stats.Open: not yet half-open (owned by the shard)
-	gone      bool         // removed from the map (owned by the shard)
+	// entry is the key's retained result as the breaker last saw it: the
+	// stale value (WithStaleIfError) or the error retained (WithErrorTTL)
+	// when a flight failed; nil: none. A call refused by the open breaker
+	// answers from it alone, without looking in the store: while the
+	// breaker is open no flight of the key runs, so the store's entry for
+	// the key changes only by time (the same deadlines, checked by the
+	// caller), Forget and Close (which drop this state too), or eviction
+	// (WithMaxEntries; the breaker then keeps serving the evicted stale
+	// value until its window ends).
+	entry atomic.Pointer[entry[K, V]]
+	gone  bool // removed from the map (owned by the shard)
 }
 
 // bevent is a deadline of one state: Cooldown after a failure, or after the
 // state became half-open.
-type bevent[K comparable] struct {
-	st  *bstate[K]
+type bevent[K comparable, V any] struct {
+	st  *bstate[K, V]
 	gen uint64
 	at  time.Duration
 }
 
 // breakers is one shard's breaker states.
-type breakers[K comparable] struct {
+type breakers[K comparable, V any] struct {
 	mu sync.RWMutex
-	m  map[K]*bstate[K] // guarded by mu; written by the shard actor only
-	n  atomic.Int64     // len(m): a call skips the lock while it is 0
+	m  map[K]*bstate[K, V] // guarded by mu; written by the shard actor only
+	n  atomic.Int64        // len(m): a call skips the lock while it is 0
 
 	// Owned by the shard actor.
-	q       []bevent[K] // deadlines in order (a slice used as a queue)
-	first   int         // index of q's head
+	q       []bevent[K, V] // deadlines in order (a slice used as a queue)
+	first   int            // index of q's head
 	timer   *time.Timer
 	armedAt time.Duration
 	armed   bool
@@ -91,37 +101,37 @@ type breakers[K comparable] struct {
 // breakerMsg is what the breakers' timer posts to its shard.
 type breakerMsg struct{}
 
-func newBreakers[K comparable](cfg BreakerConfig, stats *fa.Stats, post func(any)) *breakers[K] {
-	return &breakers[K]{m: make(map[K]*bstate[K]), cfg: cfg, stats: stats, post: post}
+func newBreakers[K comparable, V any](cfg BreakerConfig, stats *fa.Stats, post func(any)) *breakers[K, V] {
+	return &breakers[K, V]{m: make(map[K]*bstate[K, V]), cfg: cfg, stats: stats, post: post}
 }
 
-// isOpen reports whether key's breaker refuses a call at now. Any
+// openState returns key's state if its breaker refuses a call at now. Any
 // goroutine may call it.
-func (b *breakers[K]) isOpen(key K, now time.Duration) bool {
-	if b.n.Load() == 0 {
-		return false
-	}
+func (b *breakers[K, V]) openState(key K, now time.Duration) *bstate[K, V] {
 	b.mu.RLock()
 	st := b.m[key]
 	b.mu.RUnlock()
-	return st != nil && int64(now) < st.openUntil.Load()
+	if st == nil || int64(now) >= st.openUntil.Load() {
+		return nil
+	}
+	return st
 }
 
 // ownOpen is isOpen for the shard actor, the map's only writer: no lock.
-func (b *breakers[K]) ownOpen(key K) bool {
+func (b *breakers[K, V]) ownOpen(key K) bool {
 	st := b.m[key]
 	return st != nil && int64(since()) < st.openUntil.Load()
 }
 
 // fail counts a failed flight of key, opening its breaker at the
 // Failures'th in a row (shard actor only).
-func (b *breakers[K]) fail(key K) {
+func (b *breakers[K, V]) fail(key K) *bstate[K, V] {
 	if b.closed {
-		return
+		return nil
 	}
 	st := b.m[key]
 	if st == nil {
-		st = &bstate[K]{key: key}
+		st = &bstate[K, V]{key: key}
 		st.openUntil.Store(notOpen)
 		b.mu.Lock()
 		b.m[key] = st
@@ -139,10 +149,11 @@ func (b *breakers[K]) fail(key K) {
 		}
 	}
 	b.push(st, now)
+	return st
 }
 
 // succeed closes key's breaker after a successful flight (shard actor only).
-func (b *breakers[K]) succeed(key K) {
+func (b *breakers[K, V]) succeed(key K) {
 	if len(b.m) == 0 {
 		return // the common case: nothing failed lately
 	}
@@ -152,9 +163,9 @@ func (b *breakers[K]) succeed(key K) {
 }
 
 // remove drops key's state (Forget; shard actor only).
-func (b *breakers[K]) remove(key K) { b.succeed(key) }
+func (b *breakers[K, V]) remove(key K) { b.succeed(key) }
 
-func (b *breakers[K]) drop(st *bstate[K]) {
+func (b *breakers[K, V]) drop(st *bstate[K, V]) {
 	b.mu.Lock()
 	delete(b.m, st.key)
 	b.mu.Unlock()
@@ -166,23 +177,23 @@ func (b *breakers[K]) drop(st *bstate[K]) {
 	}
 }
 
-func (b *breakers[K]) push(st *bstate[K], now time.Duration) {
+func (b *breakers[K, V]) push(st *bstate[K, V], now time.Duration) {
 	if b.first > 0 && b.first == len(b.q) {
 		b.q, b.first = b.q[:0], 0
 	}
-	b.q = append(b.q, bevent[K]{st: st, gen: st.gen, at: addSat(now, b.cfg.Cooldown)})
+	b.q = append(b.q, bevent[K, V]{st: st, gen: st.gen, at: addSat(now, b.cfg.Cooldown)})
 	b.arm()
 }
 
 // expire handles the deadlines that have passed (shard actor only): an
 // open state becomes half-open, a closed one or an untried half-open one
 // is dropped. live reports whether key has a flight now.
-func (b *breakers[K]) expire(live func(K) bool) {
+func (b *breakers[K, V]) expire(live func(K) bool) {
 	b.armed = false
 	now := since()
 	for b.first < len(b.q) && b.q[b.first].at <= now {
 		ev := b.q[b.first]
-		b.q[b.first] = bevent[K]{}
+		b.q[b.first] = bevent[K, V]{}
 		b.first++
 		st := ev.st
 		if st.gone || ev.gen != st.gen {
@@ -212,7 +223,7 @@ func (b *breakers[K]) expire(live func(K) bool) {
 
 // arm makes the timer fire at the head's deadline, if it is not armed for
 // it already.
-func (b *breakers[K]) arm() {
+func (b *breakers[K, V]) arm() {
 	if b.closed || b.first == len(b.q) {
 		return
 	}
@@ -231,7 +242,7 @@ func (b *breakers[K]) arm() {
 }
 
 // close drops every state and stops the timer (shard actor only).
-func (b *breakers[K]) close() {
+func (b *breakers[K, V]) close() {
 	b.closed = true
 	if b.timer != nil {
 		b.timer.Stop()
@@ -252,18 +263,6 @@ func (st *store[K, V]) stale(key K) *entry[K, V] {
 	return e
 }
 
-// lookupStale is stale for any goroutine: key's value if it is past its
-// TTL and still kept as stale at now (a fresh one is a hit).
-func (st *store[K, V]) lookupStale(key K, now time.Duration) *entry[K, V] {
-	st.mu.RLock()
-	e := st.entries[key]
-	st.mu.RUnlock()
-	if e == nil || e.err != nil || now < e.expires || now >= st.dropAt(e) {
-		return nil
-	}
-	return e
-}
-
 // dropAt is when e leaves the store: at its TTL, or for a value with
 // WithStaleIfError, Stale after it.
 func (st *store[K, V]) dropAt(e *entry[K, V]) time.Duration {
@@ -279,7 +278,12 @@ func (st *store[K, V]) dropAt(e *entry[K, V]) time.Duration {
 func (s *shard[K, V, R]) outcome(key K, failed bool) (v V, ok bool) {
 	if s.brk != nil {
 		if failed {
-			s.brk.fail(key)
+			st := s.brk.fail(key)
+			if s.store != nil && st != nil {
+				// The key's stale value, if any: what a refused call gets.
+				// An error this flight retains replaces it (shard.retain).
+				st.entry.Store(s.store.entries[key])
+			}
 		} else {
 			s.brk.succeed(key)
 		}
@@ -293,23 +297,44 @@ func (s *shard[K, V, R]) outcome(key K, failed bool) (v V, ok bool) {
 }
 
 // refused answers a call for a key whose breaker is open, on the caller's
-// goroutine: it reports false when the breaker lets the call through (or
-// the coordinator is closed: the call goes on to be refused), else the
-// answer: the key's stale value (WithStaleIfError, with err the stale
-// marker) or ErrOpen.
-func (s *shard[K, V, R]) refused(key K) (v V, err error, ok bool) {
-	now := since()
-	if !s.brk.isOpen(key, now) || s.api.Closed() {
-		return v, nil, false
+// goroutine, before the look-up for a hit: it reports false when the
+// breaker lets the call through (or the coordinator is closed: the call
+// goes on to be refused), else the answer, from the state alone: the
+// key's retained result if it is still fresh (a hit, as it would have been
+// without the breaker), its stale value (WithStaleIfError, with err the
+// stale marker), or ErrOpen. A refusal costs what a hit does: one read
+// lock and one map look-up; and while nothing failed lately, one atomic
+// load.
+func (s *shard[K, V, R]) refused(key K) (v V, err error, shared, ok bool) {
+	b := s.brk
+	if b.n.Load() == 0 {
+		return v, nil, false, false // nothing failed lately: no clock reading
 	}
-	if s.store != nil && s.c.cfg.Retain.Stale > 0 {
-		if e := s.store.lookupStale(key, now); e != nil {
+	now := since()
+	st := b.openState(key, now)
+	if st == nil || s.api.Closed() {
+		return v, nil, false, false
+	}
+	if e := st.entry.Load(); e != nil && now < s.store.dropAt(e) {
+		switch {
+		case now < e.expires:
+			s.stats.Hits.Add(1) // a fresh result is still a hit
+			return e.val, e.err, true, true
+		case e.err == nil:
 			s.stats.Stale.Add(1)
-			return e.val, s.c.cfg.Errors.Stale, true
+			return e.val, s.c.cfg.Errors.Stale, true, true
 		}
 	}
 	s.stats.Rejected.Add(1)
-	return v, s.c.cfg.ErrOpen, true
+	return v, s.c.cfg.ErrOpen, false, true
+}
+
+// retained tells key's breaker, if it has a state, of the result the key
+// retained (shard actor only; see bstate.entry).
+func (b *breakers[K, V]) retained(key K, e *entry[K, V]) {
+	if st := b.m[key]; st != nil {
+		st.entry.Store(e)
+	}
 }
 
 // ownRefused is refused for the shard actor, as it handles a join: the

@@ -138,7 +138,7 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 			s.env.Retain = s.retain
 		}
 		if cfg.Breaker.Failures > 0 {
-			s.brk = newBreakers[K](cfg.Breaker, &s.stats, s.postInternal)
+			s.brk = newBreakers[K, V](cfg.Breaker, &s.stats, s.postInternal)
 		}
 		if s.brk != nil || (s.store != nil && cfg.Retain.Stale > 0) {
 			s.env.Outcome = s.outcome
@@ -173,17 +173,18 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		return v, false, err
 	}
 	s := c.shards[i]
+	if s.brk != nil {
+		// Before the look-up for a hit: an open breaker answers a hit too.
+		if v, err, shared, ok := s.refused(key); ok {
+			if err == c.cfg.Errors.Stale {
+				err = nil
+			}
+			return v, shared, err
+		}
+	}
 	if s.store != nil {
 		if e := s.hit(ctx, key, fn); e != nil {
 			return e.val, true, e.err
-		}
-	}
-	if s.brk != nil {
-		if v, err, ok := s.refused(key); ok {
-			if err == c.cfg.Errors.Stale {
-				return v, true, nil
-			}
-			return v, false, err
 		}
 	}
 	if !s.api.Enter() {
@@ -284,15 +285,15 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 		return ch
 	}
 	s := c.shards[i]
-	if s.store != nil {
-		if e := s.hit(ctx, key, fn); e != nil {
-			ch <- c.cfg.Result(e.val, e.err, true)
+	if s.brk != nil {
+		if v, err, shared, ok := s.refused(key); ok {
+			ch <- c.cfg.Result(v, err, shared)
 			return ch
 		}
 	}
-	if s.brk != nil {
-		if v, err, ok := s.refused(key); ok {
-			ch <- c.cfg.Result(v, err, err == c.cfg.Errors.Stale)
+	if s.store != nil {
+		if e := s.hit(ctx, key, fn); e != nil {
+			ch <- c.cfg.Result(e.val, e.err, true)
 			return ch
 		}
 	}

@@ -30,8 +30,8 @@ type shard[K comparable, V, R any] struct {
 	// a flight (Do callers keep it reachable on their own stacks).
 	anchor any
 
-	store *store[K, V] // retained results; nil: none retained
-	brk   *breakers[K] // per-key breakers (breaker.go); nil: none
+	store *store[K, V]    // retained results; nil: none retained
+	brk   *breakers[K, V] // per-key breakers (breaker.go); nil: none
 
 	pending atomic.Int64  // DoChan calls posted and not yet handled (counted only with a backlog bound)
 	api     gate.Gate     // callers of Do, DoChan and Forget that may post
@@ -306,6 +306,9 @@ func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
 // failed refresh keeps the old result until its TTL).
 func (s *shard[K, V, R]) retain(key K, val V, err error, keep, refresh bool) {
 	if keep && s.store.keep(key, val, err) {
+		if s.brk != nil {
+			s.brk.retained(key, s.store.entries[key])
+		}
 		return
 	}
 	if refresh {
