@@ -31,14 +31,16 @@ var errStale = errors.New("flight: stale value (internal marker)")
 // *PanicError, ErrGoexit, the WithTimeout expiry. A caller whose own ctx
 // ends still gets ctx.Err(), and a call refused before it joins a flight
 // (ErrInvalidKey, ErrNilFunc, ErrOverloaded, ErrClosed) is not answered
-// with a stale value. A flight that was abandoned, forgotten or timed out
-// before fn returned answers with a stale value only at its deadline.
+// with a stale value. A flight answered by its WithTimeout deadline gets
+// the stale value then; a forgotten flight's callers get its own outcome
+// (Forget dropped the stale value).
 //
 // A stale value counts in Stats.Entries and against WithMaxEntries until
-// it is dropped. It costs nothing on the hit path and nothing on a flight
-// that succeeds; a failed flight looks its key up in its shard's store (no
-// lock). It applies to New (NewBatcher panics when given it: a Batcher
-// takes no WithTTL yet). New panics if d <= 0, or without WithTTL.
+// it is dropped (WithMaxEntries may evict it). It costs nothing on the hit
+// path and nothing on a flight that succeeds; a failed flight looks its
+// key up in its shard's store (no lock). It applies to New (NewBatcher
+// panics when given it: a Batcher takes no WithTTL yet). New panics if
+// d <= 0, or without WithTTL.
 func WithStaleIfError(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d <= 0 {
