@@ -6,6 +6,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	fa "github.com/actorflight/flight/actor"
 )
 
 var errOpen = errors.New("flight: circuit open")
@@ -89,4 +91,60 @@ func TestBreakerLeavesNothingBehind(t *testing.T) {
 			t.Fatalf("after Close: %d states", len(b.m))
 		}
 	})
+}
+
+// A call that passed the caller-side check while the breaker was closed,
+// and whose join the shard handles after the failure that opened it, is
+// refused by the shard itself: with ErrOpen, or with the stale value.
+func TestBreakerOpenedWhileJoinQueued(t *testing.T) {
+	for _, stale := range []bool{false, true} {
+		cfg := testConfig(0)
+		cfg.Breaker = BreakerConfig{Failures: 1, Cooldown: time.Hour}
+		cfg.ErrOpen = errOpen
+		cfg.Errors.Stale = errors.New("stale marker")
+		if stale {
+			cfg.Retain = RetainConfig{TTL: time.Nanosecond, Stale: time.Hour, MaxEntries: 10}
+		}
+		c, err := New[string, string, result](cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if stale {
+			c.Do(ctx, "k", func(context.Context) (string, error) { return "good", nil })
+			time.Sleep(time.Microsecond) // past its TTL
+		}
+		// As the shard is about to handle the Done of the failing flight,
+		// another caller makes its call: it finds the breaker closed and
+		// posts its join behind the Done.
+		queued := make(chan (<-chan result), 1)
+		f := func(msg any) bool {
+			if _, ok := msg.(fa.Done[string, string]); ok && len(queued) == 0 {
+				got := make(chan (<-chan result), 1)
+				go func() {
+					got <- c.DoChan(ctx, "k", func(context.Context) (string, error) { return "ran", nil }, nil)
+				}()
+				queued <- <-got
+			}
+			return false
+		}
+		fault.Store(&f)
+		first := <-c.DoChan(ctx, "k", func(context.Context) (string, error) { return "", errors.New("down") }, nil)
+		fault.Store(nil)
+		if stale != (first.err == cfg.Errors.Stale) {
+			t.Fatalf("the failing flight answered %+v", first)
+		}
+		r := <-<-queued
+		switch {
+		case stale && (r.v != "good" || r.err != cfg.Errors.Stale || !r.shared):
+			t.Fatalf("with a stale value: %+v", r)
+		case !stale && r.err != errOpen:
+			t.Fatalf("without: %+v", r)
+		}
+		st := c.Stats()
+		if st.Flights != map[bool]uint64{false: 1, true: 2}[stale] {
+			t.Fatalf("%d flights: the queued call ran fn", st.Flights)
+		}
+		c.Close()
+	}
 }
