@@ -612,3 +612,40 @@ func TestResilienceIdleHoldsNoGoroutine(t *testing.T) {
 	goleak.VerifyNone(t)
 	require.NoError(t, c.Close())
 }
+
+// A refresh-ahead that fails counts as a failed flight; while the breaker
+// it opened is open, the fresh value is still a hit, and no further
+// refresh starts.
+func TestBreakerStopsRefreshAhead(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithBreaker(1, time.Hour), flight.WithTTL(10*time.Second),
+			flight.WithRefreshAhead(time.Second))
+		defer c.Close()
+		var n atomic.Int32
+		_, _, err := c.Do(context.Background(), "k", counted(&n, "good"))
+		require.NoError(t, err)
+		time.Sleep(2 * time.Second)
+		v, shared, err := c.Do(context.Background(), "k", failing(&n)) // a hit that starts a refresh
+		require.NoError(t, err)
+		assert.Equal(t, "good", v)
+		assert.True(t, shared)
+		synctest.Wait()
+		st := c.Stats()
+		assert.Equal(t, uint64(1), st.Refreshes)
+		assert.Equal(t, 1, st.Open, "the failed refresh opened the breaker")
+		for range 3 {
+			v, shared, err = c.Do(context.Background(), "k", failing(&n))
+			require.NoError(t, err)
+			assert.Equal(t, "good", v, "still a hit")
+			assert.True(t, shared)
+			synctest.Wait()
+		}
+		st = c.Stats()
+		assert.Equal(t, uint64(1), st.Refreshes, "no refresh while open")
+		assert.Equal(t, uint64(4), st.Hits)
+		assert.Equal(t, int32(2), n.Load())
+		time.Sleep(8 * time.Second)
+		_, _, err = c.Do(context.Background(), "k", failing(&n))
+		assert.ErrorIs(t, err, flight.ErrOpen, "past its TTL, without WithStaleIfError")
+	})
+}
