@@ -55,7 +55,9 @@ type Coordinator[K comparable, V any] struct {
 }
 
 // Stats is a reading of a Coordinator's counters. Keys, InFlight and Waiters
-// are gauges: they return to 0 when the coordinator is idle. The other
+// are gauges: they return to 0 when the coordinator is idle. Entries and
+// Open are gauges too, which return to 0 once retained results and breaker
+// states have been dropped (by their timers, Forget or Close). The other
 // fields count since New. Each field is exact; a Stats is not an atomic
 // snapshot of all of them together.
 type Stats struct {
