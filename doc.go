@@ -3,8 +3,7 @@
 // shares its result. It does what golang.org/x/sync/singleflight does, with
 // typed keys and values, per-caller context cancellation, a flight that is
 // cancelled when nobody waits for it any more, timeouts, panics turned into
-// errors, bounded queues and counters; and beyond one moment, retained
-// results, retries, stale-if-error, per-key breakers and batching.
+// errors, bounded queues and counters.
 //
 // Make a [Coordinator] with [New], call [Coordinator.Do] or
 // [Coordinator.DoChan], and [Coordinator.Close] it when done. Each method's
