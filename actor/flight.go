@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,6 +67,11 @@ type Env[K comparable, V any] struct {
 	// its waiters are); for a failed one it may return a stale value to
 	// answer the waiters with instead (see resil.go).
 	Outcome func(key K, failed bool) (stale V, ok bool)
+	// Tracked, when set, counts the keys whose breaker state the shard
+	// holds: while it is 0 a success is not told to Outcome (nothing to
+	// reset), which keeps a flight that succeeds at its cost without a
+	// breaker.
+	Tracked *atomic.Int64
 
 	Closed bool // set by the shard on Close: refuse joins, start nothing
 }
@@ -405,7 +411,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	// never retained.
 	var staleVal V
 	stale := false
-	if answer && env.Outcome != nil {
+	if answer && env.Outcome != nil && (err != nil || expired || env.Tracked == nil || env.Tracked.Load() > 0) {
 		judged := err
 		if expired {
 			judged = env.Errors.Timeout

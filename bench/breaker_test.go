@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,24 +108,46 @@ func BenchmarkBreakerRefusal(b *testing.B) {
 // by 2× for no reason of their own; alternated blocks a few tens of
 // microseconds long see the same load, and the median drops the blocks
 // that another process preempted.
-func interleave(b *testing.B, names []string, calls []func(i int)) {
+//
+// With parallel set, GOMAXPROCS goroutines do so at once (each over its
+// own share of the calls), so that the figures include the contention of
+// concurrent callers, as RunParallel's do.
+func interleave(b *testing.B, names []string, calls []func(i int), parallel ...bool) {
 	const block = 256
-	blocks := make([][]time.Duration, len(calls))
-	n := 0
-	b.ResetTimer()
-	for n < b.N {
-		for j, call := range calls {
-			start := time.Now()
-			for i := n; i < n+block; i++ {
-				call(i)
-			}
-			blocks[j] = append(blocks[j], time.Since(start))
-		}
-		n += block
+	procs := 1
+	if len(parallel) > 0 && parallel[0] {
+		procs = runtime.GOMAXPROCS(0)
 	}
+	per := make([][][]time.Duration, procs)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for p := range procs {
+		per[p] = make([][]time.Duration, len(calls))
+		wg.Go(func() {
+			for n := p * block; n < b.N; n += procs * block {
+				for j, call := range calls {
+					start := time.Now()
+					for i := n; i < n+block; i++ {
+						call(i)
+					}
+					per[p][j] = append(per[p][j], time.Since(start))
+				}
+			}
+		})
+	}
+	wg.Wait()
 	b.StopTimer()
+	blocks := make([][]time.Duration, len(calls))
+	for p := range per {
+		for j := range calls {
+			blocks[j] = append(blocks[j], per[p][j]...)
+		}
+	}
 	med := make([]float64, len(calls))
 	for j := range blocks {
+		if len(blocks[j]) == 0 {
+			return // b.N smaller than a block
+		}
 		slices.Sort(blocks[j])
 		med[j] = float64(blocks[j][len(blocks[j])/2].Nanoseconds()) / block
 	}
@@ -140,66 +164,76 @@ func interleave(b *testing.B, names []string, calls []func(i int)) {
 // call refused by an open breaker (WithBreaker alone, and with WithTTL)
 // against a hit, and a call an open breaker answers with a stale value.
 func BenchmarkBreakerCost(b *testing.B) {
+	for _, parallel := range []bool{false, true} {
+		suffix := ""
+		if parallel {
+			suffix = "-parallel"
+		}
+		b.Run("flight"+suffix, func(b *testing.B) { benchFlightCost(b, parallel) })
+		b.Run("refusal"+suffix, func(b *testing.B) { benchRefusalCost(b, parallel) })
+	}
+}
+
+func benchFlightCost(b *testing.B, parallel bool) {
+	ctx := context.Background()
+	ok := func(context.Context) (int, error) { return 1, nil }
+	none := flight.New[uint64, int]()
+	defer none.Close()
+	brk := flight.New[uint64, int](flight.WithBreaker(5, time.Second))
+	defer brk.Close()
+	do := func(c *flight.Coordinator[uint64, int]) func(int) {
+		return func(i int) { // each i once per coordinator: a fresh key
+			if _, shared, err := c.Do(ctx, uint64(i), ok); shared || err != nil {
+				panic("a fresh key was shared or failed")
+			}
+		}
+	}
+	interleave(b, []string{"none", "breaker"}, []func(int){do(none), do(brk)}, parallel)
+}
+
+func benchRefusalCost(b *testing.B, parallel bool) {
 	ctx := context.Background()
 	ok := func(context.Context) (int, error) { return 1, nil }
 	fail := func(context.Context) (int, error) { return 0, errBench }
-	b.Run("flight", func(b *testing.B) {
-		none := flight.New[uint64, int]()
-		defer none.Close()
-		brk := flight.New[uint64, int](flight.WithBreaker(5, time.Second))
-		defer brk.Close()
-		var k uint64
-		do := func(c *flight.Coordinator[uint64, int]) func(int) {
-			return func(int) {
-				k++
-				if _, shared, err := c.Do(ctx, k, ok); shared || err != nil {
-					panic("a fresh key was shared or failed")
-				}
-			}
+	hit := flight.New[string, int](flight.WithTTL(time.Hour))
+	defer hit.Close()
+	open := flight.New[string, int](flight.WithBreaker(1, time.Hour))
+	defer open.Close()
+	openTTL := flight.New[string, int](flight.WithBreaker(1, time.Hour), flight.WithTTL(time.Hour))
+	defer openTTL.Close()
+	openStale := flight.New[string, int](flight.WithBreaker(1, time.Hour), flight.WithTTL(time.Nanosecond),
+		flight.WithStaleIfError(time.Hour))
+	defer openStale.Close()
+	for _, k := range retainKeyNames {
+		hit.Do(ctx, k, ok)
+		open.Do(ctx, k, fail)
+		openTTL.Do(ctx, k, fail)
+		openStale.Do(ctx, k, ok)
+		time.Sleep(time.Microsecond) // past the TTL: stale
+		if _, _, err := openStale.Do(ctx, k, fail); err != nil {
+			b.Fatal(err)
 		}
-		interleave(b, []string{"none", "breaker"}, []func(int){do(none), do(brk)})
-	})
-	b.Run("refusal", func(b *testing.B) {
-		hit := flight.New[string, int](flight.WithTTL(time.Hour))
-		defer hit.Close()
-		open := flight.New[string, int](flight.WithBreaker(1, time.Hour))
-		defer open.Close()
-		openTTL := flight.New[string, int](flight.WithBreaker(1, time.Hour), flight.WithTTL(time.Hour))
-		defer openTTL.Close()
-		openStale := flight.New[string, int](flight.WithBreaker(1, time.Hour), flight.WithTTL(time.Nanosecond),
-			flight.WithStaleIfError(time.Hour))
-		defer openStale.Close()
-		for _, k := range retainKeyNames {
-			hit.Do(ctx, k, ok)
-			open.Do(ctx, k, fail)
-			openTTL.Do(ctx, k, fail)
-			openStale.Do(ctx, k, ok)
-			time.Sleep(time.Microsecond) // past the TTL: stale
-			if _, _, err := openStale.Do(ctx, k, fail); err != nil {
-				b.Fatal(err)
+	}
+	interleave(b, []string{"hit", "open", "open-ttl", "open-stale"}, []func(int){
+		func(i int) {
+			if _, shared, err := hit.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); !shared || err != nil {
+				panic("a miss in the hit case")
 			}
-		}
-		interleave(b, []string{"hit", "open", "open-ttl", "open-stale"}, []func(int){
-			func(i int) {
-				if _, shared, err := hit.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); !shared || err != nil {
-					panic("a miss in the hit case")
-				}
-			},
-			func(i int) {
-				if _, _, err := open.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); err != flight.ErrOpen {
-					panic("not refused")
-				}
-			},
-			func(i int) {
-				if _, _, err := openTTL.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); err != flight.ErrOpen {
-					panic("not refused")
-				}
-			},
-			func(i int) {
-				if _, shared, err := openStale.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); !shared || err != nil {
-					panic("not answered stale")
-				}
-			},
-		})
-	})
+		},
+		func(i int) {
+			if _, _, err := open.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); err != flight.ErrOpen {
+				panic("not refused")
+			}
+		},
+		func(i int) {
+			if _, _, err := openTTL.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); err != flight.ErrOpen {
+				panic("not refused")
+			}
+		},
+		func(i int) {
+			if _, shared, err := openStale.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); !shared || err != nil {
+				panic("not answered stale")
+			}
+		},
+	}, parallel)
 }

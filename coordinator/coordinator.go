@@ -143,6 +143,9 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		if s.brk != nil || (s.store != nil && cfg.Retain.Stale > 0) {
 			s.env.Outcome = s.outcome
 		}
+		if s.brk != nil {
+			s.env.Tracked = &s.brk.n
+		}
 		// The producer returns the same shard each time: if protoactor ever
 		// restarted the actor, its keys and waiters would survive.
 		s.pid = c.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
@@ -173,7 +176,7 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		return v, false, err
 	}
 	s := c.shards[i]
-	if s.brk != nil {
+	if s.brk != nil && s.brk.n.Load() > 0 {
 		// Before the look-up for a hit: an open breaker answers a hit too.
 		if v, err, shared, ok := s.refused(key); ok {
 			if err == c.cfg.Errors.Stale {
@@ -285,7 +288,7 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 		return ch
 	}
 	s := c.shards[i]
-	if s.brk != nil {
+	if s.brk != nil && s.brk.n.Load() > 0 {
 		if v, err, shared, ok := s.refused(key); ok {
 			ch <- c.cfg.Result(v, err, shared)
 			return ch
