@@ -39,9 +39,9 @@ import (
 // time.AfterFunc timer armed for its head, as the store's expiry does; no
 // goroutine exists between timer firings, and none once the queue is empty.
 //
-// The cost when nothing fails: the shard's flight-end handler looks the key
-// up in its own map (no lock), and a call loads one atomic counter (the
-// shard's number of states) and skips the lock while it is zero.
+// The cost when nothing fails: a call and a flight's end each load one
+// atomic counter (the shard's number of states, Env.Tracked) and do
+// nothing more while it is zero.
 
 // BreakerConfig configures the per-key breaker; the zero value has none.
 type BreakerConfig struct {
