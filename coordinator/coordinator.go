@@ -145,6 +145,8 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		}
 		if s.brk != nil {
 			s.env.Tracked = &s.brk.n
+		} else {
+			s.env.Tracked = &noBreakers // stale values only: a success needs no telling
 		}
 		// The producer returns the same shard each time: if protoactor ever
 		// restarted the actor, its keys and waiters would survive.
@@ -322,6 +324,9 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 	s.send(cl)
 	return ch
 }
+
+// noBreakers is Env.Tracked for shards without breakers: always 0.
+var noBreakers atomic.Int64
 
 // minBacklog is the least number of DoChan calls a shard lets wait in its
 // mailbox when WithMaxWaiters or WithMaxInFlight is set; see Config.
