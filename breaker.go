@@ -57,8 +57,10 @@ func WithStaleIfError(d time.Duration) Option {
 // key's breaker is open for cooldown: a call for the key gets ErrOpen at
 // once, on the caller's goroutine, without running fn and without a
 // message to the key's actor (or, with WithStaleIfError, the key's stale
-// value while one is held). A result retained with WithTTL is still a hit,
-// and no WithRefreshAhead refresh starts while the breaker is open.
+// value while one is held: the one the key held when its breaker opened,
+// until its stale window ends, even if WithMaxEntries evicted it
+// meanwhile). A result retained with WithTTL or WithErrorTTL is still a
+// hit, and no WithRefreshAhead refresh starts while the breaker is open.
 //
 // After the cooldown the breaker is half-open: the next call starts one
 // trial flight, which every caller arriving meanwhile joins, as always; its
