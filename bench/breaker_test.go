@@ -204,7 +204,13 @@ func benchRefusalCost(b *testing.B, parallel bool) {
 	openStale := flight.New[string, int](flight.WithBreaker(1, time.Hour), flight.WithTTL(time.Nanosecond),
 		flight.WithStaleIfError(time.Hour))
 	defer openStale.Close()
+	// A hit on a coordinator whose every shard holds open breakers (for
+	// other keys): the call looks at the breakers first.
+	hitNear := flight.New[string, int](flight.WithTTL(time.Hour), flight.WithBreaker(1, time.Hour))
+	defer hitNear.Close()
 	for _, k := range retainKeyNames {
+		hitNear.Do(ctx, k, ok)
+		hitNear.Do(ctx, "down:"+k, fail)
 		hit.Do(ctx, k, ok)
 		open.Do(ctx, k, fail)
 		openTTL.Do(ctx, k, fail)
@@ -214,7 +220,10 @@ func benchRefusalCost(b *testing.B, parallel bool) {
 			b.Fatal(err)
 		}
 	}
-	interleave(b, []string{"hit", "open", "open-ttl", "open-stale"}, []func(int){
+	if st := hitNear.Stats(); st.Open != retainKeys {
+		b.Fatalf("%d open breakers", st.Open)
+	}
+	interleave(b, []string{"hit", "open", "open-ttl", "open-stale", "hit-beside-open"}, []func(int){
 		func(i int) {
 			if _, shared, err := hit.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); !shared || err != nil {
 				panic("a miss in the hit case")
@@ -233,6 +242,11 @@ func benchRefusalCost(b *testing.B, parallel bool) {
 		func(i int) {
 			if _, shared, err := openStale.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); !shared || err != nil {
 				panic("not answered stale")
+			}
+		},
+		func(i int) {
+			if _, shared, err := hitNear.Do(ctx, retainKeyNames[i&(retainKeys-1)], fail); !shared || err != nil {
+				panic("a miss in the hit case")
 			}
 		},
 	}, parallel)
