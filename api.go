@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/trace"
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
@@ -143,6 +144,8 @@ type config struct {
 	attempts    int         // WithRetry; 0: once
 	backoff     func(n int) time.Duration
 	retryable   func(error) bool // WithRetryIf; nil: defaultRetryable
+
+	tracer trace.TracerProvider // WithTracerProvider (tracing.go); nil: no tracing
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
@@ -300,6 +303,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		Attempts:       cfg.attempts,
 		Backoff:        cfg.backoff,
 		Retryable:      cfg.retryable,
+		Tracer:         newTracer(&cfg),
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count

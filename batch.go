@@ -176,6 +176,7 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnBatch: onBatch,
+		Tracer:  newTracer(&cfg),
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count

@@ -22,6 +22,7 @@ import (
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/internal/gate"
+	"github.com/actorflight/flight/internal/tracing"
 	"github.com/actorflight/flight/keyspace"
 	"github.com/actorflight/flight/mailbox"
 )
@@ -55,6 +56,9 @@ type Config[V, R any] struct {
 	Attempts  int
 	Backoff   func(n int) time.Duration
 	Retryable func(error) bool
+	// Tracer makes the spans of executions and the flight.hit events
+	// (WithTracerProvider); nil: no tracing.
+	Tracer *tracing.Tracer
 }
 
 // DefaultShards is the shard count when none is configured: four per
@@ -128,6 +132,7 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 			Attempts:       cfg.Attempts,
 			Backoff:        cfg.Backoff,
 			Retryable:      cfg.Retryable,
+			Tracer:         cfg.Tracer,
 		}
 		if cfg.Retain.enabled() {
 			s.store = newStore[K, V](&c.cfg.Retain, &c.entries, &s.stats, s.postInternal)
@@ -141,8 +146,11 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 	return c, nil
 }
 
-func (c *Engine[K, V, R]) logPanic(key K, value any, stack []byte) {
-	c.cfg.Logger.Error("flight: function panicked",
+// logPanic logs a panic of fn with the flight's ctx, so that a handler
+// that adds trace ids (an OpenTelemetry slog bridge) sees the execution's
+// span.
+func (c *Engine[K, V, R]) logPanic(ctx context.Context, key K, value any, stack []byte) {
+	c.cfg.Logger.ErrorContext(ctx, "flight: function panicked",
 		slog.Any("key", key), slog.Any("panic", value), slog.String("stack", string(stack)))
 }
 
