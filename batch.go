@@ -133,10 +133,10 @@ func (ke KeyErrors[K]) Unwrap() []error {
 //
 // It accepts WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches,
 // WithTimeout (a deadline on each call of fn), WithShards (the key shard
-// actors), WithActorSystem, WithLogger, WithMeterProvider and
-// WithMetricAttributes. Any other option (WithMaxWaiters, WithMaxInFlight,
-// and options for retained results or retries) does not apply to a
-// Batcher: NewBatcher panics, naming it. It panics with ErrNilFunc if fn is
+// actors), WithActorSystem, WithLogger, WithMeterProvider,
+// WithMetricAttributes and WithTracerProvider. Any other option
+// (WithMaxWaiters, WithMaxInFlight, and options for retained results or
+// retries) does not apply to a Batcher: NewBatcher panics, naming it. It panics with ErrNilFunc if fn is
 // nil, and if an option has an invalid value (each option says which): a
 // programming error, found the first time the code runs.
 //

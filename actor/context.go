@@ -5,8 +5,6 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"github.com/actorflight/flight/internal/tracing"
 )
 
 // flightCtx is the context fn runs with. It is embedded in its Flight, so a
@@ -22,7 +20,6 @@ import (
 type flightCtx struct {
 	values   context.Context // context.WithoutCancel(first caller's ctx)
 	deadline time.Duration   // since epoch (monotonic); 0: none
-	trace    *tracing.Run    // WithTracerProvider: the execution's span (trace.go); nil: none
 
 	mu     sync.Mutex // protects the fields below
 	state  uint8      // ctxLive, ctxCanceled or ctxExpired
@@ -106,11 +103,6 @@ type selfKey struct{}
 func (c *flightCtx) Value(key any) any {
 	if key == (selfKey{}) {
 		return c
-	}
-	if c.trace != nil { // tracing hook: fn's spans nest under flight.run
-		if v := c.trace.Value(key); v != nil {
-			return v
-		}
 	}
 	return c.values.Value(key)
 }

@@ -8,23 +8,34 @@ import "github.com/actorflight/flight/internal/tracing"
 // check, and a flight allocates nothing more.
 
 // traceNew gives a new flight its tracing, its spans' parent being its
-// first caller's context.
+// first caller's context. The tracing.Run wraps the flight's values (the
+// first caller's), answering the span key with the running execution's
+// span: so fn's spans nest under it, and a Flight has no field for tracing.
 func (k *Owner[K, V]) traceNew(f *Flight[K, V]) {
 	if t := k.env.Tracer; t != nil {
-		f.ctx.trace = t.NewRun(f.ctx.values)
+		f.ctx.values = t.NewRun(f.ctx.values)
 	}
+}
+
+// run returns f's tracing, nil without a tracer.
+func (f *Flight[K, V]) run() *tracing.Run {
+	if f.key.env.Tracer == nil {
+		return nil
+	}
+	r, _ := f.ctx.values.(*tracing.Run)
+	return r
 }
 
 // traceStart starts the span of the execution f is about to run.
 func (f *Flight[K, V]) traceStart() {
-	if r := f.ctx.trace; r != nil {
-		r.Start(int(f.attempts), f.refresh)
+	if r := f.run(); r != nil {
+		r.Start()
 	}
 }
 
 // traceJoin links a caller that joined f after its first.
 func (f *Flight[K, V]) traceJoin(w *Waiter[K, V]) {
-	if r := f.ctx.trace; r != nil {
+	if r := f.run(); r != nil {
 		r.Link(w.Ctx)
 	}
 }
@@ -33,7 +44,7 @@ func (f *Flight[K, V]) traceJoin(w *Waiter[K, V]) {
 // again says another attempt follows (the flight's callers are counted on
 // its last execution's span only).
 func (f *Flight[K, V]) traceEnd(err error, again bool) {
-	r := f.ctx.trace
+	r := f.run()
 	if r == nil {
 		return
 	}
@@ -45,5 +56,5 @@ func (f *Flight[K, V]) traceEnd(err error, again bool) {
 	if again {
 		callers = -1
 	}
-	r.End(err, p, callers)
+	r.End(err, p, int(f.attempts), f.refresh, callers)
 }

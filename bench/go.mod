@@ -7,6 +7,7 @@ require (
 	github.com/graph-gophers/dataloader/v7 v7.1.0
 	github.com/maypok86/otter/v2 v2.4.0
 	github.com/vikstrous/dataloadgen v0.0.10
+	go.opentelemetry.io/otel/sdk v1.47.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.19.0
 	resenje.org/singleflight v0.4.3
@@ -36,7 +37,6 @@ require (
 	go.opentelemetry.io/otel/exporters/prometheus v0.44.0 // indirect
 	go.opentelemetry.io/otel/log v1.47.0 // indirect
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
-	go.opentelemetry.io/otel/sdk v1.47.0 // indirect
 	go.opentelemetry.io/otel/sdk/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect

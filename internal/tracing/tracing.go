@@ -17,7 +17,7 @@ package tracing
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -114,18 +114,27 @@ func (l *links) add(sc trace.SpanContext) bool {
 // each of its executions (each attempt of WithRetry), all children of the
 // first caller's span and each linked to every later caller.
 //
+// A Run is also a context: the first caller's values (the context it
+// wraps), except that it answers the span key with the latest execution's
+// span. The flight's context takes its values from the Run instead of from
+// the first caller's ctx, so fn's own spans nest under flight.run, and the
+// flight needs no field of its own for tracing.
+//
 // The flight's shard owns it: NewRun, Link, Start and End are called from
 // its handlers only, one at a time. Value may be called from any goroutine
-// (fn's, through the flight's context).
+// (fn's, through the flight's context). It is kept small (64 bytes) since
+// every traced flight allocates one: the links live apart, made by the
+// first later caller with a span.
 type Run struct {
-	t      *Tracer
-	parent context.Context // the first caller's values
-	links  links
-	span   trace.Span              // the running execution's; nil before the first
-	cur    atomic.Pointer[current] // what Value answers: the latest execution's span
-}
+	context.Context // the first caller's values; never cancelled
 
-type current struct{ span trace.Span }
+	t       *Tracer
+	links   *links // nil until a later caller with a span joins
+	running bool   // span is the running execution's
+
+	mu   sync.Mutex // orders the shard's writes of span before Value's reads
+	span trace.Span // the latest execution's; nil before the first
+}
 
 // NewRun returns the tracing of a flight whose first caller's context (its
 // values) is parent. With a nil t it returns nil.
@@ -133,7 +142,7 @@ func (t *Tracer) NewRun(parent context.Context) *Run {
 	if t == nil {
 		return nil
 	}
-	return &Run{t: t, parent: parent, links: links{parent: trace.SpanContextFromContext(parent)}}
+	return &Run{Context: parent, t: t}
 }
 
 // Link links the span in a later caller's ctx from the flight's span (the
@@ -144,52 +153,93 @@ func (r *Run) Link(ctx context.Context) { r.LinkSpanContext(trace.SpanContextFro
 // LinkSpanContext is Link for a caller known by its span context alone (a
 // caller on another member of a cluster).
 func (r *Run) LinkSpanContext(sc trace.SpanContext) {
-	if r.links.add(sc) && r.span != nil {
+	if !sc.IsValid() {
+		return
+	}
+	if r.links == nil {
+		r.links = &links{parent: trace.SpanContextFromContext(r.Context)}
+	}
+	if r.links.add(sc) && r.running {
 		r.span.AddLink(trace.Link{SpanContext: sc})
 	}
 }
 
-// Start starts the span of the flight's execution number attempt (1-based),
-// linked to the callers so far. refresh tells a background refresh.
-func (r *Run) Start(attempt int, refresh bool) {
-	_, sp := r.t.t.Start(r.parent, RunSpan,
-		trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithLinks(r.links.list...),
-		trace.WithAttributes(Attempt.Int(attempt), Refresh.Bool(refresh)))
-	r.span = sp
-	r.cur.Store(&current{span: sp})
+// Start starts the span of the flight's next execution, linked to the
+// callers so far.
+func (r *Run) Start() {
+	var sp trace.Span
+	if r.links == nil || len(r.links.list) == 0 {
+		_, sp = r.t.t.Start(r.Context, RunSpan, internalOnly...)
+	} else {
+		_, sp = r.t.t.Start(r.Context, RunSpan, internal, trace.WithLinks(r.links.list...))
+	}
+	r.mu.Lock()
+	r.span, r.running = sp, true
+	r.mu.Unlock()
 }
 
-// End ends the running execution's span. err is how fn ended (nil: it
+// End ends the running execution's span, with its flight.attempt (1-based)
+// and flight.refresh (a background refresh). err is how fn ended (nil: it
 // succeeded); p, when not nil, is its panic, recorded as an exception
 // event; callers ≥ 0 is set as flight.callers when this execution ends the
 // flight (the last attempt), and a negative callers sets nothing (another
 // attempt follows). After End the span stays what Value answers, so that a
 // log line written as fn ends still carries its trace.
-func (r *Run) End(err error, p *Panic, callers int) {
-	sp := r.span
-	if sp == nil {
+//
+// The attributes are all set here, in one call, not when the span starts:
+// that saves the SDK two of the three allocations a span's attributes
+// cost it (bench/: BenchmarkTracing). A sampler does not see them; none of
+// flight's spans needs one to.
+func (r *Run) End(err error, p *Panic, attempt int, refresh bool, callers int) {
+	if !r.running {
 		return
 	}
-	r.span = nil
+	r.running = false
+	sp := r.span
 	end(sp, err, p)
-	if callers >= 0 {
-		sp.SetAttributes(Callers.Int(callers))
-	}
+	sp.SetAttributes(runAttrs(attempt, refresh, callers)...)
 	sp.End()
 }
 
-// Value answers the span key with the latest execution's span; any other
-// key, or no execution yet, gets nil, so that the flight's context falls
-// back to its values.
+// runAttrs returns the attributes of a flight.run span; those of the
+// common spans (a first attempt, one to 64 callers) are made once, so that
+// passing them allocates nothing.
+func runAttrs(attempt int, refresh bool, callers int) []attribute.KeyValue {
+	if attempt == 1 && !refresh && callers >= 0 && callers < len(firstAttempts) {
+		return firstAttempts[callers]
+	}
+	kv := []attribute.KeyValue{Attempt.Int(attempt), Refresh.Bool(refresh)}
+	if callers >= 0 {
+		kv = append(kv, Callers.Int(callers))
+	}
+	return kv
+}
+
+var firstAttempts = func() (a [65][]attribute.KeyValue) {
+	for n := range a {
+		a[n] = []attribute.KeyValue{Attempt.Int(1), Refresh.Bool(false), Callers.Int(n)}
+	}
+	return a
+}()
+
+var (
+	internal     = trace.WithSpanKind(trace.SpanKindInternal)
+	internalOnly = []trace.SpanStartOption{internal} // passed as is: no slice per span
+)
+
+// Value answers the span key with the latest execution's span (or, before
+// the first, the first caller's); any other key gets the first caller's
+// value.
 func (r *Run) Value(key any) any {
-	if key != spanKey {
-		return nil
+	if key == spanKey {
+		r.mu.Lock()
+		sp := r.span
+		r.mu.Unlock()
+		if sp != nil {
+			return sp
+		}
 	}
-	if c := r.cur.Load(); c != nil {
-		return c.span
-	}
-	return nil
+	return r.Context.Value(key)
 }
 
 // Panic is a recovered panic of fn, for its exception event.
@@ -272,8 +322,7 @@ func (b *Batch) Start(parent context.Context, keys int, live func(tag any) bool)
 		}
 	}
 	b.cands = nil
-	ctx, sp := b.t.t.Start(parent, BatchSpan,
-		trace.WithSpanKind(trace.SpanKindInternal),
+	ctx, sp := b.t.t.Start(parent, BatchSpan, internal,
 		trace.WithLinks(b.links.list...),
 		trace.WithAttributes(BatchKeys.Int(keys)))
 	b.span = sp
