@@ -136,9 +136,10 @@ func (ke KeyErrors[K]) Unwrap() []error {
 // actors), WithActorSystem, WithLogger, WithMeterProvider,
 // WithMetricAttributes and WithTracerProvider. Any other option
 // (WithMaxWaiters, WithMaxInFlight, and options for retained results or
-// retries) does not apply to a Batcher: NewBatcher panics, naming it. It panics with ErrNilFunc if fn is
-// nil, and if an option has an invalid value (each option says which): a
-// programming error, found the first time the code runs.
+// retries) does not apply to a Batcher: NewBatcher panics, naming it. It
+// panics with ErrNilFunc if fn is nil, and if an option has an invalid
+// value (each option says which): a programming error, found the first
+// time the code runs.
 //
 // NewBatcher spawns the shard actors and the collector, a few microseconds
 // each, and starts no goroutine.
