@@ -584,3 +584,34 @@ func ExampleWithTracerProvider() {
 	// flight.run child of true
 	// GET /user/42 child of false
 }
+
+// With tracing, fn's ctx is still the flight's own: a call from fn for its
+// own key with it is refused as recursive, and a flight answered by the
+// WithTimeout deadline while fn went on to succeed has an Ok span (the
+// status tells how fn ended) that counts its caller.
+func TestTraceKeepsTheFlightContext(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		x := newTraced(t)
+		c := flight.New[string, int](flight.WithTracerProvider(x.tp), flight.WithTimeout(time.Second))
+		defer c.Close()
+		release := make(chan struct{})
+		inner := make(chan error, 1)
+		fn := func(ctx context.Context) (int, error) {
+			_, _, err := c.Do(ctx, "k", func(context.Context) (int, error) { return 0, nil })
+			inner <- err
+			<-release
+			return 1, nil
+		}
+		ctx, sp := x.caller("caller")
+		_, _, err := c.Do(ctx, "k", fn)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorIs(t, <-inner, flight.ErrRecursiveCall)
+		close(release)
+		synctest.Wait()
+		sp.End()
+		runs := x.ended(tracing.RunSpan)
+		require.Len(t, runs, 1)
+		assert.Equal(t, codes.Unset, runs[0].Status().Code)
+		assert.Equal(t, int64(1), intAttr(t, runs[0], tracing.Callers))
+	})
+}
