@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/actorflight/flight"
@@ -15,8 +16,9 @@ import (
 // against its yardstick: starting and ending one span with the same
 // provider, on the same goroutines. The provider samples everything and its
 // span processor does nothing, so span is the SDK's own cost of a span,
-// and the target is traced ≤ 2× span. untraced is the same flight without
-// the option, for scale.
+// and the target is traced ≤ 2× span. span-attrs is span with the three
+// attributes flight sets on flight.run, and untraced the same flight
+// without the option, for scale.
 func BenchmarkTracing(b *testing.B) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithSpanProcessor(nopProcessor{}))
@@ -28,6 +30,21 @@ func BenchmarkTracing(b *testing.B) {
 			ctx := context.Background()
 			for pb.Next() {
 				_, sp := tr.Start(ctx, "flight.run")
+				sp.End()
+			}
+		})
+	})
+	// span with flight.run's three attributes, set as flight sets them (one
+	// call before End): how much of a traced flight is the SDK's work on them.
+	b.Run("span-attrs", func(b *testing.B) {
+		tr := tp.Tracer("bench")
+		attrs := []attribute.KeyValue{attribute.Int("flight.attempt", 1), attribute.Bool("flight.refresh", false), attribute.Int("flight.callers", 1)}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				_, sp := tr.Start(ctx, "flight.run")
+				sp.SetAttributes(attrs...)
 				sp.End()
 			}
 		})
