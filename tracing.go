@@ -47,9 +47,13 @@ const TracerName = tracing.ScopeName
 // Spans start and end on the goroutine that drains the key's shard (or the
 // Batcher's collector), never on fn's: use a batching span processor
 // (sdktrace.WithBatcher), as the SDK advises for production; a synchronous
-// exporter would hold up the shard's other keys while it exports. With an
-// always-sampling SDK provider a flight costs about one span start and end
-// more (bench/: BenchmarkTracing).
+// exporter would hold up the shard's other keys while it exports.
+//
+// Cost: with an always-sampling SDK provider, an execution costs one span
+// with three attributes and a 64-byte record more, 5 allocations; on the
+// distinct-key workload a traced flight measured a median 2.3× the cost
+// of a bare span start and end on a loaded 2-core machine (bench/:
+// BenchmarkTracing).
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *config) {
 		if tp == nil {
