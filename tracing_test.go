@@ -615,3 +615,33 @@ func TestTraceKeepsTheFlightContext(t *testing.T) {
 		assert.Equal(t, int64(1), intAttr(t, runs[0], tracing.Callers))
 	})
 }
+
+// A sampler that drops every span: nothing is recorded, fn's ctx carries
+// the unsampled flight.run span context (so fn's spans are dropped too, by a
+// parent-based sampler), and callers are answered as usual.
+func TestTraceNeverSampled(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()), sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	c := newC[int](t, flight.WithTracerProvider(tp))
+	release := make(chan struct{})
+	started := make(chan trace.SpanContext, 1)
+	fn := func(ctx context.Context) (int, error) {
+		started <- trace.SpanContextFromContext(ctx)
+		<-release
+		return 3, nil
+	}
+	done := make(chan error, 2)
+	go func() { _, _, err := c.Do(context.Background(), "k", fn); done <- err }()
+	sc := wait.Recv(t, started)
+	assert.True(t, sc.IsValid())
+	assert.False(t, sc.IsSampled())
+	ctx, sp := tp.Tracer("test").Start(context.Background(), "other")
+	go func() { _, _, err := c.Do(ctx, "k", fn); done <- err }()
+	wait.Until(t, "the join", func() bool { return c.Stats().Joins == 1 })
+	close(release)
+	require.NoError(t, wait.Recv(t, done))
+	require.NoError(t, wait.Recv(t, done))
+	sp.End()
+	assert.Empty(t, rec.Ended())
+}
