@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"go.opentelemetry.io/otel/trace"
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
@@ -154,6 +155,8 @@ type config struct {
 	retryable   func(error) bool          // WithRetryIf; nil: defaultRetryable
 	stale       time.Duration             // WithStaleIfError (breaker.go); 0: none
 	breaker     coordinator.BreakerConfig // WithBreaker (breaker.go); zero: none
+
+	tracer trace.TracerProvider // WithTracerProvider (tracing.go); nil: no tracing
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
@@ -318,6 +321,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		Retryable:      cfg.retryable,
 		Breaker:        cfg.breaker,
 		ErrOpen:        ErrOpen,
+		Tracer:         newTracer(&cfg),
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count

@@ -133,12 +133,13 @@ func (ke KeyErrors[K]) Unwrap() []error {
 //
 // It accepts WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches,
 // WithTimeout (a deadline on each call of fn), WithShards (the key shard
-// actors), WithActorSystem, WithLogger, WithMeterProvider and
-// WithMetricAttributes. Any other option (WithMaxWaiters, WithMaxInFlight,
-// and options for retained results or retries) does not apply to a
-// Batcher: NewBatcher panics, naming it. It panics with ErrNilFunc if fn is
-// nil, and if an option has an invalid value (each option says which): a
-// programming error, found the first time the code runs.
+// actors), WithActorSystem, WithLogger, WithMeterProvider,
+// WithMetricAttributes and WithTracerProvider. Any other option
+// (WithMaxWaiters, WithMaxInFlight, and options for retained results or
+// retries) does not apply to a Batcher: NewBatcher panics, naming it. It
+// panics with ErrNilFunc if fn is nil, and if an option has an invalid
+// value (each option says which): a programming error, found the first
+// time the code runs.
 //
 // NewBatcher spawns the shard actors and the collector, a few microseconds
 // each, and starts no goroutine.
@@ -176,6 +177,7 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnBatch: onBatch,
+		Tracer:  newTracer(&cfg),
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count

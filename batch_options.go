@@ -89,7 +89,7 @@ func (c *config) checkCoordinator() {
 // set; every other field must keep its zero value.
 var batcherFields = map[string]bool{
 	"timeout": true, "shards": true, "system": true, "logger": true,
-	"telemetry": true, "batch": true,
+	"telemetry": true, "batch": true, "tracer": true,
 }
 
 // fieldOptions names the options behind config fields, for checkBatcher's

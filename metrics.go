@@ -22,7 +22,7 @@ const MeterName = "github.com/actorflight/flight"
 // mp: its Stats as observable counters and up-down counters, read from
 // Stats only when mp collects, and two histograms, recorded as each
 // execution of fn returns: its duration and its number of callers. The
-// docs/metrics.md lists the instruments. Close unregisters the observable ones.
+// docs/observability.md lists the instruments. Close unregisters the observable ones.
 //
 // Without this option, the default, the coordinator reports nothing and
 // pays nothing; the global OpenTelemetry provider is never used. With it, a
@@ -32,7 +32,7 @@ const MeterName = "github.com/actorflight/flight"
 // without metrics.
 //
 // Histogram buckets are the SDK's unless a View sets them: durations are in
-// seconds, so set boundaries that suit your fn (docs/metrics.md).
+// seconds, so set boundaries that suit your fn (docs/observability.md).
 // Coordinators reporting to one provider with the same attributes add up;
 // tell them apart with WithMetricAttributes.
 func WithMeterProvider(mp metric.MeterProvider) Option {

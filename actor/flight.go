@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/actorflight/flight/internal/tracing"
 )
 
 // Errors are the error values a key actor answers with. The root package
@@ -38,8 +40,10 @@ type Env[K comparable, V any] struct {
 	// Finished runs after every execution of fn is retired, so that Close
 	// can wait for all of them.
 	Finished func()
-	// OnPanic is told of each panic in fn, once, with the key (for logging).
-	OnPanic func(key K, value any, stack []byte)
+	// OnPanic is told of each panic in fn, once, with the flight's context
+	// (its values, and with tracing its execution's span) and the key, for
+	// logging.
+	OnPanic func(ctx context.Context, key K, value any, stack []byte)
 	// OnFinish, when set (metrics), is told of each execution's duration and
 	// of how many callers its flight had, when fn returns.
 	OnFinish func(d time.Duration, callers int)
@@ -72,6 +76,9 @@ type Env[K comparable, V any] struct {
 	// reset), which keeps a flight that succeeds at its cost without a
 	// breaker.
 	Tracked *atomic.Int64
+	// Tracer, when set (WithTracerProvider), makes the spans of each
+	// execution (trace.go); nil: no tracing.
+	Tracer *tracing.Tracer
 
 	Closed bool // set by the shard on Close: refuse joins, start nothing
 }
@@ -240,6 +247,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 			return
 		}
 		env.Stats.Joins.Add(1)
+		f.traceJoin(w) // tracing hook (trace.go)
 	}
 	f.waiters++
 	f.joined++
@@ -296,6 +304,7 @@ func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	if w.Ctx.Done() != nil {
 		f.ctx.values = context.WithoutCancel(w.Ctx)
 	}
+	k.traceNew(f) // tracing hook (trace.go)
 	if env.Timeout > 0 {
 		f.ctx.setDeadline(env.Timeout)
 		post := env.Post
@@ -315,6 +324,7 @@ func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 	}
 	k.exec = f
 	f.attempts = 1
+	f.traceStart() // tracing hook (trace.go)
 	env.Stats.Flights.Add(1)
 	env.Stats.InFlight.Add(1)
 	if !byCaller {
@@ -386,7 +396,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	case fnPanicked:
 		env.Stats.Panics.Add(1)
 		if env.OnPanic != nil {
-			env.OnPanic(k.Key, f.panic.value, f.panic.stack)
+			env.OnPanic(&f.ctx, k.Key, f.panic.value, f.panic.stack)
 		}
 		err = env.Errors.Panic(f.panic.value, f.panic.stack)
 	case fnExited:
@@ -394,6 +404,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 		err = env.Errors.Goexit
 	}
 	again = k.retryAfter(f, err)
+	f.traceEnd(err, again) // tracing hook (trace.go)
 	if env.OnFinish != nil {
 		callers := int(f.joined)
 		if again {
@@ -483,6 +494,7 @@ func (k *Owner[K, V]) Retry(f *Flight[K, V]) {
 	f.backoff = false
 	f.attempts++
 	f.outcome = fnReturned
+	f.traceStart() // tracing hook (trace.go)
 	env.Stats.Retries.Add(1)
 	env.Stats.Flights.Add(1)
 	if env.OnFinish != nil {

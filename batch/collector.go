@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/actorflight/flight/internal/tracing"
 )
 
 // collector is the actor that owns the batches: the open one collecting
@@ -59,6 +61,8 @@ type batch[K comparable, V, R any] struct {
 	how    outcome
 	pvalue any
 	pstack []byte
+
+	trace *tracing.Batch // WithTracerProvider: the batch's span (trace.go); nil: none
 
 	// Resolved by the collector.
 	rerr   error       // the error of every key; nil: per key
@@ -130,6 +134,8 @@ func (c *collector[K, V, R]) Receive(ctx actor.Context) {
 		c.done(m.b)
 	case expiredMsg[K, V, R]:
 		c.expire(m.b)
+	case *linkMsg[K, V, R]:
+		c.traceLink(m) // tracing hook (trace.go)
 	case *closeMsg:
 		c.close()
 		close(m.done)
@@ -154,6 +160,7 @@ func (c *collector[K, V, R]) add(en *entry[K, V, R]) {
 	}
 	b.entries = append(b.entries, en)
 	en.batch = b
+	c.traceAdd(b, en) // tracing hook (trace.go)
 	b.n++
 	if b.n >= cfg.MaxBatch {
 		b.timer.Stop()
@@ -240,6 +247,7 @@ func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
 		b.keys[i] = en.key
 	}
 	base := context.WithoutCancel(live[0].first)
+	base = c.traceStart(b, base) // tracing hook (trace.go)
 	if cfg.Timeout > 0 {
 		b.deadline = time.Now().Add(cfg.Timeout)
 		b.ctx, b.cancel = context.WithDeadline(base, b.deadline)
@@ -313,7 +321,7 @@ func (c *collector[K, V, R]) done(b *batch[K, V, R]) {
 	switch b.how {
 	case fnPanicked:
 		e.stats.Panics.Add(1)
-		e.logPanic(len(b.keys), b.pvalue, b.pstack)
+		e.logPanic(b.ctx, len(b.keys), b.pvalue, b.pstack)
 		rerr = e.cfg.Errors.Panic(b.pvalue, b.pstack)
 	case fnExited:
 		e.stats.Panics.Add(1)
@@ -334,6 +342,7 @@ func (c *collector[K, V, R]) done(b *batch[K, V, R]) {
 			rvals, rkerrs = b.vals, b.kerrs
 		}
 	}
+	c.traceEnd(b) // tracing hook (trace.go)
 	b.vals, b.kerrs, b.err, b.pvalue, b.pstack = nil, nil, nil, nil, nil
 	if !b.answered {
 		b.answered = true

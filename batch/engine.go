@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/actorflight/flight/internal/gate"
+	"github.com/actorflight/flight/internal/tracing"
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
@@ -51,6 +52,9 @@ type Config[K comparable, V, R any] struct {
 	// OnBatch, when set (metrics), is told of each dispatched batch's key
 	// count. It runs on the collector's goroutine and must not block.
 	OnBatch func(keys int)
+	// Tracer makes the span of each call of fn (WithTracerProvider; see
+	// trace.go); nil: no tracing.
+	Tracer *tracing.Tracer
 }
 
 // Stats are the engine's counters. Shards write Keys, Waiters, Loads and
@@ -304,8 +308,10 @@ func (e *Engine[K, V, R]) post(to interface{ send(any) }, msg any) {
 	}
 }
 
-func (e *Engine[K, V, R]) logPanic(keys int, value any, stack []byte) {
-	e.cfg.Logger.Error("flight: batch function panicked",
+// logPanic logs a panic of fn with the batch's ctx, so that a handler that
+// adds trace ids (an OpenTelemetry slog bridge) sees the batch's span.
+func (e *Engine[K, V, R]) logPanic(ctx context.Context, keys int, value any, stack []byte) {
+	e.cfg.Logger.ErrorContext(ctx, "flight: batch function panicked",
 		slog.Int("keys", keys), slog.Any("panic", value), slog.String("stack", string(stack)))
 }
 

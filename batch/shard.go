@@ -118,6 +118,9 @@ func (s *shard[K, V, R]) join(c *call[K, V, R]) {
 		st.Keys.Add(1)
 		s.e.col.send(addMsg[K, V, R]{en})
 	} else {
+		// Before Joins counts it: the link reaches the collector before
+		// anything that follows a caller's seeing the join counted.
+		s.traceJoin(en, c.ctx) // tracing hook (trace.go)
 		st.Joins.Add(1)
 	}
 	st.Loads.Add(1)

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -305,7 +306,7 @@ func (s *shard[K, V, R]) outcome(key K, failed bool) (v V, ok bool) {
 // stale marker), or ErrOpen. A refusal costs what a hit does: one read
 // lock and one map look-up; and while nothing failed lately, one atomic
 // load.
-func (s *shard[K, V, R]) refused(key K) (v V, err error, shared, ok bool) {
+func (s *shard[K, V, R]) refused(ctx context.Context, key K) (v V, err error, shared, ok bool) {
 	b := s.brk
 	if b.n.Load() == 0 {
 		return v, nil, false, false // nothing failed lately: no clock reading
@@ -318,7 +319,10 @@ func (s *shard[K, V, R]) refused(key K) (v V, err error, shared, ok bool) {
 	if e := st.entry.Load(); e != nil && now < s.store.dropAt(e) {
 		switch {
 		case now < e.expires:
-			s.stats.Hits.Add(1) // a fresh result is still a hit
+			s.stats.Hits.Add(1)                // a fresh result is still a hit
+			if t := s.c.cfg.Tracer; t != nil { // tracing hook
+				t.Hit(ctx)
+			}
 			return e.val, e.err, true, true
 		case e.err == nil:
 			s.stats.Stale.Add(1)

@@ -22,6 +22,7 @@ import (
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/internal/gate"
+	"github.com/actorflight/flight/internal/tracing"
 	"github.com/actorflight/flight/keyspace"
 	"github.com/actorflight/flight/mailbox"
 )
@@ -59,6 +60,9 @@ type Config[V, R any] struct {
 	// value has none. ErrOpen is the error of a call it refuses.
 	Breaker BreakerConfig
 	ErrOpen error
+	// Tracer makes the spans of executions and the flight.hit events
+	// (WithTracerProvider); nil: no tracing.
+	Tracer *tracing.Tracer
 }
 
 // DefaultShards is the shard count when none is configured: four per
@@ -132,6 +136,7 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 			Attempts:       cfg.Attempts,
 			Backoff:        cfg.Backoff,
 			Retryable:      cfg.Retryable,
+			Tracer:         cfg.Tracer,
 		}
 		if cfg.Retain.enabled() {
 			s.store = newStore[K, V](&c.cfg.Retain, &c.entries, &s.stats, s.postInternal)
@@ -156,8 +161,11 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 	return c, nil
 }
 
-func (c *Engine[K, V, R]) logPanic(key K, value any, stack []byte) {
-	c.cfg.Logger.Error("flight: function panicked",
+// logPanic logs a panic of fn with the flight's ctx, so that a handler
+// that adds trace ids (an OpenTelemetry slog bridge) sees the execution's
+// span.
+func (c *Engine[K, V, R]) logPanic(ctx context.Context, key K, value any, stack []byte) {
+	c.cfg.Logger.ErrorContext(ctx, "flight: function panicked",
 		slog.Any("key", key), slog.Any("panic", value), slog.String("stack", string(stack)))
 }
 
@@ -180,7 +188,7 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	s := c.shards[i]
 	if s.brk != nil && s.brk.n.Load() > 0 {
 		// Before the look-up for a hit: an open breaker answers a hit too.
-		if v, err, shared, ok := s.refused(key); ok {
+		if v, err, shared, ok := s.refused(ctx, key); ok {
 			if err == c.cfg.Errors.Stale {
 				err = nil
 			}
@@ -291,7 +299,7 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 	}
 	s := c.shards[i]
 	if s.brk != nil && s.brk.n.Load() > 0 {
-		if v, err, shared, ok := s.refused(key); ok {
+		if v, err, shared, ok := s.refused(ctx, key); ok {
 			ch <- c.cfg.Result(v, err, shared)
 			return ch
 		}

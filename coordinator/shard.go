@@ -142,6 +142,9 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 		// The result may have been retained since the caller looked.
 		if e := s.store.own(cl.key); e != nil {
 			s.stats.Hits.Add(1)
+			if t := s.c.cfg.Tracer; t != nil { // tracing hook
+				t.Hit(cl.w.Ctx)
+			}
 			cl.answer(e.val, e.err, true)
 			s.replyTo(cl)
 			return
@@ -272,6 +275,9 @@ func (s *shard[K, V, R]) hit(ctx context.Context, key K, fn func(context.Context
 		return nil // after Close, the call goes on to be refused
 	}
 	s.stats.Hits.Add(1)
+	if t := s.c.cfg.Tracer; t != nil { // tracing hook
+		t.Hit(ctx)
+	}
 	if e.wantsRefresh(now) {
 		if s.api.Enter() {
 			s.send(&refreshMsg[K, V]{e: e, ctx: ctx, fn: fn})
