@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -22,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/actorflight/flight"
 )
 
 // Config says how a Node joins its cluster. Only Name and Provider are
@@ -257,10 +258,10 @@ func (s *boundStream) RecvMsg(m any) error {
 // NewNode prepares a member; it does not contact anyone until Start.
 func NewNode(cfg Config) (*Node, error) {
 	if cfg.Name == "" {
-		return nil, errors.New("flight: cluster: Config.Name is empty")
+		return nil, fmt.Errorf("%w: Config.Name is empty", ErrConfig)
 	}
 	if cfg.Provider == nil {
-		return nil, errors.New("flight: cluster: Config.Provider is nil")
+		return nil, fmt.Errorf("%w: Config.Provider is nil", ErrConfig)
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -316,8 +317,11 @@ func (n *Node) add(e *entry) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.started || n.closed {
-		return errors.New("flight: cluster: Register after Start")
+	switch {
+	case n.closed:
+		return fmt.Errorf("%w: Register %q after Close", flight.ErrClosed, e.name)
+	case n.started:
+		return fmt.Errorf("%w: Register %q after Start", ErrStarted, e.name)
 	}
 	if _, dup := n.loaders[e.name]; dup {
 		return fmt.Errorf("%w: %q registered twice", ErrNoLoader, e.name)
@@ -336,12 +340,15 @@ func (n *Node) add(e *entry) error {
 // just be owned by another member a moment later).
 //
 // Start returns an error wrapping ErrUnroutable, and starts nothing, when
-// the address it would advertise cannot be dialled by other members.
+// the address it would advertise cannot be dialled by other members; one
+// wrapping ErrStart when protoactor could not start the member (a port in
+// use); one wrapping flight.ErrClosed after Close. A second Start does
+// nothing.
 func (n *Node) Start() (err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return errors.New("flight: cluster: Start after Close")
+		return fmt.Errorf("%w: Start after Close", flight.ErrClosed)
 	}
 	if n.started {
 		return nil
@@ -351,7 +358,7 @@ func (n *Node) Start() (err error) {
 	}
 	defer func() {
 		if r := recover(); r != nil { // protoactor panics on listen/provider errors
-			err = fmt.Errorf("flight: cluster: start: %v", r)
+			err = fmt.Errorf("%w: %v", ErrStart, r)
 		}
 	}()
 	n.cl = pcluster.New(n.system, n.pcfg)
@@ -399,7 +406,7 @@ func (n *Node) advertise() error {
 		if n.pcfg.RemoteConfig.Port == 0 {
 			l, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
 			if err != nil {
-				return fmt.Errorf("flight: cluster: start: %w", err)
+				return fmt.Errorf("%w: %w", ErrStart, err)
 			}
 			n.pcfg.RemoteConfig.Port = l.Addr().(*net.TCPAddr).Port
 			_ = l.Close()
