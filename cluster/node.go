@@ -362,10 +362,19 @@ func (n *Node) Start() (err error) {
 		}
 	}()
 	n.cl = pcluster.New(n.system, n.pcfg)
+	cl := n.cl
+	rj := newRejoiner(n.system.ID, n.cfg.Logger, func() *remote.BlockList { return cl.Remote.BlockList() })
 	// protoactor's MemberList.Members reads its field without a lock: keep
-	// our own copy from the topology events instead.
+	// our own copy from the topology events instead. Subscribed before
+	// StartMember, so it runs before protoactor's own subscribers (the
+	// gossiper's, which hands the topology to the gossip actor).
 	n.topo = n.system.EventStream.Subscribe(func(ev any) {
+		if u, ok := ev.(*pcluster.GossipUpdate); ok {
+			rj.gossip(u)
+			return
+		}
 		if t, ok := ev.(*pcluster.ClusterTopology); ok {
+			rj.topology(t)
 			addrs := make([]string, 0, len(t.Members))
 			for _, m := range t.Members {
 				addrs = append(addrs, m.Address())

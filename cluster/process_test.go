@@ -50,6 +50,8 @@ const ownerLossBound = 15 * time.Second
 //	WAIT key n     print WAITING key when n callers of key wait here
 //	OWNED key n    print OWNED key when this member's owner flight of key has n member calls
 //	MEMBERS n      print MEMBERS n when this member sees n members
+//	LIST           print LIST addr,addr,... (this member's Members())
+//	EXECS          print EXECS n (the loader's executions here, ever)
 //	RELEASE key    let the loaders of key (blocked until then) return
 //	QUIT           Close the node and exit 0
 //
@@ -155,6 +157,10 @@ func memberMain() bool {
 		case "MEMBERS":
 			n, _ = strconv.Atoi(f[1])
 			poll(func() bool { return len(node.Members()) == n }, func() { say("MEMBERS %d", n) })
+		case "LIST":
+			say("LIST %s", strings.Join(node.Members(), ","))
+		case "EXECS":
+			say("EXECS %d", l.Stats().Owner.Flights)
 		case "RELEASE":
 			ch := release(f[1])
 			select {
