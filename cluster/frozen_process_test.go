@@ -151,3 +151,44 @@ func TestFrozenMemberRejoins(t *testing.T) {
 		racecheck.Check(t, fmt.Sprintf("member process %d", c.i), c.stderr.String())
 	}
 }
+
+// closeBound is how long Close may take with a frozen peer: leaveWait (2 s,
+// the others see this member go), then the remote's graceful stop, which
+// waits up to drainWait (2 s) for the other members to close their
+// connections to this one (a frozen member never does) before closing
+// them, plus a second of slack for a loaded 2-core machine under -race.
+const closeBound = 5 * time.Second
+
+// Close with a frozen peer is bounded: member 0 closes while member 2 is
+// frozen (SIGSTOP); its gRPC server's graceful stop waits for the frozen
+// member's inbound connection, which never closes, so the stop closes it
+// after drainWait. Close returns nil within closeBound (before: 10 s, at
+// Config.CloseTimeout, with an error).
+func TestCloseWithFrozenMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three member processes")
+	}
+	children := startChildren(t, 3)
+	frozen := children[2]
+	require.NoError(t, frozen.cmd.Process.Signal(syscall.SIGSTOP))
+	t0 := time.Now()
+	children[0].send(t, "QUIT")
+	ev := children[0].expect(t, "CLOSED", nil)
+	took := time.Since(t0)
+	f := strings.Fields(ev)
+	require.GreaterOrEqual(t, len(f), 3, ev)
+	racecheck.Logf(t, "Close with a frozen peer: %s ms inside the member, %v seen from the test", f[1], took.Round(time.Millisecond))
+	assert.Equal(t, "<nil>", strings.Join(f[2:], " "), "Close's error")
+	assert.Less(t, took, closeBound)
+	require.NoError(t, frozen.cmd.Process.Signal(syscall.SIGCONT))
+	for _, c := range children[1:] {
+		c.send(t, "QUIT")
+	}
+	for _, c := range children {
+		if c != children[0] {
+			c.expect(t, "CLOSED", nil)
+		}
+		<-c.exited
+		racecheck.Check(t, fmt.Sprintf("member process %d", c.i), c.stderr.String())
+	}
+}

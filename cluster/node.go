@@ -489,7 +489,9 @@ const leaveWait = 2 * time.Second
 //     members are answered with a retry signal and retry on another
 //     member; Shutdown waits for the loaders to return;
 //  3. the member leaves the provider and gossip, then gives the others 2s
-//     to see it gone (not when it is alone), and stops its remote server.
+//     to see it gone (not when it is alone), and stops its remote server:
+//     gracefully, waiting up to 2s more for the other members to close
+//     their connections (a frozen member never does), then at once.
 //
 // When ctx ends before that is done, the waits are cut short and Shutdown
 // returns an error wrapping ctx.Err(); the rest (a loader that ignores its
@@ -586,23 +588,51 @@ func (n *Node) waitOthersGone(alone bool) {
 	}
 }
 
-// stopRemote stops protoactor remote gracefully. Its endpoint manager's
-// stop sends on a channel per inbound connection, and each connection
-// closes its channel when it ends: one ending at that moment makes the
-// send panic ("send on closed channel", remote/endpoint_manager.go:119 in
-// protoactor-go v0.0.0-20240822202345-3c0e61ca19c9). The send is the stop's
-// last step but one: the remaining inbound connections are then not told
-// that this member leaves, and the gRPC server is not stopped. stopRemote
-// recovers that panic and stops the server at once, which ends those
-// connections (their members notice as when a member dies).
+// drainWait bounds the graceful stop of the remote's gRPC server:
+// GracefulStop waits until every inbound connection has closed, and the
+// other members close theirs when this one tells them it leaves — all but a
+// frozen or cut-off member, which never does. protoactor then waits a
+// fixed 10 s (remote/server.go:106) before it stops the server; stopRemote
+// stops it after drainWait instead.
+const drainWait = 2 * time.Second
+
+// stopRemote stops protoactor remote gracefully, bounded by drainWait (cut
+// short by n.hurry): past it, the server is stopped at once, which closes
+// the connections left (their members notice as when a member dies).
+//
+// Its endpoint manager's stop sends on a channel per inbound connection,
+// and each connection closes its channel when it ends: one ending at that
+// moment makes the send panic ("send on closed channel",
+// remote/endpoint_manager.go:119 in protoactor-go
+// v0.0.0-20240822202345-3c0e61ca19c9). The send is the stop's last step but
+// one: the remaining inbound connections are then not told that this
+// member leaves, and the gRPC server is not stopped. stopRemote recovers
+// that panic and stops the server at once, too.
 func (n *Node) stopRemote() {
-	defer func() {
-		if r := recover(); r != nil {
-			n.cfg.Logger.Warn("flight: cluster: contained a panic of protoactor remote's shutdown; stopping its server at once", slog.Any("panic", r))
-			n.remoteShutdown(false)
-		}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				n.cfg.Logger.Warn("flight: cluster: contained a panic of protoactor remote's shutdown; stopping its server at once", slog.Any("panic", r))
+				n.remoteShutdown(false)
+			}
+		}()
+		n.remoteShutdown(true)
 	}()
-	n.remoteShutdown(true)
+	t := time.NewTimer(drainWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+		n.cfg.Logger.Warn("flight: cluster: a member did not close its connection to this one within the drain wait (frozen or cut off?); closing it", slog.Duration("wait", drainWait))
+	case <-n.hurry:
+	}
+	// gRPC's Stop may be called while GracefulStop waits: it closes every
+	// connection, and GracefulStop then returns.
+	n.remoteShutdown(false)
+	<-done
 }
 
 // track runs f on a new goroutine counted by Close, unless Close has begun,

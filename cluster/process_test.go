@@ -53,7 +53,7 @@ const ownerLossBound = 15 * time.Second
 //	LIST           print LIST addr,addr,... (this member's Members())
 //	EXECS          print EXECS n (the loader's executions here, ever)
 //	RELEASE key    let the loaders of key (blocked until then) return
-//	QUIT           Close the node and exit 0
+//	QUIT           Close the node, print CLOSED ms err, and exit 0
 //
 // Events on stdout: READY addr; EXEC key index (the loader started here);
 // RESULT key OK json shared | RESULT key ERR text.
@@ -169,8 +169,9 @@ func memberMain() bool {
 				close(ch)
 			}
 		case "QUIT":
-			_ = node.Close()
-			say("CLOSED")
+			t0 := time.Now()
+			err := node.Close()
+			say("CLOSED %v %v", time.Since(t0).Milliseconds(), err)
 			os.Exit(0)
 		}
 	}
