@@ -111,9 +111,12 @@ type Transport struct {
 	// pause), and the member's address counts as terminated. Default 2s.
 	HandshakeTimeout time.Duration
 	// WriterQueueSize is the initial capacity, in messages, of the queue in
-	// front of each connection to another member; it grows as needed.
-	// Default 1,000,000 (protoactor's), allocated in full for each other
-	// member as a ring of interface values.
+	// front of each connection to another member, allocated for each other
+	// member as a ring of interface values (16 bytes a slot). The ring
+	// doubles when a burst fills it and never shrinks, so it holds the
+	// largest backlog seen to that member. Default 1024 (16 KiB per
+	// member); protoactor's own default, 1,000,000, is 16 MB per member
+	// held for the life of the process.
 	WriterQueueSize int
 	// WriterBatchSize is how many queued messages are sent in one gRPC
 	// message at most. Default 1000 (protoactor's).
@@ -144,9 +147,11 @@ func (t Transport) options() []remote.ConfigOption {
 	if len(t.CallOptions) > 0 {
 		opts = append(opts, remote.WithCallOptions(t.CallOptions...))
 	}
-	if t.WriterQueueSize > 0 {
-		opts = append(opts, remote.WithEndpointWriterQueueSize(t.WriterQueueSize))
+	queue := t.WriterQueueSize
+	if queue <= 0 {
+		queue = defaultWriterQueueSize
 	}
+	opts = append(opts, remote.WithEndpointWriterQueueSize(queue))
 	if t.WriterBatchSize > 0 {
 		opts = append(opts, remote.WithEndpointWriterBatchSize(t.WriterBatchSize))
 	}
@@ -181,6 +186,7 @@ type Node struct {
 	hurry   chan struct{} // closed when a Shutdown's ctx ended: skip waits
 
 	topo *eventstream.Subscription // ClusterTopology events, set by Start
+	pids *pidCache                 // where recently called keys' grains are
 
 	// topoMu guards members only; it is taken inside protoactor's event
 	// publishing, so it is never held while calling protoactor.
@@ -212,6 +218,7 @@ const (
 	defaultCloseTimeout     = 10 * time.Second
 	defaultConnectAttempts  = 1
 	defaultHandshakeTimeout = 2 * time.Second
+	defaultWriterQueueSize  = 1024
 )
 
 // handshakeBound makes every client stream fail when neither it nor its
@@ -305,6 +312,7 @@ func NewNode(cfg Config) (*Node, error) {
 		cfg:     cfg,
 		system:  system,
 		loaders: map[string]*entry{},
+		pids:    newPIDCache(cfg.Idle),
 	}
 	n.pcfg = pcluster.Configure(cfg.Name, cfg.Provider, cfg.Lookup, remote.Configure(cfg.Host, cfg.Port, cfg.Transport.options()...))
 	return n, nil
@@ -546,6 +554,7 @@ func (n *Node) shutdown(started bool) {
 	n.stopped = true
 	n.gate.Unlock()
 	n.running.Wait()
+	n.pids.close()
 	if started {
 		n.leave()
 		n.system.EventStream.Unsubscribe(n.topo)

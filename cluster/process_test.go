@@ -17,6 +17,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,9 +82,11 @@ func memberMain() bool {
 		say("FATAL %v", err)
 		os.Exit(2)
 	}
+	idle, _ := time.ParseDuration(os.Getenv("FLIGHT_IDLE")) // 0: the default
 	node, err := fcluster.NewNode(fcluster.Config{
 		Name:     "flight-processes",
 		Provider: automanaged.NewWithConfig(300*time.Millisecond, my, hosts...),
+		Idle:     idle,
 	})
 	if err != nil {
 		fail(err)
@@ -101,6 +106,9 @@ func memberMain() bool {
 	var execs atomic.Int64
 	l, err := fcluster.Register(node, "user", func(ctx context.Context, key string) (user, error) {
 		e := execs.Add(1)
+		if strings.HasPrefix(key, "load") { // LOAD's keys return at once, quietly
+			return user{ID: key, Exec: e, By: i}, nil
+		}
 		say("EXEC %s %d", key, i)
 		select {
 		case <-release(key):
@@ -114,6 +122,9 @@ func memberMain() bool {
 	}
 	if err := node.Start(); err != nil {
 		fail(err)
+	}
+	if n, _ := strconv.Atoi(os.Getenv("FLIGHT_FILL_REGISTRY")); n > 0 {
+		fcluster.FillRegistry(node, n)
 	}
 	say("READY %s", node.Address())
 	poll := func(cond func() bool, then func()) {
@@ -157,6 +168,45 @@ func memberMain() bool {
 		case "MEMBERS":
 			n, _ = strconv.Atoi(f[1])
 			poll(func() bool { return len(node.Members()) == n }, func() { say("MEMBERS %d", n) })
+		case "LOAD": // LOAD prefix n: n distinct keys loadprefix-0..n-1, 32 at a time; print LOADED prefix errors
+			prefix := f[1]
+			go func() {
+				var errs atomic.Int64
+				var wg sync.WaitGroup
+				next := atomic.Int64{}
+				for range 32 {
+					wg.Go(func() {
+						for k := next.Add(1) - 1; k < int64(n); k = next.Add(1) - 1 {
+							if _, _, err := l.Do(context.Background(), "load"+prefix+"-"+strconv.FormatInt(k, 10)); err != nil {
+								errs.Add(1)
+							}
+						}
+					})
+				}
+				wg.Wait()
+				say("LOADED %s %d", prefix, errs.Load())
+			}()
+		case "GRAINS": // print GRAINS 0 when no grain of the loader is active here, and 2×Idle has passed since (the grain address cache expires after Idle)
+			poll(func() bool { return l.Stats().Grains == 0 }, func() {
+				<-time.After(2 * idle)
+				say("GRAINS 0")
+			})
+		case "MEM": // MEM: after a GC, print MEM heapInuse heapAlloc sys rss goroutines (bytes)
+			runtime.GC()
+			debug.FreeOSMemory()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			say("MEM %d %d %d %d %d", ms.HeapInuse, ms.HeapAlloc, ms.Sys, rss(), runtime.NumGoroutine())
+		case "HEAP": // HEAP path: write a heap profile to path
+			func() {
+				runtime.GC()
+				fh, err := os.Create(f[1])
+				if err == nil {
+					_ = pprof.WriteHeapProfile(fh)
+					_ = fh.Close()
+				}
+				say("HEAP %v", err)
+			}()
 		case "LIST":
 			say("LIST %s", strings.Join(node.Members(), ","))
 		case "EXECS":
@@ -177,6 +227,20 @@ func memberMain() bool {
 	}
 	os.Exit(0) // stdin closed: the parent is gone
 	return true
+}
+
+// rss is the process's resident set size in bytes (Linux), or 0.
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
 }
 
 // child is one member process as the parent sees it.
@@ -257,12 +321,13 @@ func freePorts(t testing.TB, n int) []string {
 	return ports
 }
 
-func startChildren(t *testing.T, n int) []*child {
+func startChildren(t *testing.T, n int, env ...string) []*child {
 	ports := strings.Join(freePorts(t, n), ",")
 	children := make([]*child, n)
 	for i := range children {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "FLIGHT_MEMBER="+strconv.Itoa(i), "FLIGHT_PORTS="+ports)
+		cmd.Env = append(cmd.Env, env...)
 		stdin, err := cmd.StdinPipe()
 		require.NoError(t, err)
 		stdout, err := cmd.StdoutPipe()
