@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -207,6 +209,53 @@ func memberMain() bool {
 				}
 				say("HEAP %v", err)
 			}()
+		case "BENCH": // BENCH hot|fresh|local n: n sequential calls of keys another member owns (local: this one); print BENCH mode p50us meanus p90us
+			mode := f[1]
+			go func() {
+				others := func(key string) bool {
+					return (placement(node.Members(), "flight.user", key) != node.Address()) == (mode != "local")
+				}
+				var keys []string
+				for k := 0; len(keys) < n; k++ {
+					key := fmt.Sprintf("load%s-%d-%d", mode, i, k)
+					if !others(key) {
+						continue
+					}
+					if mode != "fresh" {
+						keys = append(keys, key)
+						for len(keys) < n {
+							keys = append(keys, key)
+						}
+						break
+					}
+					keys = append(keys, key)
+				}
+				if mode != "fresh" { // activate the grain first
+					if _, _, err := l.Do(context.Background(), keys[0]); err != nil {
+						say("BENCH %s ERR %v", mode, err)
+						return
+					}
+				}
+				if p := os.Getenv("FLIGHT_CPUPROFILE"); p != "" {
+					fh, _ := os.Create(fmt.Sprintf("%s.%s.%d", p, mode, i))
+					_ = pprof.StartCPUProfile(fh)
+					defer func() { pprof.StopCPUProfile(); _ = fh.Close() }()
+				}
+				took := make([]time.Duration, 0, n)
+				var sum time.Duration
+				for _, key := range keys {
+					t0 := time.Now()
+					if _, _, err := l.Do(context.Background(), key); err != nil {
+						say("BENCH %s ERR %v", mode, err)
+						return
+					}
+					d := time.Since(t0)
+					took = append(took, d)
+					sum += d
+				}
+				slices.Sort(took)
+				say("BENCH %s %d %d %d", mode, took[len(took)/2].Microseconds(), (sum / time.Duration(len(took))).Microseconds(), took[len(took)*9/10].Microseconds())
+			}()
 		case "LIST":
 			say("LIST %s", strings.Join(node.Members(), ","))
 		case "EXECS":
@@ -227,6 +276,20 @@ func memberMain() bool {
 	}
 	os.Exit(0) // stdin closed: the parent is gone
 	return true
+}
+
+// placement is where disthash places (kind, key) among the members at
+// addrs: protoactor's rendezvous over their addresses.
+func placement(addrs []string, kind, key string) string {
+	r := pcluster.NewRendezvous()
+	var ms pcluster.Members
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		ms = append(ms, &pcluster.Member{Id: a, Host: host, Port: int32(p), Kinds: []string{kind}})
+	}
+	r.UpdateMembers(ms)
+	return r.GetByClusterIdentity(&pcluster.ClusterIdentity{Kind: kind, Identity: key})
 }
 
 // rss is the process's resident set size in bytes (Linux), or 0.
