@@ -229,7 +229,8 @@ type Stats struct {
 	Callers flight.Stats
 	// Owner counts the executions this member ran as the owner of keys:
 	// Flights is the loader's executions for Do, Joins the members' calls
-	// that shared one.
+	// that shared one; with retained results (flight.WithTTL), Entries is
+	// the results kept here and Hits the members' calls answered from one.
 	Owner flight.Stats
 	// Local counts DoLocal.
 	Local flight.Stats

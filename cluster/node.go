@@ -80,9 +80,11 @@ type Config struct {
 	// Transport configures the connections between members.
 	Transport Transport
 	// Logger receives the logs of the member's protoactor actor system,
-	// cluster and remote layers, and this package's own (a contained panic
-	// of protoactor's shutdown). Pass flight.WithLogger to Register for the
-	// loader's panics. Default: discard.
+	// cluster and remote layers, and this package's own, at WARN: a member
+	// dropped without leaving (and let back in), a dropped member that
+	// rejoined, a connection closed after the drain wait on Close, a
+	// contained panic of protoactor's shutdown. Pass flight.WithLogger to
+	// Register for the loader's panics. Default: discard.
 	Logger *slog.Logger
 }
 
