@@ -216,3 +216,60 @@ func TestRetainedResultWhenOwnershipMoves(t *testing.T) {
 	}
 	assert.Equal(t, int64(keys-stay), execs.Load()-before, "one execution per key that came back")
 }
+
+// WithRefreshAhead on the owner: a hit on a result older than the refresh
+// age starts one background refresh there, whose value later calls from
+// any member get; WithMaxEntries bounds the results the owner keeps.
+func TestRetainedRefreshAheadAndMaxEntries(t *testing.T) {
+	if racecheck.Isolated(t) {
+		return
+	}
+	var runs atomic.Int64
+	prices := make([]*fcluster.Loader[int64], 2)
+	nodes := members(t, 2, func(i int, node *fcluster.Node) {
+		var err error
+		prices[i], err = fcluster.Register(node, "price", func(ctx context.Context, key string) (int64, error) {
+			return runs.Add(1), nil
+		}, nil, flight.WithTTL(time.Minute), flight.WithRefreshAhead(10*time.Millisecond), flight.WithMaxEntries(1))
+		require.NoError(t, err)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	defer cancel()
+	// Two keys owned by member 0, called from member 1.
+	var keys []string
+	for k := 0; len(keys) < 2; k++ {
+		key := "p" + strconv.Itoa(k)
+		if placedOn(t, nodes[1].Members(), "flight.price", key) == nodes[0].Address() {
+			keys = append(keys, key)
+		}
+	}
+	v, _, err := prices[1].Do(ctx, keys[0])
+	require.NoError(t, err)
+	require.Equal(t, int64(1), v)
+	// Hits until one finds the result older than 10 ms and refreshes it;
+	// then a later call gets the refreshed value.
+	wait.Until(t, "a hit refreshed the result on the owner", func() bool {
+		v, _, err := prices[1].Do(ctx, keys[0])
+		require.NoError(t, err)
+		return v == 2
+	})
+	s := prices[0].Stats().Owner
+	assert.Equal(t, uint64(1), s.Refreshes, "one refresh")
+	assert.Equal(t, uint64(2), s.Flights, "the first execution and the refresh")
+	assert.Positive(t, s.Hits)
+
+	// WithMaxEntries(1): the owner keeps one of the two keys' results (the
+	// root module's eviction chooses which); calling both again runs the
+	// loader for the one it dropped (and, depending on that choice, for the
+	// other, whose result the first one's new result may evict in turn).
+	_, _, err = prices[1].Do(ctx, keys[1])
+	require.NoError(t, err)
+	wait.Until(t, "one result kept", func() bool { return prices[0].Stats().Owner.Entries == 1 })
+	before := runs.Load()
+	for _, key := range keys {
+		_, _, err = prices[1].Do(ctx, key)
+		require.NoError(t, err)
+	}
+	assert.Contains(t, []int64{before + 1, before + 2}, runs.Load(), "the dropped key runs again")
+	assert.LessOrEqual(t, prices[0].Stats().Owner.Entries, 1)
+}
