@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,8 +61,15 @@ func TestFrozenMemberRejoins(t *testing.T) {
 	}
 	dropped := time.Since(stopped)
 	// The freeze lasts 5 s of wall time (the scenario is a duration: a GC
-	// stall or a VM pause), whatever it took the others to drop it.
-	<-time.After(time.Until(stopped.Add(5 * time.Second)))
+	// stall or a VM pause), whatever it took the others to drop it;
+	// FLIGHT_FREEZE sets another duration.
+	freeze := 5 * time.Second
+	if s := os.Getenv("FLIGHT_FREEZE"); s != "" {
+		var err error
+		freeze, err = time.ParseDuration(s)
+		require.NoError(t, err, "FLIGHT_FREEZE")
+	}
+	<-time.After(time.Until(stopped.Add(freeze)))
 	require.NoError(t, frozen.cmd.Process.Signal(syscall.SIGCONT))
 	resumed := time.Now()
 
@@ -139,8 +147,8 @@ func TestFrozenMemberRejoins(t *testing.T) {
 		after += a
 	}
 	assert.Equal(t, len(keys), after-before, "one execution per key across the four members")
-	racecheck.Logf(t, "dropped from the others' views %v after SIGSTOP; all four agree %v after SIGCONT; %d keys ran once each",
-		dropped.Round(time.Millisecond), rejoined.Round(time.Millisecond), len(keys))
+	racecheck.Logf(t, "frozen %v: dropped from the others' views %v after SIGSTOP; all four agree %v after SIGCONT; %d keys ran once each",
+		freeze, dropped.Round(time.Millisecond), rejoined.Round(time.Millisecond), len(keys))
 
 	for _, c := range children {
 		c.send(t, "QUIT")

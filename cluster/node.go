@@ -189,6 +189,8 @@ type Node struct {
 
 	topo *eventstream.Subscription // ClusterTopology events, set by Start
 	pids *pidCache                 // where recently called keys' grains are
+	// rejoin lets dropped members back in; set by Start.
+	rejoin *rejoiner
 
 	// topoMu guards members only; it is taken inside protoactor's event
 	// publishing, so it is never held while calling protoactor.
@@ -374,6 +376,7 @@ func (n *Node) Start() (err error) {
 	n.cl = pcluster.New(n.system, n.pcfg)
 	cl := n.cl
 	rj := newRejoiner(n.system.ID, n.cfg.Logger, func() *remote.BlockList { return cl.Remote.BlockList() })
+	n.rejoin = rj
 	// protoactor's MemberList.Members reads its field without a lock: keep
 	// our own copy from the topology events instead. Subscribed before
 	// StartMember, so it runs before protoactor's own subscribers (the
@@ -558,6 +561,7 @@ func (n *Node) shutdown(started bool) {
 	n.running.Wait()
 	n.pids.close()
 	if started {
+		n.rejoin.close()
 		n.leave()
 		n.system.EventStream.Unsubscribe(n.topo)
 	}

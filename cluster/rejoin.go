@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/asynkron/gofun/set"
@@ -30,21 +31,83 @@ import (
 // A member that died is not listed by the provider any more, so unblocking
 // it changes nothing; a restarted process has a new ID.
 //
+// The gossip blocks a member too, without a topology event, when its
+// heartbeat is older than HeartbeatExpiration (20 s): a member frozen
+// longer than that is blocked again while it is out. So while dropped
+// members are out, a timer (time.AfterFunc every rejoinCheck, no goroutine
+// between checks) unblocks them again, for rejoinWindow after their drop;
+// a member that has not answered by then is taken for dead.
+//
 // All fields are guarded by mu; its methods run inside protoactor's event
-// publishing (the member list's topology update, the gossip actor), and
-// call nothing of protoactor's but the block list.
+// publishing (the member list's topology update, the gossip actor) or on
+// the timer, and call nothing of protoactor's but the block list.
 type rejoiner struct {
 	self   string                   // this member's ID
 	log    *slog.Logger             // Config.Logger
 	blocks func() *remote.BlockList // protoactor remote's, once the member started
 
 	mu      sync.Mutex
-	left    map[string]bool   // IDs that gossiped that they left gracefully
-	dropped map[string]string // IDs dropped without leaving gracefully, by ID: their address
+	left    map[string]bool    // IDs that gossiped that they left gracefully
+	dropped map[string]dropped // IDs dropped without leaving gracefully and not back yet
+	timer   *time.Timer        // armed while dropped is non-empty
+	closed  bool               // no timer after close
 }
 
+// dropped is a member dropped without leaving.
+type dropped struct {
+	addr string
+	at   time.Time
+}
+
+// rejoinCheck is how often dropped members are unblocked again while they
+// are out; rejoinWindow how long after its drop a member may come back.
+const (
+	rejoinCheck  = time.Second
+	rejoinWindow = 5 * time.Minute
+)
+
 func newRejoiner(self string, log *slog.Logger, blocks func() *remote.BlockList) *rejoiner {
-	return &rejoiner{self: self, log: log, blocks: blocks, left: map[string]bool{}, dropped: map[string]string{}}
+	return &rejoiner{self: self, log: log, blocks: blocks, left: map[string]bool{}, dropped: map[string]dropped{}}
+}
+
+// check unblocks again the dropped members that are blocked (the gossip's
+// heartbeat expiry), forgets those dropped longer than rejoinWindow ago,
+// and re-arms the timer while some are left.
+func (r *rejoiner) check() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	var again []string
+	for id, d := range r.dropped {
+		if r.left[id] || time.Since(d.at) > rejoinWindow {
+			delete(r.dropped, id)
+			continue
+		}
+		again = append(again, id)
+	}
+	if len(again) > 0 {
+		if err := unblockMembers(r.blocks(), again...); err != nil {
+			r.log.Error("flight: cluster: cannot let dropped members back in; the cluster stays split until they restart", slog.Any("error", err))
+		}
+	}
+	if len(r.dropped) == 0 {
+		r.timer = nil
+		return
+	}
+	r.timer.Reset(rejoinCheck)
+}
+
+// close stops the timer.
+func (r *rejoiner) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
 }
 
 // gossip records the members that announce a graceful leave.
@@ -70,7 +133,7 @@ func (r *rejoiner) topology(t *pcluster.ClusterTopology) {
 		if m.Id == r.self || r.left[m.Id] {
 			continue
 		}
-		r.dropped[m.Id] = m.Address()
+		r.dropped[m.Id] = dropped{addr: m.Address(), at: time.Now()}
 		unblock = append(unblock, m.Id)
 		r.log.Warn("flight: cluster: a member was dropped without leaving (its health checks failed: dead, frozen or cut off); it is let back in if it answers again",
 			slog.String("member", m.Address()), slog.String("id", m.Id), slog.Int("members", len(t.Members)))
@@ -80,10 +143,13 @@ func (r *rejoiner) topology(t *pcluster.ClusterTopology) {
 			slog.Int("lost", len(t.Left)))
 	}
 	for _, m := range t.Joined {
-		if addr, ok := r.dropped[m.Id]; ok {
+		if d, ok := r.dropped[m.Id]; ok {
 			delete(r.dropped, m.Id)
-			r.log.Warn("flight: cluster: a dropped member rejoined", slog.String("member", addr), slog.String("id", m.Id))
+			r.log.Warn("flight: cluster: a dropped member rejoined", slog.String("member", d.addr), slog.String("id", m.Id), slog.Duration("out", time.Since(d.at)))
 		}
+	}
+	if len(r.dropped) > 0 && r.timer == nil && !r.closed {
+		r.timer = time.AfterFunc(rejoinCheck, r.check)
 	}
 	if len(unblock) > 0 {
 		if err := unblockMembers(r.blocks(), unblock...); err != nil {
@@ -93,11 +159,12 @@ func (r *rejoiner) topology(t *pcluster.ClusterTopology) {
 }
 
 // unblockMembers removes ids from protoactor remote's block list, which has
-// no method for it: it replaces the list's immutable set under the list's
-// own mutex, as BlockList.Block does (remote/blocklist.go:32 in
-// protoactor-go v0.0.0-20240822202345-3c0e61ca19c9). It checks the
-// fields' names and types first and changes nothing when they differ (a
-// protoactor upgrade), returning an error.
+// no method for it: under the list's own mutex it reads the list's
+// immutable set and, if any of ids is in it, replaces it, as
+// BlockList.Block does (remote/blocklist.go:32 in protoactor-go
+// v0.0.0-20240822202345-3c0e61ca19c9). It checks the fields' names and
+// types first and changes nothing when they differ (a protoactor upgrade),
+// returning an error.
 //
 // Readers: the member list reads the set under its own mutex, which the
 // caller (a topology event) holds too; IsBlocked and BlockedMembers read
@@ -113,11 +180,15 @@ func unblockMembers(bl *remote.BlockList, ids ...string) error {
 	members := (**set.ImmutableSet[string])(unsafe.Pointer(setF.UnsafeAddr()))
 	mu.Lock()
 	defer mu.Unlock()
-	s := *members
+	s, changed := *members, false
 	for _, id := range ids {
-		s = s.Remove(id)
+		if s.Contains(id) {
+			s, changed = s.Remove(id), true
+		}
 	}
-	*members = s
+	if changed {
+		*members = s
+	}
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
@@ -51,4 +53,38 @@ func TestUnblockMembersKnowsTheBlockList(t *testing.T) {
 	require.NoError(t, unblockMembers(bl, "a"))
 	assert.False(t, bl.IsBlocked("a"))
 	assert.True(t, bl.IsBlocked("b"))
+}
+
+// A dropped member blocked again while it is out (the gossip's heartbeat
+// expiry, which publishes no topology event) is unblocked again by the
+// check timer, until rejoinWindow after its drop; then the timer stops.
+func TestRejoinerUnblocksAgainWhileOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bl := remote.NewBlockList()
+		r := newRejoiner("self", slog.New(slog.DiscardHandler), func() *remote.BlockList { return bl })
+		frozen := &pcluster.Member{Id: "frozen", Host: "127.0.0.1", Port: 1}
+		bl.Block("frozen")
+		r.topology(&pcluster.ClusterTopology{Left: []*pcluster.Member{frozen}})
+		require.False(t, bl.IsBlocked("frozen"))
+		bl.Block("frozen") // the heartbeat expiry
+		time.Sleep(rejoinCheck + time.Millisecond)
+		synctest.Wait()
+		assert.False(t, blocked(bl, "frozen"), "unblocked again")
+		time.Sleep(rejoinWindow + 2*rejoinCheck)
+		synctest.Wait()
+		bl.Block("frozen")
+		time.Sleep(2 * rejoinCheck)
+		synctest.Wait()
+		assert.True(t, blocked(bl, "frozen"), "past the window: taken for dead")
+		r.mu.Lock()
+		assert.Nil(t, r.timer, "no timer once nobody is out")
+		r.mu.Unlock()
+		r.close()
+	})
+}
+
+// blocked reads bl's set after taking its lock once (Len), which orders
+// the read after the set's last write (BlockList.IsBlocked takes no lock).
+func blocked(bl *remote.BlockList, id string) bool {
+	return bl.Len() >= 0 && bl.BlockedMembers().Contains(id)
 }
