@@ -41,8 +41,20 @@
 // run the loader again on the new owner), and every caller is answered —
 // with the value, an error (ErrOwnerLost after Config.Retries,
 // ErrResponseTimeout after Config.ResponseTimeout), or its ctx's error.
-// README.md in this module's folder lists when a loader can run twice,
-// the errors, the configuration and a Kubernetes deployment.
+// A member dropped without leaving (frozen, or cut off, past its health
+// checks) is let back in when it answers again: protoactor would keep it
+// out for good, splitting the cluster (see Config.Logger for the WARN it
+// logs). README.md in this module's folder lists when a loader can run
+// twice, the errors, the configuration and a Kubernetes deployment.
+//
+// # Retained results
+//
+// Register accepts flight.WithTTL, WithErrorTTL, WithRefreshAhead and
+// WithMaxEntries: the owner of a key keeps its result, and a repeated call
+// from any member within the TTL is answered by the owner without running
+// the loader (a cluster-wide dedup window for idempotency keys). The
+// result lives at most as long as the key's grain on its owner (see
+// Register).
 //
 // # Deployment
 //

@@ -46,6 +46,18 @@ var (
 	// address such as 0.0.0.0 or ::, or a multicast one): set
 	// Config.AdvertisedHost.
 	ErrUnroutable = errors.New("flight: cluster: advertised address is not routable")
+	// ErrConfig is returned (wrapped) by NewNode for a Config it cannot
+	// use: no Name, or no Provider.
+	ErrConfig = errors.New("flight: cluster: invalid Config")
+	// ErrStarted is returned (wrapped) by Register once the node has
+	// started: loaders are registered before Start, on every member alike
+	// (a grain kind cannot be added to a running protoactor cluster).
+	ErrStarted = errors.New("flight: cluster: node already started")
+	// ErrStart is returned (wrapped, with protoactor's reason) by Start when
+	// protoactor could not start the member: its remote server could not
+	// listen (a port in use), or its provider failed. Nothing is left
+	// running; Close the node.
+	ErrStart = errors.New("flight: cluster: start failed")
 )
 
 // RemoteError is the error callers get when the loader failed on the

@@ -63,11 +63,19 @@ func (g *grain) Receive(ctx actor.Context) {
 	case *actor.Stopped:
 		g.entry.grains.Add(-1)
 	case *actor.Stopping:
-		// Moved by a topology change, or the member is closing: leave every
-		// call. Requesters learn it from their watch and retry.
+		// Moved by a topology change, passivated, or the member is closing:
+		// leave every call. Requesters learn it from their watch and retry.
 		for call := range g.calls {
 			g.drop(ctx, call)
 		}
+		// A result the owner coordinator retained for the key (WithTTL,
+		// WithErrorTTL) belongs to this activation: drop it with the
+		// grain, so that a member that loses the key (a member joined)
+		// and gets it back later (that member left) never answers from a
+		// result older than the other owner's executions and Forgets.
+		// Retained results thus live at most as long as the key's grain
+		// (Config.Idle without a call); README.md, "Retained results".
+		g.entry.owner.Forget(g.key)
 	}
 }
 

@@ -90,6 +90,26 @@ func typeName(t reflect.Type) string {
 // WithLogger); WithMaxWaiters counts the members waiting on a key, not
 // their callers, when applied to cluster calls. The options must be valid
 // (flight.New panics otherwise). name must be non-empty and contain no '/'.
+//
+// Retained results: with flight.WithTTL, WithErrorTTL, WithRefreshAhead and
+// WithMaxEntries, the owner of a key keeps the result of its execution, so
+// a repeated call from any member within the TTL is answered by the owner
+// without running fn (one round trip to the owner, no execution): a
+// cluster-wide dedup window, where an idempotency key retried against
+// another member gets the first answer. Callers on the owner itself are
+// answered through the key's grain on their own member, without a network
+// hop. The result is kept on the owner only (the other members keep
+// nothing, and every call of theirs is a round trip), for its TTL and at
+// most as long as the key's grain: it is dropped when the grain stops —
+// after Config.Idle without a call (set Idle at least as long as the TTL
+// for the full window), when a membership change moves the key to another
+// member (whose first call then runs fn once more), and when the owner
+// closes. Loader.Forget drops it on the owner. DoLocal retains its own
+// results on each member with the same options.
+//
+// Register returns flight.ErrNilFunc for a nil fn, an error wrapping
+// ErrNoLoader for a bad or duplicate name, ErrStarted after Start and
+// flight.ErrClosed after Close.
 func Register[V any](node *Node, name string, fn LoaderFunc[V], codec Codec[V], opts ...flight.Option) (*Loader[V], error) {
 	if fn == nil {
 		return nil, flight.ErrNilFunc
@@ -186,7 +206,8 @@ func (l *Loader[V]) DoLocal(ctx context.Context, key string) (v V, shared bool, 
 // the detached one has returned), and this member's later callers of key
 // make such a call. Callers already waiting still get the old result, and
 // so do callers on other members that join a call their member already had
-// in flight. Forget also forgets key for DoLocal. It sends one message to
+// in flight. Forget also forgets key for DoLocal, and drops key's
+// retained result (WithTTL) on the owner and here. It sends one message to
 // the owner and may wait for the owner to be resolved (a message round
 // trip when not cached).
 func (l *Loader[V]) Forget(key string) {
@@ -208,7 +229,8 @@ type Stats struct {
 	Callers flight.Stats
 	// Owner counts the executions this member ran as the owner of keys:
 	// Flights is the loader's executions for Do, Joins the members' calls
-	// that shared one.
+	// that shared one; with retained results (flight.WithTTL), Entries is
+	// the results kept here and Hits the members' calls answered from one.
 	Owner flight.Stats
 	// Local counts DoLocal.
 	Local flight.Stats

@@ -125,8 +125,10 @@ func TestMemberJoinsMidFlight(t *testing.T) {
 }
 
 // A grain that passivated (Config.Idle) leaves a stale address in the other
-// members' caches: the next call finds no grain there, resolves again and is
-// answered by a reactivated grain. Normally that takes no owner-lost retry
+// members' caches until their own Idle has passed: the next call finds no
+// grain there, resolves again and is answered by a reactivated grain. The
+// caller's Idle is long here (its cache keeps the address), the owner's
+// short (its grain passivates). Normally that takes no owner-lost retry
 // (Lost 0); on a loaded machine under -race the reactivation has been seen
 // (about 1 run in 10 of the whole suite) to miss protoactor's fixed 5 s
 // activation timeout, and the call then falls back to the usual retries, so
@@ -139,11 +141,15 @@ func TestPassivatedGrainIsReactivated(t *testing.T) {
 	var execs atomic.Int64
 	var nodes []*fcluster.Node
 	var loaders []*fcluster.Loader[string]
-	for range 2 {
+	for i := range 2 {
+		idle := 50 * time.Millisecond // the owner, member 1
+		if i == 0 {
+			idle = time.Minute // the caller
+		}
 		node, err := fcluster.NewNode(fcluster.Config{
 			Name:         "idle",
 			Provider:     test.NewTestProvider(agent),
-			Idle:         50 * time.Millisecond,
+			Idle:         idle,
 			RetryBackoff: 20 * time.Millisecond,
 		})
 		require.NoError(t, err)

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -22,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/actorflight/flight"
 )
 
 // Config says how a Node joins its cluster. Only Name and Provider are
@@ -79,9 +80,11 @@ type Config struct {
 	// Transport configures the connections between members.
 	Transport Transport
 	// Logger receives the logs of the member's protoactor actor system,
-	// cluster and remote layers, and this package's own (a contained panic
-	// of protoactor's shutdown). Pass flight.WithLogger to Register for the
-	// loader's panics. Default: discard.
+	// cluster and remote layers, and this package's own, at WARN: a member
+	// dropped without leaving (and let back in), a dropped member that
+	// rejoined, a connection closed after the drain wait on Close, a
+	// contained panic of protoactor's shutdown. Pass flight.WithLogger to
+	// Register for the loader's panics. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -110,9 +113,12 @@ type Transport struct {
 	// pause), and the member's address counts as terminated. Default 2s.
 	HandshakeTimeout time.Duration
 	// WriterQueueSize is the initial capacity, in messages, of the queue in
-	// front of each connection to another member; it grows as needed.
-	// Default 1,000,000 (protoactor's), allocated in full for each other
-	// member as a ring of interface values.
+	// front of each connection to another member, allocated for each other
+	// member as a ring of interface values (16 bytes a slot). The ring
+	// doubles when a burst fills it and never shrinks, so it holds the
+	// largest backlog seen to that member. Default 1024 (16 KiB per
+	// member); protoactor's own default, 1,000,000, is 16 MB per member
+	// held for the life of the process.
 	WriterQueueSize int
 	// WriterBatchSize is how many queued messages are sent in one gRPC
 	// message at most. Default 1000 (protoactor's).
@@ -143,9 +149,11 @@ func (t Transport) options() []remote.ConfigOption {
 	if len(t.CallOptions) > 0 {
 		opts = append(opts, remote.WithCallOptions(t.CallOptions...))
 	}
-	if t.WriterQueueSize > 0 {
-		opts = append(opts, remote.WithEndpointWriterQueueSize(t.WriterQueueSize))
+	queue := t.WriterQueueSize
+	if queue <= 0 {
+		queue = defaultWriterQueueSize
 	}
+	opts = append(opts, remote.WithEndpointWriterQueueSize(queue))
 	if t.WriterBatchSize > 0 {
 		opts = append(opts, remote.WithEndpointWriterBatchSize(t.WriterBatchSize))
 	}
@@ -180,6 +188,9 @@ type Node struct {
 	hurry   chan struct{} // closed when a Shutdown's ctx ended: skip waits
 
 	topo *eventstream.Subscription // ClusterTopology events, set by Start
+	pids *pidCache                 // where recently called keys' grains are
+	// rejoin lets dropped members back in; set by Start.
+	rejoin *rejoiner
 
 	// topoMu guards members only; it is taken inside protoactor's event
 	// publishing, so it is never held while calling protoactor.
@@ -211,6 +222,7 @@ const (
 	defaultCloseTimeout     = 10 * time.Second
 	defaultConnectAttempts  = 1
 	defaultHandshakeTimeout = 2 * time.Second
+	defaultWriterQueueSize  = 1024
 )
 
 // handshakeBound makes every client stream fail when neither it nor its
@@ -257,10 +269,10 @@ func (s *boundStream) RecvMsg(m any) error {
 // NewNode prepares a member; it does not contact anyone until Start.
 func NewNode(cfg Config) (*Node, error) {
 	if cfg.Name == "" {
-		return nil, errors.New("flight: cluster: Config.Name is empty")
+		return nil, fmt.Errorf("%w: Config.Name is empty", ErrConfig)
 	}
 	if cfg.Provider == nil {
-		return nil, errors.New("flight: cluster: Config.Provider is nil")
+		return nil, fmt.Errorf("%w: Config.Provider is nil", ErrConfig)
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -304,6 +316,7 @@ func NewNode(cfg Config) (*Node, error) {
 		cfg:     cfg,
 		system:  system,
 		loaders: map[string]*entry{},
+		pids:    newPIDCache(cfg.Idle),
 	}
 	n.pcfg = pcluster.Configure(cfg.Name, cfg.Provider, cfg.Lookup, remote.Configure(cfg.Host, cfg.Port, cfg.Transport.options()...))
 	return n, nil
@@ -316,8 +329,11 @@ func (n *Node) add(e *entry) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.started || n.closed {
-		return errors.New("flight: cluster: Register after Start")
+	switch {
+	case n.closed:
+		return fmt.Errorf("%w: Register %q after Close", flight.ErrClosed, e.name)
+	case n.started:
+		return fmt.Errorf("%w: Register %q after Start", ErrStarted, e.name)
 	}
 	if _, dup := n.loaders[e.name]; dup {
 		return fmt.Errorf("%w: %q registered twice", ErrNoLoader, e.name)
@@ -336,12 +352,15 @@ func (n *Node) add(e *entry) error {
 // just be owned by another member a moment later).
 //
 // Start returns an error wrapping ErrUnroutable, and starts nothing, when
-// the address it would advertise cannot be dialled by other members.
+// the address it would advertise cannot be dialled by other members; one
+// wrapping ErrStart when protoactor could not start the member (a port in
+// use); one wrapping flight.ErrClosed after Close. A second Start does
+// nothing.
 func (n *Node) Start() (err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return errors.New("flight: cluster: Start after Close")
+		return fmt.Errorf("%w: Start after Close", flight.ErrClosed)
 	}
 	if n.started {
 		return nil
@@ -351,14 +370,24 @@ func (n *Node) Start() (err error) {
 	}
 	defer func() {
 		if r := recover(); r != nil { // protoactor panics on listen/provider errors
-			err = fmt.Errorf("flight: cluster: start: %v", r)
+			err = fmt.Errorf("%w: %v", ErrStart, r)
 		}
 	}()
 	n.cl = pcluster.New(n.system, n.pcfg)
+	cl := n.cl
+	rj := newRejoiner(n.system.ID, n.cfg.Logger, func() *remote.BlockList { return cl.Remote.BlockList() })
+	n.rejoin = rj
 	// protoactor's MemberList.Members reads its field without a lock: keep
-	// our own copy from the topology events instead.
+	// our own copy from the topology events instead. Subscribed before
+	// StartMember, so it runs before protoactor's own subscribers (the
+	// gossiper's, which hands the topology to the gossip actor).
 	n.topo = n.system.EventStream.Subscribe(func(ev any) {
+		if u, ok := ev.(*pcluster.GossipUpdate); ok {
+			rj.gossip(u)
+			return
+		}
 		if t, ok := ev.(*pcluster.ClusterTopology); ok {
+			rj.topology(t)
 			addrs := make([]string, 0, len(t.Members))
 			for _, m := range t.Members {
 				addrs = append(addrs, m.Address())
@@ -399,7 +428,7 @@ func (n *Node) advertise() error {
 		if n.pcfg.RemoteConfig.Port == 0 {
 			l, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
 			if err != nil {
-				return fmt.Errorf("flight: cluster: start: %w", err)
+				return fmt.Errorf("%w: %w", ErrStart, err)
 			}
 			n.pcfg.RemoteConfig.Port = l.Addr().(*net.TCPAddr).Port
 			_ = l.Close()
@@ -473,7 +502,9 @@ const leaveWait = 2 * time.Second
 //     members are answered with a retry signal and retry on another
 //     member; Shutdown waits for the loaders to return;
 //  3. the member leaves the provider and gossip, then gives the others 2s
-//     to see it gone (not when it is alone), and stops its remote server.
+//     to see it gone (not when it is alone), and stops its remote server:
+//     gracefully, waiting up to 2s more for the other members to close
+//     their connections (a frozen member never does), then at once.
 //
 // When ctx ends before that is done, the waits are cut short and Shutdown
 // returns an error wrapping ctx.Err(); the rest (a loader that ignores its
@@ -528,7 +559,9 @@ func (n *Node) shutdown(started bool) {
 	n.stopped = true
 	n.gate.Unlock()
 	n.running.Wait()
+	n.pids.close()
 	if started {
+		n.rejoin.close()
 		n.leave()
 		n.system.EventStream.Unsubscribe(n.topo)
 	}
@@ -570,23 +603,51 @@ func (n *Node) waitOthersGone(alone bool) {
 	}
 }
 
-// stopRemote stops protoactor remote gracefully. Its endpoint manager's
-// stop sends on a channel per inbound connection, and each connection
-// closes its channel when it ends: one ending at that moment makes the
-// send panic ("send on closed channel", remote/endpoint_manager.go:119 in
-// protoactor-go v0.0.0-20240822202345-3c0e61ca19c9). The send is the stop's
-// last step but one: the remaining inbound connections are then not told
-// that this member leaves, and the gRPC server is not stopped. stopRemote
-// recovers that panic and stops the server at once, which ends those
-// connections (their members notice as when a member dies).
+// drainWait bounds the graceful stop of the remote's gRPC server:
+// GracefulStop waits until every inbound connection has closed, and the
+// other members close theirs when this one tells them it leaves — all but a
+// frozen or cut-off member, which never does. protoactor then waits a
+// fixed 10 s (remote/server.go:106) before it stops the server; stopRemote
+// stops it after drainWait instead.
+const drainWait = 2 * time.Second
+
+// stopRemote stops protoactor remote gracefully, bounded by drainWait (cut
+// short by n.hurry): past it, the server is stopped at once, which closes
+// the connections left (their members notice as when a member dies).
+//
+// Its endpoint manager's stop sends on a channel per inbound connection,
+// and each connection closes its channel when it ends: one ending at that
+// moment makes the send panic ("send on closed channel",
+// remote/endpoint_manager.go:119 in protoactor-go
+// v0.0.0-20240822202345-3c0e61ca19c9). The send is the stop's last step but
+// one: the remaining inbound connections are then not told that this
+// member leaves, and the gRPC server is not stopped. stopRemote recovers
+// that panic and stops the server at once, too.
 func (n *Node) stopRemote() {
-	defer func() {
-		if r := recover(); r != nil {
-			n.cfg.Logger.Warn("flight: cluster: contained a panic of protoactor remote's shutdown; stopping its server at once", slog.Any("panic", r))
-			n.remoteShutdown(false)
-		}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				n.cfg.Logger.Warn("flight: cluster: contained a panic of protoactor remote's shutdown; stopping its server at once", slog.Any("panic", r))
+				n.remoteShutdown(false)
+			}
+		}()
+		n.remoteShutdown(true)
 	}()
-	n.remoteShutdown(true)
+	t := time.NewTimer(drainWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+		n.cfg.Logger.Warn("flight: cluster: a member did not close its connection to this one within the drain wait (frozen or cut off?); closing it", slog.Duration("wait", drainWait))
+	case <-n.hurry:
+	}
+	// gRPC's Stop may be called while GracefulStop waits: it closes every
+	// connection, and GracefulStop then returns.
+	n.remoteShutdown(false)
+	<-done
 }
 
 // track runs f on a new goroutine counted by Close, unless Close has begun,

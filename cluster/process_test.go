@@ -17,6 +17,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -50,8 +55,10 @@ const ownerLossBound = 15 * time.Second
 //	WAIT key n     print WAITING key when n callers of key wait here
 //	OWNED key n    print OWNED key when this member's owner flight of key has n member calls
 //	MEMBERS n      print MEMBERS n when this member sees n members
+//	LIST           print LIST addr,addr,... (this member's Members())
+//	EXECS          print EXECS n (the loader's executions here, ever)
 //	RELEASE key    let the loaders of key (blocked until then) return
-//	QUIT           Close the node and exit 0
+//	QUIT           Close the node, print CLOSED ms err, and exit 0
 //
 // Events on stdout: READY addr; EXEC key index (the loader started here);
 // RESULT key OK json shared | RESULT key ERR text.
@@ -77,9 +84,11 @@ func memberMain() bool {
 		say("FATAL %v", err)
 		os.Exit(2)
 	}
+	idle, _ := time.ParseDuration(os.Getenv("FLIGHT_IDLE")) // 0: the default
 	node, err := fcluster.NewNode(fcluster.Config{
 		Name:     "flight-processes",
 		Provider: automanaged.NewWithConfig(300*time.Millisecond, my, hosts...),
+		Idle:     idle,
 	})
 	if err != nil {
 		fail(err)
@@ -99,6 +108,9 @@ func memberMain() bool {
 	var execs atomic.Int64
 	l, err := fcluster.Register(node, "user", func(ctx context.Context, key string) (user, error) {
 		e := execs.Add(1)
+		if strings.HasPrefix(key, "load") { // LOAD's keys return at once, quietly
+			return user{ID: key, Exec: e, By: i}, nil
+		}
 		say("EXEC %s %d", key, i)
 		select {
 		case <-release(key):
@@ -112,6 +124,9 @@ func memberMain() bool {
 	}
 	if err := node.Start(); err != nil {
 		fail(err)
+	}
+	if n, _ := strconv.Atoi(os.Getenv("FLIGHT_FILL_REGISTRY")); n > 0 {
+		fcluster.FillRegistry(node, n)
 	}
 	say("READY %s", node.Address())
 	poll := func(cond func() bool, then func()) {
@@ -155,6 +170,96 @@ func memberMain() bool {
 		case "MEMBERS":
 			n, _ = strconv.Atoi(f[1])
 			poll(func() bool { return len(node.Members()) == n }, func() { say("MEMBERS %d", n) })
+		case "LOAD": // LOAD prefix n: n distinct keys loadprefix-0..n-1, 32 at a time; print LOADED prefix errors
+			prefix := f[1]
+			go func() {
+				var errs atomic.Int64
+				var wg sync.WaitGroup
+				next := atomic.Int64{}
+				for range 32 {
+					wg.Go(func() {
+						for k := next.Add(1) - 1; k < int64(n); k = next.Add(1) - 1 {
+							if _, _, err := l.Do(context.Background(), "load"+prefix+"-"+strconv.FormatInt(k, 10)); err != nil {
+								errs.Add(1)
+							}
+						}
+					})
+				}
+				wg.Wait()
+				say("LOADED %s %d", prefix, errs.Load())
+			}()
+		case "GRAINS": // print GRAINS 0 when no grain of the loader is active here, and 2×Idle has passed since (the grain address cache expires after Idle)
+			poll(func() bool { return l.Stats().Grains == 0 }, func() {
+				<-time.After(2 * idle)
+				say("GRAINS 0")
+			})
+		case "MEM": // MEM: after a GC, print MEM heapInuse heapAlloc sys rss goroutines (bytes)
+			runtime.GC()
+			debug.FreeOSMemory()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			say("MEM %d %d %d %d %d", ms.HeapInuse, ms.HeapAlloc, ms.Sys, rss(), runtime.NumGoroutine())
+		case "HEAP": // HEAP path: write a heap profile to path
+			func() {
+				runtime.GC()
+				fh, err := os.Create(f[1])
+				if err == nil {
+					_ = pprof.WriteHeapProfile(fh)
+					_ = fh.Close()
+				}
+				say("HEAP %v", err)
+			}()
+		case "BENCH": // BENCH hot|fresh|local n: n sequential calls of keys another member owns (local: this one); print BENCH mode p50us meanus p90us
+			mode := f[1]
+			go func() {
+				others := func(key string) bool {
+					return (placement(node.Members(), "flight.user", key) != node.Address()) == (mode != "local")
+				}
+				var keys []string
+				for k := 0; len(keys) < n; k++ {
+					key := fmt.Sprintf("load%s-%d-%d", mode, i, k)
+					if !others(key) {
+						continue
+					}
+					if mode != "fresh" {
+						keys = append(keys, key)
+						for len(keys) < n {
+							keys = append(keys, key)
+						}
+						break
+					}
+					keys = append(keys, key)
+				}
+				if mode != "fresh" { // activate the grain first
+					if _, _, err := l.Do(context.Background(), keys[0]); err != nil {
+						say("BENCH %s ERR %v", mode, err)
+						return
+					}
+				}
+				if p := os.Getenv("FLIGHT_CPUPROFILE"); p != "" {
+					fh, _ := os.Create(fmt.Sprintf("%s.%s.%d", p, mode, i))
+					_ = pprof.StartCPUProfile(fh)
+					defer func() { pprof.StopCPUProfile(); _ = fh.Close() }()
+				}
+				took := make([]time.Duration, 0, n)
+				var sum time.Duration
+				for _, key := range keys {
+					t0 := time.Now()
+					if _, _, err := l.Do(context.Background(), key); err != nil {
+						say("BENCH %s ERR %v", mode, err)
+						return
+					}
+					d := time.Since(t0)
+					took = append(took, d)
+					sum += d
+				}
+				slices.Sort(took)
+				say("BENCH %s %d %d %d", mode, took[len(took)/2].Microseconds(), (sum / time.Duration(len(took))).Microseconds(), took[len(took)*9/10].Microseconds())
+			}()
+		case "LIST":
+			say("LIST %s", strings.Join(node.Members(), ","))
+		case "EXECS":
+			say("EXECS %d", l.Stats().Owner.Flights)
 		case "RELEASE":
 			ch := release(f[1])
 			select {
@@ -163,13 +268,42 @@ func memberMain() bool {
 				close(ch)
 			}
 		case "QUIT":
-			_ = node.Close()
-			say("CLOSED")
+			t0 := time.Now()
+			err := node.Close()
+			say("CLOSED %v %v", time.Since(t0).Milliseconds(), err)
 			os.Exit(0)
 		}
 	}
 	os.Exit(0) // stdin closed: the parent is gone
 	return true
+}
+
+// placement is where disthash places (kind, key) among the members at
+// addrs: protoactor's rendezvous over their addresses.
+func placement(addrs []string, kind, key string) string {
+	r := pcluster.NewRendezvous()
+	var ms pcluster.Members
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		ms = append(ms, &pcluster.Member{Id: a, Host: host, Port: int32(p), Kinds: []string{kind}})
+	}
+	r.UpdateMembers(ms)
+	return r.GetByClusterIdentity(&pcluster.ClusterIdentity{Kind: kind, Identity: key})
+}
+
+// rss is the process's resident set size in bytes (Linux), or 0.
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
 }
 
 // child is one member process as the parent sees it.
@@ -250,12 +384,13 @@ func freePorts(t testing.TB, n int) []string {
 	return ports
 }
 
-func startChildren(t *testing.T, n int) []*child {
+func startChildren(t *testing.T, n int, env ...string) []*child {
 	ports := strings.Join(freePorts(t, n), ",")
 	children := make([]*child, n)
 	for i := range children {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "FLIGHT_MEMBER="+strconv.Itoa(i), "FLIGHT_PORTS="+ports)
+		cmd.Env = append(cmd.Env, env...)
 		stdin, err := cmd.StdinPipe()
 		require.NoError(t, err)
 		stdout, err := cmd.StdoutPipe()

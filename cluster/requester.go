@@ -31,12 +31,12 @@ func (n *Node) usable() error {
 // needed (protoactor's identity lookup: a request to the owner's placement
 // actor, bounded by its fixed 5 s timeout), or nil when no owner answered.
 func (n *Node) resolve(kind, key string) *actor.PID {
-	if pid, ok := n.cl.PidCache.Get(key, kind); ok {
+	if pid, ok := n.pids.get(kind, key); ok {
 		return pid
 	}
 	pid := n.cl.Get(key, kind)
 	if pid != nil {
-		n.cl.PidCache.Set(key, kind, pid)
+		n.pids.set(kind, key, pid)
 	}
 	return pid
 }
@@ -85,7 +85,7 @@ func (n *Node) send(ctx context.Context, e *entry, key string) (*wire.Reply, err
 	select {
 	case o := <-out:
 		if o.reply == nil {
-			n.cl.PidCache.Remove(key, kind)
+			n.pids.remove(kind, key, pid)
 			return nil, &lostError{addr: pid.Address, why: o.lost, deadAddr: o.deadAddr, notFound: o.notFound}
 		}
 		return o.reply, nil

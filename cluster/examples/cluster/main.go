@@ -5,6 +5,12 @@
 // member for one key. The loader runs once in the whole cluster and every
 // caller gets its value.
 //
+// Then a payment endpoint with an idempotency key: the "charge" loader is
+// registered with flight.WithTTL, so the key's owner keeps the first
+// answer, and a client that retries its request against another member
+// (its first attempt timed out on its side, say) gets that answer instead
+// of a second charge.
+//
 //	go run ./examples/cluster
 package main
 
@@ -21,6 +27,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 
+	"github.com/actorflight/flight"
 	fcluster "github.com/actorflight/flight/cluster"
 )
 
@@ -48,10 +55,11 @@ func run(w io.Writer) error {
 		hosts[i] = "127.0.0.1:" + strconv.Itoa(p)
 	}
 
-	var execs atomic.Int64
+	var execs, charges atomic.Int64
 	ranOn := make(chan int, members)
 	nodes := make([]*fcluster.Node, members)
 	loaders := make([]*fcluster.Loader[User], members)
+	payments := make([]*fcluster.Loader[Receipt], members)
 	for i := range nodes {
 		node, err := fcluster.NewNode(fcluster.Config{
 			Name:     "example",
@@ -71,6 +79,15 @@ func run(w io.Writer) error {
 			}
 			return User{ID: id, Name: "user " + id}, nil
 		}, nil)
+		if err != nil {
+			return err
+		}
+		// The payment loader: its owner keeps each request's receipt for a
+		// minute, so a retry from any member gets it without a new charge.
+		payments[i], err = fcluster.Register(node, "charge", func(ctx context.Context, requestID string) (Receipt, error) {
+			n := charges.Add(1) // stands for the call to the payment provider
+			return Receipt{RequestID: requestID, Charge: fmt.Sprintf("ch_%d", n), Member: i}, nil
+		}, nil, flight.WithTTL(time.Minute))
 		if err != nil {
 			return err
 		}
@@ -134,7 +151,27 @@ func run(w io.Writer) error {
 	for u, n := range got {
 		fmt.Fprintf(w, "%d callers got %+v\n", n, u)
 	}
+
+	// A client pays on member 0, then retries the same request on member 1.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, _, err := payments[0].Do(ctx, "req-7")
+	if err != nil {
+		return err
+	}
+	retry, _, err := payments[1].Do(ctx, "req-7")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "payment req-7 on member 0, retried on member 1: same receipt %v, %d charge(s)\n", first == retry, charges.Load())
 	return nil
+}
+
+// Receipt is what the payment loader returns for one request.
+type Receipt struct {
+	RequestID string `json:"request_id"`
+	Charge    string `json:"charge"`
+	Member    int    `json:"member"` // the member that charged
 }
 
 // freePorts returns n TCP ports free on 127.0.0.1 for the members' health

@@ -60,3 +60,20 @@ func TestClassify(t *testing.T) {
 		t.Errorf("ours: %q", o)
 	}
 }
+
+// The unlocked BlockList readers against this module's unblock are listed
+// (any line of cluster.unblockMembers); another function of this module
+// against the same readers is not.
+func TestClassifyUnblock(t *testing.T) {
+	unblock := rep("github.com/actorflight/flight/cluster.unblockMembers()", "/work/main/cluster/rejoin.go:120 +0x1",
+		"github.com/asynkron/protoactor-go/remote.(*BlockList).IsBlocked()", mod+"remote/blocklist.go:44 +0x1")
+	other := rep("github.com/actorflight/flight/cluster.unblockMembersX()", "/work/main/cluster/rejoin.go:120 +0x1",
+		"github.com/asynkron/protoactor-go/remote.(*BlockList).IsBlocked()", mod+"remote/blocklist.go:44 +0x1")
+	up, _, o := Classify(unblock + other)
+	if up["remote BlockList set read without its lock, written by cluster.unblockMembers"] != 1 {
+		t.Errorf("upstream: %v", up)
+	}
+	if len(o) != 1 {
+		t.Errorf("ours: %q", o)
+	}
+}
