@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -76,8 +75,8 @@ type Engine[K comparable, V, R any] struct {
 	// MaxWaiters or MaxInFlight is set: max(minBacklog, MaxWaiters,
 	// MaxInFlight), so that a burst the bounds would admit is never refused
 	// for the backlog alone. 0: no bound.
-	backlog int64
-	entries atomic.Int64 // results retained across shards (Config.Retain)
+	backlog  int64
+	retained *policy[K, V] // retained results across shards (Config.Retain); nil: none
 
 	closeOnce sync.Once
 }
@@ -102,6 +101,9 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		c.system = SharedSystem()
 	}
 	limit := fa.NewLimit(cfg.MaxInFlight)
+	if cfg.Retain.enabled() {
+		c.retained = newPolicy[K, V](cfg.Retain.MaxEntries)
+	}
 	c.shards = make([]*shard[K, V, R], cfg.Shards)
 	for i := range c.shards {
 		s := &shard[K, V, R]{
@@ -130,7 +132,7 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 			Retryable:      cfg.Retryable,
 		}
 		if cfg.Retain.enabled() {
-			s.store = newStore[K, V](&c.cfg.Retain, &c.entries, &s.stats, s.postInternal)
+			s.store = newStore[K, V](&c.cfg.Retain, c.retained, s.postInternal)
 			s.env.Retain = s.retain
 		}
 		// The producer returns the same shard each time: if protoactor ever
@@ -338,10 +340,12 @@ func (c *Engine[K, V, R]) Stats() Stats {
 		st.Abandoned += x.Abandoned.Load()
 		st.Forgotten += x.Forgotten.Load()
 		st.Overloaded += x.Overloaded.Load()
-		st.Entries += int(x.Entries.Load())
 		st.Hits += x.Hits.Load()
 		st.Refreshes += x.Refreshes.Load()
 		st.Retries += x.Retries.Load()
+	}
+	if c.retained != nil {
+		st.Entries = int(c.retained.count.Load()) // one count: exact, never above the bound
 	}
 	return st
 }

@@ -274,7 +274,7 @@ func (s *shard[K, V, R]) hit(ctx context.Context, key K, fn func(context.Context
 // refresh is gone or replaced already.
 func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
 	e := m.e
-	if e.gone || s.store.entries[e.key] != e {
+	if e.gone.Load() {
 		return
 	}
 	k := s.owner(e.key)
@@ -284,16 +284,12 @@ func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
 	s.retireIfIdle(k)
 }
 
-// retain is the key actors' Env.Retain: it retains a result, or, for a
-// refresh whose result is not retained, lets the next hit refresh again (a
-// failed refresh keeps the old result until its TTL).
-func (s *shard[K, V, R]) retain(key K, val V, err error, keep, refresh bool) {
-	if keep && s.store.keep(key, val, err) {
-		return
-	}
-	if refresh {
-		if e := s.store.entries[key]; e != nil {
-			e.refreshing.Store(false)
-		}
+// retain is the key actors' Env.Retain: it retains a result. A refresh
+// whose result is not retained leaves its entry's refresh claimed: each
+// retained result is refreshed at most once, so a failing refresh is not
+// started again on every hit (the old result stays until its TTL).
+func (s *shard[K, V, R]) retain(key K, val V, err error, keep, _ bool) {
+	if keep {
+		s.store.keep(key, val, err)
 	}
 }
