@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 func TestMaxEntriesIsABound(t *testing.T) {
@@ -111,4 +112,145 @@ func TestMaxEntriesWithMoreShardsThanEntries(t *testing.T) {
 	}
 	assert.Zero(t, missed, "calls right after their key's flight that ran fn again")
 	assert.Equal(t, 2, c.Stats().Entries)
+}
+
+func TestForgetCancelsARefresh(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
+		defer c.Close()
+		ctx := context.Background()
+		_, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) { return "v1", nil })
+		time.Sleep(2 * time.Second)
+		refreshCtx := make(chan context.Context, 1)
+		hang := func(ctx context.Context) (string, error) {
+			refreshCtx <- ctx
+			<-ctx.Done()
+			return "", ctx.Err()
+		}
+		v, _, _ := c.Do(ctx, "k", hang) // a hit: starts the refresh
+		assert.Equal(t, "v1", v)
+		rctx := <-refreshCtx
+		c.Forget("k")
+		synctest.Wait()
+		assert.Error(t, rctx.Err(), "the forgotten refresh, which nobody waits for, is cancelled")
+		assert.Equal(t, 0, c.Stats().InFlight)
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		v, _, err := c.Do(wctx, "k", func(context.Context) (string, error) { return "v2", nil })
+		require.NoError(t, err, "the key is wedged behind the forgotten refresh")
+		assert.Equal(t, "v2", v)
+	})
+}
+
+func TestForgetDuringBackoff(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithRetry(3, func(int) time.Duration { return time.Hour }))
+		defer c.Close()
+		var attempts atomic.Int32
+		old := c.DoChan(context.Background(), "k", func(context.Context) (string, error) {
+			if attempts.Add(1) < 3 {
+				return "", errTransient
+			}
+			return "old", nil
+		})
+		synctest.Wait()
+		require.Equal(t, int32(1), attempts.Load())
+		c.Forget("k")
+		start := time.Now()
+		v, _, err := c.Do(context.Background(), "k", func(context.Context) (string, error) { return "new", nil })
+		require.NoError(t, err)
+		assert.Equal(t, "new", v)
+		assert.Zero(t, time.Since(start), "the new flight waited for the forgotten flight's backoff")
+		r := <-old
+		assert.Equal(t, "old", r.Val, "the forgotten flight's callers get its outcome after its retries")
+		assert.Equal(t, 2*time.Hour, time.Since(start))
+		assert.Equal(t, int32(3), attempts.Load())
+	})
+}
+
+func TestFailedRefreshIsNotRepeated(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
+		defer c.Close()
+		ctx := context.Background()
+		_, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) { return "v1", nil })
+		time.Sleep(2 * time.Second)
+		var refreshes atomic.Int32
+		boom := func(context.Context) (string, error) { refreshes.Add(1); panic("down") }
+		for range 5 {
+			v, _, err := c.Do(ctx, "k", boom)
+			require.NoError(t, err)
+			assert.Equal(t, "v1", v)
+			synctest.Wait()
+		}
+		assert.Equal(t, int32(1), refreshes.Load(), "refreshes of one result")
+		st := c.Stats()
+		assert.Equal(t, uint64(1), st.Refreshes)
+		assert.Equal(t, uint64(1), st.Panics)
+	})
+}
+
+func TestMissSupersedesARefresh(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
+		defer c.Close()
+		ctx := context.Background()
+		_, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) { return "v1", nil })
+		time.Sleep(9 * time.Second)
+		refreshCtx := make(chan context.Context, 1)
+		v, _, _ := c.Do(ctx, "k", func(ctx context.Context) (string, error) {
+			refreshCtx <- ctx
+			<-ctx.Done()
+			return "refresh", ctx.Err()
+		})
+		assert.Equal(t, "v1", v)
+		rctx := <-refreshCtx
+		time.Sleep(time.Second) // past the TTL; the refresh still runs
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		v, shared, err := c.Do(wctx, "k", func(context.Context) (string, error) { return "mine", nil })
+		require.NoError(t, err, "the caller waited for a refresh it never asked for")
+		assert.Equal(t, "mine", v)
+		assert.False(t, shared)
+		assert.Error(t, rctx.Err(), "the superseded refresh is cancelled")
+		v, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) { return "third", nil })
+		assert.Equal(t, "mine", v, "the caller's result is retained, not the refresh's")
+	})
+}
+
+func TestInFlightDuringBackoff(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, int](flight.WithRetry(2, func(int) time.Duration { return time.Minute }))
+		defer c.Close()
+		var calls atomic.Int32
+		ch := c.DoChan(context.Background(), "k", flaky(&calls, 1, 7))
+		synctest.Wait()
+		st := c.Stats()
+		assert.Equal(t, 0, st.InFlight, "no fn runs during the backoff")
+		assert.Equal(t, 1, st.Waiters)
+		assert.Equal(t, 1, st.Keys)
+		assert.Equal(t, 7, (<-ch).Val)
+		assert.Equal(t, flight.Stats{Flights: 2, Retries: 1}, c.Stats())
+	})
+}
+
+func TestRetryHookPanics(t *testing.T) {
+	for name, opts := range map[string][]flight.Option{
+		"backoff":   {flight.WithRetry(3, func(int) time.Duration { panic("backoff down") })},
+		"retryable": {flight.WithRetry(3, nil), flight.WithRetryIf(func(error) bool { panic("retryable down") })},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := newCInt(t, opts...)
+			ch1 := c.DoChan(context.Background(), 1, func(context.Context) (int, error) { return 0, errTransient })
+			r := wait.Recv(t, ch1)
+			var pe *flight.PanicError
+			require.ErrorAs(t, r.Err, &pe)
+			assert.Equal(t, name+" down", pe.Value)
+			assert.Equal(t, uint64(1), c.Stats().Panics)
+			wait.Until(t, "idle", idle(c))
+			v, _, err := c.Do(context.Background(), 1, func(context.Context) (int, error) { return 5, nil })
+			require.NoError(t, err, "the key is usable again")
+			assert.Equal(t, 5, v)
+		})
+	}
 }
