@@ -1,6 +1,8 @@
 package flight
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -34,8 +36,12 @@ func WithTTL(d time.Duration) Option {
 // WithErrorTTL keeps error results for d, as WithTTL keeps successful ones
 // (negative caching). Only fn's own errors are retained: never a context
 // error, the WithTimeout expiry, a *PanicError, ErrGoexit, ErrClosed,
-// ErrOverloaded or ErrRecursiveCall. A retained error is never refreshed
-// ahead: it expires. 0, the default, retains no error. New panics if d < 0.
+// ErrOverloaded or ErrRecursiveCall, matched as WithRetry's default
+// predicate matches them (errors.Is, and errors.As for *PanicError), so
+// neither is an error that wraps or joins one of them, such as a
+// *PanicError fn got from another flight. A retained error is never
+// refreshed ahead: it expires. 0, the default, retains no error. New panics
+// if d < 0.
 func WithErrorTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -84,4 +90,14 @@ func checkRetain(c *config) {
 	if r.MaxEntries == 0 {
 		r.MaxEntries = DefaultMaxEntries
 	}
+	r.Retainable = retainableErr
+}
+
+// retainableErr reports whether WithErrorTTL may retain err: fn's own error,
+// not one of those its doc excludes.
+func retainableErr(err error) bool {
+	var pe *PanicError
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.As(err, &pe) && !errors.Is(err, ErrGoexit) && !errors.Is(err, ErrClosed) &&
+		!errors.Is(err, ErrOverloaded) && !errors.Is(err, ErrRecursiveCall)
 }

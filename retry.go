@@ -82,10 +82,12 @@ func defaultRetryable(err error) bool {
 
 // ExponentialBackoff returns a backoff for WithRetry with exponential growth
 // and full jitter: before attempt n+1 it waits a uniformly random duration
-// in [0, min(max, base·2^(n-1))]. Full jitter spreads the retries of many
-// flights that failed together, so that they do not hit a recovering
-// upstream in waves. It panics unless 0 < base ≤ max. The returned function
-// is safe for concurrent use and allocates nothing.
+// in [0, min(max, base·2^(n-1))] (n < 1 counts as 1; the product saturates
+// at max, never overflows). Full jitter spreads the retries of many flights
+// that failed together, so that they do not hit a recovering upstream in
+// waves. It panics unless 0 < base ≤ max; every such pair, up to
+// math.MaxInt64, and every n are valid. The returned function is safe for
+// concurrent use and allocates nothing.
 //
 // It is written here rather than taken from a backoff library: the
 // libraries' exponential backoffs are stateful objects (one per retry
@@ -97,14 +99,18 @@ func ExponentialBackoff(base, max time.Duration) func(n int) time.Duration {
 		panic(fmt.Sprintf("flight: ExponentialBackoff(%v, %v): need 0 < base ≤ max", base, max))
 	}
 	return func(n int) time.Duration {
-		ceil := max
-		if n >= 1 && n <= 62 {
-			if d := base << (n - 1); d > 0 && d>>(n-1) == base && d < max {
-				ceil = d
+		ceil := base // n < 1 is taken as 1
+		if k := n - 1; k >= 1 {
+			// base·2^k, saturated at max without overflowing: base·2^k >
+			// max exactly when base > max>>k.
+			if k >= 63 || base > max>>k {
+				ceil = max
+			} else {
+				ceil = base << k
 			}
-		} else if n < 1 {
-			ceil = base
 		}
-		return rand.N(ceil + 1)
+		// Uint64N, not N(ceil+1): for ceil = math.MaxInt64, ceil+1 overflows
+		// and rand.N panics.
+		return time.Duration(rand.Uint64N(uint64(ceil) + 1))
 	}
 }

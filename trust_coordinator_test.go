@@ -9,6 +9,9 @@ package flight_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -22,6 +25,9 @@ import (
 	"github.com/actorflight/flight/internal/wait"
 )
 
+// WithMaxEntries is a bound: neither Forget (whose removed entries used to
+// stay in the eviction ring, where eviction "reused" them without freeing a
+// counted entry) nor refreshes that replace entries push Entries past it.
 func TestMaxEntriesIsABound(t *testing.T) {
 	ctx := context.Background()
 	fn := func(context.Context) (int, error) { return 1, nil }
@@ -61,6 +67,9 @@ func TestMaxEntriesIsABound(t *testing.T) {
 	})
 }
 
+// WithMaxEntries bounds the memory the retained results hold, not only
+// their count: evicted, forgotten and replaced results are not kept
+// referenced (they were, by the shard's expiry queue, until their own TTL).
 func TestMaxEntriesBoundsMemory(t *testing.T) {
 	const keys, size = 20_000, 4 << 10
 	ctx, cancel := context.WithCancel(context.Background()) // fn on a worker, as a server's calls
@@ -88,6 +97,7 @@ func TestMaxEntriesBoundsMemory(t *testing.T) {
 	assert.Less(t, grown, int64(1<<20), "the heap grows with the keys seen, not with the retained results")
 }
 
+// heap returns the live heap after a full collection.
 func heap() uint64 {
 	runtime.GC()
 	runtime.GC()
@@ -96,6 +106,9 @@ func heap() uint64 {
 	return ms.HeapAlloc
 }
 
+// WithMaxEntries is global, and a shard whose keys had nothing retained
+// still retains a new result (by evicting another shard's): with more shards
+// than entries, every key's result is retained for its next call.
 func TestMaxEntriesWithMoreShardsThanEntries(t *testing.T) {
 	c := newCInt(t, flight.WithTTL(time.Hour), flight.WithMaxEntries(2), flight.WithShards(64))
 	ctx := context.Background()
@@ -114,6 +127,9 @@ func TestMaxEntriesWithMoreShardsThanEntries(t *testing.T) {
 	assert.Equal(t, 2, c.Stats().Entries)
 }
 
+// Forget during a background refresh: the refresh has no caller, so it is
+// cancelled (nothing else would ever cancel it but WithTimeout or Close),
+// and the key's next flight runs its fn.
 func TestForgetCancelsARefresh(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
@@ -142,6 +158,10 @@ func TestForgetCancelsARefresh(t *testing.T) {
 	})
 }
 
+// Forget during a retry's backoff: the next flight does not wait for the
+// forgotten flight's backoff (no fn runs during it); the forgotten flight
+// keeps its callers and its remaining attempts, which run after it, one
+// execution of the key at a time.
 func TestForgetDuringBackoff(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		c := flight.New[string, string](flight.WithRetry(3, func(int) time.Duration { return time.Hour }))
@@ -168,6 +188,9 @@ func TestForgetDuringBackoff(t *testing.T) {
 	})
 }
 
+// A failing refresh-ahead is not started again on every hit: each retained
+// result is refreshed at most once; after a failed refresh it is served
+// until its TTL, and the next call then runs fn.
 func TestFailedRefreshIsNotRepeated(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
@@ -190,6 +213,9 @@ func TestFailedRefreshIsNotRepeated(t *testing.T) {
 	})
 }
 
+// A caller that misses (the TTL has passed) while a background refresh of
+// its key runs does not join the refresh, which nobody asked for: the
+// refresh is cancelled and the caller's own fn runs.
 func TestMissSupersedesARefresh(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
@@ -218,6 +244,8 @@ func TestMissSupersedesARefresh(t *testing.T) {
 	})
 }
 
+// Stats.InFlight counts flights whose fn is running now: not one waiting
+// between two attempts.
 func TestInFlightDuringBackoff(t *testing.T) {
 	bubble(t, func(t *testing.T) {
 		c := flight.New[string, int](flight.WithRetry(2, func(int) time.Duration { return time.Minute }))
@@ -234,6 +262,9 @@ func TestInFlightDuringBackoff(t *testing.T) {
 	})
 }
 
+// A panic of the backoff function or of the WithRetryIf predicate is a
+// panic like fn's: counted in Stats.Panics, logged, and every waiter gets a
+// *PanicError with its value.
 func TestRetryHookPanics(t *testing.T) {
 	for name, opts := range map[string][]flight.Option{
 		"backoff":   {flight.WithRetry(3, func(int) time.Duration { panic("backoff down") })},
@@ -253,4 +284,91 @@ func TestRetryHookPanics(t *testing.T) {
 			assert.Equal(t, 5, v)
 		})
 	}
+}
+
+// ExponentialBackoff over its whole documented domain: every 0 < base ≤ max
+// and every n, including max = math.MaxInt64, which made it panic (rand.N of
+// max+1, an overflow) inside the flight that asked.
+func TestExponentialBackoffEdges(t *testing.T) {
+	for _, bm := range [][2]time.Duration{{1, 1}, {1, math.MaxInt64}, {math.MaxInt64, math.MaxInt64}, {time.Second, time.Hour}, {3, 1 << 62}} {
+		b := flight.ExponentialBackoff(bm[0], bm[1])
+		for _, n := range []int{math.MinInt, -1, 0, 1, 2, 30, 62, 63, 64, 1000, math.MaxInt} {
+			d := b(n)
+			assert.GreaterOrEqual(t, d, time.Duration(0), "base %v max %v n %d", bm[0], bm[1], n)
+			assert.LessOrEqual(t, d, bm[1], "base %v max %v n %d", bm[0], bm[1], n)
+		}
+	}
+	// Used by a flight: the backoff's panic would have reached the waiters.
+	c := newCInt(t, flight.WithRetry(2, flight.ExponentialBackoff(time.Nanosecond, math.MaxInt64)))
+	var calls atomic.Int32
+	_, _, err := c.Do(t.Context(), 1, func(context.Context) (int, error) {
+		if calls.Add(1) == 1 {
+			return 0, errTransient
+		}
+		return 1, nil
+	})
+	_ = err // the wait may be anything up to the maximum: only that it did not panic matters
+	assert.Zero(t, c.Stats().Panics)
+}
+
+// FuzzExponentialBackoff: for any valid base and max and any n, the wait is
+// in [0, min(max, base·2^(n-1))] (base for n < 1), and it never panics.
+func FuzzExponentialBackoff(f *testing.F) {
+	f.Add(int64(1), int64(1), 0)
+	f.Add(int64(1), int64(math.MaxInt64), 64)
+	f.Add(int64(time.Millisecond), int64(time.Second), 5)
+	f.Fuzz(func(t *testing.T, base, max int64, n int) {
+		if base <= 0 || max < base {
+			assert.Panics(t, func() { flight.ExponentialBackoff(time.Duration(base), time.Duration(max)) })
+			return
+		}
+		d := flight.ExponentialBackoff(time.Duration(base), time.Duration(max))(n)
+		ceil := time.Duration(max)
+		switch {
+		case n < 1:
+			ceil = time.Duration(base)
+		case n <= 63:
+			if c := new(big).lsh(base, n-1); c < max {
+				ceil = time.Duration(c)
+			}
+		}
+		if d < 0 || d > ceil {
+			t.Fatalf("ExponentialBackoff(%d, %d)(%d) = %d, want [0, %d]", base, max, n, d, ceil)
+		}
+	})
+}
+
+// big computes base·2^k saturated at math.MaxInt64, the reference the fuzz
+// test checks against.
+type big struct{}
+
+func (big) lsh(base int64, k int) int64 {
+	for range k {
+		if base > math.MaxInt64/2 {
+			return math.MaxInt64
+		}
+		base *= 2
+	}
+	return base
+}
+
+// WithErrorTTL never retains what its doc excludes, matched as WithRetry's
+// default matches it (errors.As for *PanicError): an fn that returns a
+// *PanicError it got from another flight, wrapped or not, is not retained.
+func TestErrorTTLExclusionsMatchedLikeRetry(t *testing.T) {
+	inner := newCInt(t)
+	_, _, innerErr := inner.Do(t.Context(), 1, func(context.Context) (int, error) { panic("inner") })
+	var pe *flight.PanicError
+	require.ErrorAs(t, innerErr, &pe)
+	c := newCInt(t, flight.WithErrorTTL(time.Hour))
+	for i, err := range []error{innerErr, fmt.Errorf("wrapped: %w", innerErr), errors.Join(errTransient, innerErr),
+		flight.ErrGoexit, flight.ErrOverloaded, flight.ErrRecursiveCall, context.DeadlineExceeded} {
+		var n atomic.Int32
+		for range 2 {
+			_, _, got := c.Do(context.Background(), i, func(context.Context) (int, error) { n.Add(1); return 0, err })
+			assert.ErrorIs(t, got, err)
+		}
+		assert.Equal(t, int32(2), n.Load(), "error %d (%v) was retained", i, err)
+	}
+	assert.Zero(t, c.Stats().Entries)
 }

@@ -52,6 +52,9 @@ type RetainConfig struct {
 	ErrorTTL     time.Duration // error results; 0: not retained
 	RefreshAhead time.Duration // with TTL: refresh a result older than this on a hit; 0: never
 	MaxEntries   int           // bound across shards; > 0 when TTL or ErrorTTL is set
+	// Retainable says which errors ErrorTTL may retain, beyond what the key
+	// actor already refuses (see actor.Env.Retain); nil: every such error.
+	Retainable func(error) bool
 }
 
 func (r RetainConfig) enabled() bool { return r.TTL > 0 || r.ErrorTTL > 0 }

@@ -289,7 +289,7 @@ func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
 // retained result is refreshed at most once, so a failing refresh is not
 // started again on every hit (the old result stays until its TTL).
 func (s *shard[K, V, R]) retain(key K, val V, err error, keep, _ bool) {
-	if keep {
+	if keep && (err == nil || s.store.cfg.Retainable == nil || s.store.cfg.Retainable(err)) {
 		s.store.keep(key, val, err)
 	}
 }
