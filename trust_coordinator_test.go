@@ -372,3 +372,36 @@ func TestErrorTTLExclusionsMatchedLikeRetry(t *testing.T) {
 	}
 	assert.Zero(t, c.Stats().Entries)
 }
+
+// The extreme valid values of every option of retained results and retries
+// run flights without a panic and with their documented meaning.
+func TestRetainRetryOptionExtremes(t *testing.T) {
+	ctx := t.Context() // fn on a worker, so that a panic would reach the waiters, not this goroutine
+	c := newCInt(t, flight.WithTTL(math.MaxInt64), flight.WithErrorTTL(math.MaxInt64),
+		flight.WithRefreshAhead(math.MaxInt64-1), flight.WithMaxEntries(math.MaxInt),
+		flight.WithRetry(math.MaxInt, func(n int) time.Duration {
+			if n%2 == 0 {
+				return math.MinInt64
+			}
+			return 0
+		}))
+	var calls atomic.Int32
+	v, _, err := c.Do(ctx, 1, flaky(&calls, 3, 9))
+	require.NoError(t, err)
+	assert.Equal(t, 9, v)
+	assert.Equal(t, int32(4), calls.Load(), "negative and zero waits retry at once")
+	v, shared, err := c.Do(ctx, 1, flaky(&calls, 0, 10))
+	require.NoError(t, err)
+	assert.Equal(t, 9, v, "retained for ~292 years")
+	assert.True(t, shared)
+	assert.Zero(t, c.Stats().Panics)
+	assert.Equal(t, 1, c.Stats().Entries)
+
+	tiny := newCInt(t, flight.WithTTL(time.Nanosecond), flight.WithErrorTTL(time.Nanosecond),
+		flight.WithMaxEntries(1), flight.WithRetry(2, flight.ExponentialBackoff(1, 1)))
+	var tinyCalls atomic.Int32
+	_, _, err = tiny.Do(ctx, 1, flaky(&tinyCalls, 1, 1))
+	require.NoError(t, err)
+	assert.Equal(t, int32(2), tinyCalls.Load())
+	wait.Until(t, "a 1 ns result expired", func() bool { return tiny.Stats().Entries == 0 })
+}
