@@ -14,8 +14,8 @@ import (
 	"github.com/actorflight/flight/coordinator"
 )
 
-// MeterName is the instrumentation scope name of the meter a Coordinator
-// gets from the provider given with WithMeterProvider.
+// MeterName is the instrumentation scope name of the meter a Coordinator or
+// a Batcher gets from the provider given with WithMeterProvider.
 const MeterName = "github.com/actorflight/flight"
 
 // WithMeterProvider makes the coordinator report OpenTelemetry metrics to
