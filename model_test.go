@@ -95,8 +95,9 @@ func TestModel(t *testing.T) {
 		// Retained results: TTL, error TTL, refresh-ahead, Forget. No
 		// WithTimeout or WithRetry (their timers could fire at the instant
 		// a result expires), no WithMaxInFlight (a refresh may be refused
-		// by it), and no eviction (WithMaxEntries' CLOCK runs per shard;
-		// TestMaxEntriesEvictsByClock covers it).
+		// by it), and no eviction (TestRetainRetryProperties checks
+		// WithMaxEntries with retries and refreshes together, and
+		// TestMaxEntriesEvictsByClock the CLOCK order).
 		"retain": func(rt *rapid.T) modelConfig {
 			ttl := rapid.IntRange(2, 6).Draw(rt, "ttlTicks")
 			cfg := modelConfig{
