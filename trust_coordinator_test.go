@@ -258,6 +258,7 @@ func TestInFlightDuringBackoff(t *testing.T) {
 		assert.Equal(t, 1, st.Waiters)
 		assert.Equal(t, 1, st.Keys)
 		assert.Equal(t, 7, (<-ch).Val)
+		synctest.Wait() // the waiter is answered before the flight is retired
 		assert.Equal(t, flight.Stats{Flights: 2, Retries: 1}, c.Stats())
 	})
 }
