@@ -406,3 +406,29 @@ func TestRetainRetryOptionExtremes(t *testing.T) {
 	assert.Equal(t, int32(2), tinyCalls.Load())
 	wait.Until(t, "a 1 ns result expired", func() bool { return tiny.Stats().Entries == 0 })
 }
+
+// A miss that retains its result allocates nothing for it once the store
+// has reached WithMaxEntries: results live in a reused slab of slots, with
+// no pointer when the key and value have none (issue 20's retained misses:
+// the collector no longer scans a live store on every cycle).
+func TestRetainedMissAllocatesNoEntry(t *testing.T) {
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	miss := func(c *flight.Coordinator[int, int]) float64 {
+		next := 0
+		for range 5000 { // warm: the store full and evicting, maps and pools at their size
+			next++
+			_, _, _ = c.Do(ctx, next, fn)
+		}
+		return testing.AllocsPerRun(2000, func() {
+			next++
+			if _, shared, _ := c.Do(ctx, next, fn); shared {
+				panic("a fresh key was shared")
+			}
+		})
+	}
+	without := miss(newCInt(t, flight.WithShards(1)))
+	with := miss(newCInt(t, flight.WithShards(1), flight.WithTTL(time.Hour), flight.WithMaxEntries(1000)))
+	t.Logf("allocations per miss: %.2f without WithTTL, %.2f with", without, with)
+	assert.LessOrEqual(t, with, without+0.05)
+}

@@ -166,8 +166,8 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	}
 	s := c.shards[i]
 	if s.store != nil {
-		if e := s.hit(ctx, key, fn); e != nil {
-			return e.val, true, e.err
+		if hv, herr, ok := s.hit(ctx, key, fn); ok {
+			return hv, true, herr
 		}
 	}
 	if !s.api.Enter() {
@@ -263,8 +263,8 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 	}
 	s := c.shards[i]
 	if s.store != nil {
-		if e := s.hit(ctx, key, fn); e != nil {
-			ch <- c.cfg.Result(e.val, e.err, true)
+		if hv, herr, ok := s.hit(ctx, key, fn); ok {
+			ch <- c.cfg.Result(hv, herr, true)
 			return ch
 		}
 	}

@@ -31,7 +31,8 @@ import (
 // per retained result, on the miss path, which already posts a message.
 //
 // Memory: an entry removed in any way (expired, replaced, forgotten, evicted,
-// closed) is unlinked at once from the ring and from its expiry queue, so
+// closed) is unlinked at once from the ring and from its expiry queue, its
+// slot cleared and freed for the next result, so
 // nothing of the store refers to it any more: the memory of retained results
 // is bounded by WithMaxEntries, not by the keys seen within a TTL.
 //
@@ -59,78 +60,154 @@ type RetainConfig struct {
 
 func (r RetainConfig) enabled() bool { return r.TTL > 0 || r.ErrorTTL > 0 }
 
-// entry is one retained result. key, val, err and the deadlines are
-// immutable once it is published in its store's map; the links belong to
-// the policy's mutex; the three flags are atomics.
-type entry[K comparable, V any] struct {
+// A retained result lives in a slot of its coordinator's slab: fixed-size
+// chunks of slots, reused through a free list, linked by int32 indexes
+// rather than pointers. With keys and values free of pointers (ints, say)
+// the slab and the stores' maps (K to a slot index) hold no pointer at all,
+// so the garbage collector does not scan the retained results, and a miss
+// that retains a result allocates nothing for it: a live store of 100,000
+// results no longer makes every other allocation's collections longer.
+// Errors, which are interfaces, live in a side map of their store.
+
+// none is the index of no slot.
+const none = -1
+
+// slot is one retained result. key, val, the deadlines and the links are
+// written under the policy's mutex before the slot's index is published in
+// a store's map (under that store's write lock) and read by hits under the
+// store's read lock: a slot is reused only after its index left the map.
+type slot[K comparable, V any] struct {
 	key       K
 	val       V
-	err       error
 	expires   time.Duration // since epoch
 	refreshAt time.Duration // since epoch; 0: never refreshed ahead
 
-	st           *store[K, V] // the store whose map holds it
-	prev, next   *entry[K, V] // the policy's CLOCK ring
-	older, newer *entry[K, V] // its store's expiry queue of its kind
+	prev, next   int32  // the policy's CLOCK ring
+	older, newer int32  // its store's expiry queue of its kind
+	store        int32  // the store whose map holds it; none: free
+	gen          uint32 // names the result the slot holds: unique across reuses
+	isErr        bool   // the result is an error, in its store's errs
 
-	// refreshing is claimed by the hit that starts the entry's refresh and
+	// refreshing is claimed by the hit that starts the slot's refresh and
 	// never released once the refresh has run: each retained result is
 	// refreshed at most once (a failed refresh is not retried on every hit;
 	// the result is served until its TTL). It is released only when no
 	// refresh started (see shard.refresh).
 	refreshing atomic.Bool
 	used       atomic.Bool // CLOCK's reference mark, set by hits
-	gone       atomic.Bool // removed from its map (set under the policy's mutex)
 }
 
-// policy is what the stores of one coordinator share: the entry count, the
-// CLOCK ring over all their entries, and the mutex that guards the ring,
-// every store's expiry queues and every write to a store's map. A shard
-// takes it to retain, remove or expire a result; a hit never does.
+// policy is what the stores of one coordinator share: the slab, the entry
+// count, the CLOCK ring over all their entries, and the mutex that guards
+// the slab's allocation, the ring, every store's expiry queues and every
+// write to a store's map. A shard takes it to retain, remove or expire a
+// result; a hit never does.
 type policy[K comparable, V any] struct {
-	mu    sync.Mutex
-	hand  *entry[K, V] // the CLOCK hand, on the ring; nil: no entry
-	count atomic.Int64 // entries across stores; written under mu, read by Stats
-	max   int64        // WithMaxEntries
+	mu sync.Mutex
+	// dir is the slab's chunk directory: written under mu (a new chunk is
+	// made before any of its indexes is published in a map; a full
+	// directory is copied into a longer one), read by hits with one atomic
+	// load. A directory once published never changes in the entries that
+	// hits may read.
+	dir    atomic.Pointer[[]*[]slot[K, V]]
+	shift  uint           // log2 of the chunk length
+	made   int32          // slots made so far (the next fresh index)
+	gen    uint32         // the generation the next allocated slot gets
+	free   []int32        // freed slots
+	hand   int32          // the CLOCK hand; none: no entry
+	count  atomic.Int64   // entries across stores; written under mu, read by Stats
+	max    int64          // WithMaxEntries
+	stores []*store[K, V] // by index
 }
 
-func newPolicy[K comparable, V any](max int) *policy[K, V] { return &policy[K, V]{max: int64(max)} }
+func newPolicy[K comparable, V any](max int) *policy[K, V] {
+	max = min(max, 1<<31-2) // slot indexes are int32 (2^31 results would not fit in memory anyway)
+	shift := uint(0)
+	for 1<<shift < max && shift < 10 { // chunks of up to 1,024 slots
+		shift++
+	}
+	return &policy[K, V]{max: int64(max), shift: shift, hand: none}
+}
 
-// link puts e on the ring just behind the hand, so that it is the last
+func (p *policy[K, V]) slot(i int32) *slot[K, V] {
+	return &(*(*p.dir.Load())[i>>p.shift])[i&(1<<p.shift-1)]
+}
+
+// holds reports whether slot i exists (the slab may have been dropped since
+// a refresh message named it). The caller holds mu.
+func (p *policy[K, V]) holds(i int32) bool {
+	d := p.dir.Load()
+	return d != nil && int(i>>p.shift) < len(*d) && (*d)[i>>p.shift] != nil
+}
+
+// alloc returns a free slot's index (the caller holds mu; at most max+1
+// slots are in use: a replaced result's slot is freed only after its
+// successor's is filled, since hits may be reading the old one).
+func (p *policy[K, V]) alloc() int32 {
+	if n := len(p.free); n > 0 {
+		i := p.free[n-1]
+		p.free = p.free[:n-1]
+		return i
+	}
+	i := p.made
+	c := int(i >> p.shift)
+	d := p.dir.Load()
+	if d == nil || c >= len(*d) {
+		grown := make([]*[]slot[K, V], max(4, 2*c))
+		if d != nil {
+			copy(grown, *d)
+		}
+		p.dir.Store(&grown)
+		d = &grown
+	}
+	if (*d)[c] == nil {
+		chunk := make([]slot[K, V], 1<<p.shift)
+		(*d)[c] = &chunk
+	}
+	p.made++
+	return i
+}
+
+// link puts slot i on the ring just behind the hand, so that it is the last
 // entry the hand reaches.
-func (p *policy[K, V]) link(e *entry[K, V]) {
-	h := p.hand
-	if h == nil {
-		e.prev, e.next, p.hand = e, e, e
+func (p *policy[K, V]) link(i int32) {
+	e := p.slot(i)
+	if p.hand == none {
+		e.prev, e.next, p.hand = i, i, i
 		return
 	}
-	e.next, e.prev = h, h.prev
-	h.prev.next = e
-	h.prev = e
+	h := p.slot(p.hand)
+	e.next, e.prev = p.hand, h.prev
+	p.slot(h.prev).next = i
+	h.prev = i
 }
 
-func (p *policy[K, V]) unlink(e *entry[K, V]) {
-	if e.next == e {
-		p.hand = nil
+func (p *policy[K, V]) unlink(i int32) {
+	e := p.slot(i)
+	if e.next == i {
+		p.hand = none
 	} else {
-		if p.hand == e {
+		if p.hand == i {
 			p.hand = e.next
 		}
-		e.prev.next, e.next.prev = e.next, e.prev
+		p.slot(e.prev).next, p.slot(e.next).prev = e.next, e.prev
 	}
-	e.prev, e.next = nil, nil
+	e.prev, e.next = none, none
 }
 
-// victim returns the entry CLOCK evicts, nil if there is none: the hand
+// victim returns the slot CLOCK evicts, none if there is none: the hand
 // gives a marked entry a second chance (clearing its mark) and stops at the
 // first unmarked one. It is O(1) amortized: each mark it clears was set by a
 // hit. After two turns (hits racing with it may re-mark entries) it takes
 // the entry under the hand.
-func (p *policy[K, V]) victim() *entry[K, V] {
+func (p *policy[K, V]) victim() int32 {
 	for range 2*p.count.Load() + 1 {
-		e := p.hand
-		if e == nil || !e.used.Load() {
-			return e
+		if p.hand == none {
+			return none
+		}
+		e := p.slot(p.hand)
+		if !e.used.Load() {
+			return p.hand
 		}
 		e.used.Store(false)
 		p.hand = e.next
@@ -138,36 +215,54 @@ func (p *policy[K, V]) victim() *entry[K, V] {
 	return p.hand
 }
 
-// remove takes e out of its store's map, the ring, its queue and the count.
-// The caller holds p.mu.
-func (p *policy[K, V]) remove(e *entry[K, V]) {
-	st := e.st
+// remove takes slot i out of its store's map, the ring, its queue and the
+// count, and frees it. The caller holds p.mu.
+func (p *policy[K, V]) remove(i int32) {
+	e := p.slot(i)
+	st := p.stores[e.store]
 	st.mu.Lock()
 	delete(st.entries, e.key)
+	if e.isErr {
+		delete(st.errs, i)
+	}
 	st.mu.Unlock()
-	p.drop(e)
-	p.count.Add(-1)
+	p.release(i)
+	if p.count.Add(-1) == 0 {
+		// No entry left: drop the slab, so that memory returns once every
+		// result has expired (an idle coordinator holds no per-key memory).
+		p.dir.Store(nil)
+		p.made, p.free = 0, nil
+	}
 }
 
-// drop unlinks e from the ring and its queue and marks it gone; the caller
-// holds p.mu and has taken it out of the map (or replaced it there).
-func (p *policy[K, V]) drop(e *entry[K, V]) {
-	e.gone.Store(true)
-	p.unlink(e)
-	e.st.queue(e).remove(e)
+// release unlinks slot i from the ring and its queue and frees it; the
+// caller holds p.mu and has taken it out of its map (or replaced it there).
+// Its key and value are cleared, so that a slot never keeps what they
+// point to. When no entry is left, the slab itself is dropped: memory
+// returns once every result has expired.
+func (p *policy[K, V]) release(i int32) {
+	e := p.slot(i)
+	p.unlink(i)
+	p.unqueue(p.stores[e.store].queue(e.isErr), i)
+	var zk K
+	var zv V
+	e.key, e.val, e.store, e.isErr = zk, zv, none, false
+	p.free = append(p.free, i)
 }
 
 // store is one shard's retained results.
 type store[K comparable, V any] struct {
 	pol     *policy[K, V]
-	mu      sync.RWMutex       // guards entries; writers also hold pol.mu
-	entries map[K]*entry[K, V] // read by callers under mu, written under pol.mu and mu
-	vals    queue[K, V]        // values in deadline order, under pol.mu
-	errs    queue[K, V]        // errors in deadline order, under pol.mu
-	timer   *time.Timer        // fires at the queues' earliest deadline; nil until first armed
-	armedAt time.Duration      // deadline the timer is armed for, if armed
-	armed   bool               // the timer is armed (owned by the shard)
-	post    func(msg any)      // shard.postInternal
+	id      int32
+	mu      sync.RWMutex    // guards entries and errs; writers also hold pol.mu
+	entries map[K]int32     // slot of each key
+	errs    map[int32]error // error of each error slot
+	vals    queue           // value slots in deadline order, under pol.mu
+	errq    queue           // error slots in deadline order, under pol.mu
+	timer   *time.Timer     // fires at the queues' earliest deadline; nil until first armed
+	armedAt time.Duration   // deadline the timer is armed for, if armed
+	armed   bool            // the timer is armed (owned by the shard)
+	post    func(msg any)   // shard.postInternal
 	cfg     *RetainConfig
 	closed  bool // set by the shard on Close (owned by the shard)
 }
@@ -175,57 +270,90 @@ type store[K comparable, V any] struct {
 // expireMsg is what a store's timer posts to its shard.
 type expireMsg struct{}
 
-// refreshMsg is what a hit posts to start a refresh of e.
+// refreshMsg is what a hit posts to start a refresh of the result in slot
+// i, generation gen (a slot reused since names another result).
 type refreshMsg[K comparable, V any] struct {
-	e   *entry[K, V]
+	i   int32
+	gen uint32
 	ctx context.Context
 	fn  func(context.Context) (V, error)
 }
 
 func newStore[K comparable, V any](cfg *RetainConfig, pol *policy[K, V], post func(any)) *store[K, V] {
-	return &store[K, V]{entries: make(map[K]*entry[K, V]), cfg: cfg, pol: pol, post: post}
+	st := &store[K, V]{entries: make(map[K]int32), errs: make(map[int32]error), cfg: cfg, pol: pol, post: post,
+		vals: queue{none, none}, errq: queue{none, none}}
+	pol.mu.Lock()
+	st.id = int32(len(pol.stores))
+	pol.stores = append(pol.stores, st)
+	pol.mu.Unlock()
+	return st
 }
 
-func (st *store[K, V]) queue(e *entry[K, V]) *queue[K, V] {
-	if e.err == nil {
-		return &st.vals
+func (st *store[K, V]) queue(isErr bool) *queue {
+	if isErr {
+		return &st.errq
 	}
-	return &st.errs
+	return &st.vals
 }
 
-// lookup returns key's entry if it holds a result that is still valid at
-// now. Any goroutine may call it.
-func (st *store[K, V]) lookup(key K, now time.Duration) *entry[K, V] {
+// hitResult is what a look-up found: a copy, taken under the store's read
+// lock (the slot may be reused once the lock is released).
+type hitResult[V any] struct {
+	val     V
+	err     error
+	refresh bool // the hit claimed the result's refresh (WithRefreshAhead)
+	i       int32
+	gen     uint32
+}
+
+// lookup returns key's result if it holds one still valid at now, and, if
+// claim is set, claims its refresh if it is due (at most one refresh of a
+// result, ever). Any goroutine may call it.
+func (st *store[K, V]) lookup(key K, now time.Duration, claim bool) (h hitResult[V], ok bool) {
 	st.mu.RLock()
-	e := st.entries[key]
+	i, found := st.entries[key]
+	if found {
+		e := st.pol.slot(i)
+		if ok = now < e.expires; ok {
+			h.val, h.i, h.gen = e.val, i, e.gen
+			if e.isErr {
+				h.err = st.errs[i]
+			}
+			if !e.used.Load() {
+				e.used.Store(true)
+			}
+			h.refresh = claim && e.refreshAt != 0 && now >= e.refreshAt && !e.refreshing.Load() &&
+				e.refreshing.CompareAndSwap(false, true)
+		}
+	}
 	st.mu.RUnlock()
-	if e == nil || now >= e.expires {
-		return nil
-	}
-	if !e.used.Load() {
-		e.used.Store(true)
-	}
-	return e
+	return h, ok
 }
 
-// own is lookup for the shard actor, on a miss that reached it: the clock
-// is read only when the key has an entry. It takes the read lock, since
-// another shard may evict from this store.
-func (st *store[K, V]) own(key K) *entry[K, V] {
-	st.mu.RLock()
-	e := st.entries[key]
-	st.mu.RUnlock()
-	if e == nil || since() >= e.expires {
-		return nil
+// unclaim releases a refresh claim that started no refresh (shard actor
+// only), unless the slot holds another result by now.
+func (st *store[K, V]) unclaim(i int32, gen uint32) {
+	p := st.pol
+	p.mu.Lock()
+	if p.holds(i) {
+		if e := p.slot(i); e.gen == gen && e.store == st.id {
+			e.refreshing.Store(false)
+		}
 	}
-	e.used.Store(true)
-	return e
+	p.mu.Unlock()
 }
 
-// wantsRefresh reports whether a hit at now on e should start its refresh,
-// and claims it (at most one refresh of an entry, ever).
-func (e *entry[K, V]) wantsRefresh(now time.Duration) bool {
-	return e.refreshAt != 0 && now >= e.refreshAt && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true)
+// current reports whether slot i still holds the result of generation gen
+// in this store (shard actor only), and its key.
+func (st *store[K, V]) current(i int32, gen uint32) (key K, ok bool) {
+	p := st.pol
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.holds(i) {
+		return key, false
+	}
+	e := p.slot(i)
+	return e.key, e.gen == gen && e.store == st.id
 }
 
 // keep retains val/err for key (shard actor only). It reports whether the
@@ -243,28 +371,41 @@ func (st *store[K, V]) keep(key K, val V, err error) bool {
 		return false
 	}
 	now := since()
-	e := &entry[K, V]{key: key, val: val, err: err, expires: addSat(now, ttl), st: st}
-	if err == nil && st.cfg.RefreshAhead > 0 {
-		e.refreshAt = addSat(now, st.cfg.RefreshAhead)
-	}
 	p := st.pol
 	p.mu.Lock()
-	old := st.entries[key] // every writer of the map holds p.mu
-	if old == nil && p.count.Load() >= p.max {
-		if v := p.victim(); v != nil {
+	old, replace := st.entries[key] // every writer of the map holds p.mu
+	if !replace && p.count.Load() >= p.max {
+		if v := p.victim(); v != none {
 			p.remove(v)
 		}
 	}
+	i := p.alloc()
+	e := p.slot(i)
+	e.gen = p.gen
+	p.gen++
+	e.key, e.val, e.expires, e.refreshAt = key, val, addSat(now, ttl), 0
+	if err == nil && st.cfg.RefreshAhead > 0 {
+		e.refreshAt = addSat(now, st.cfg.RefreshAhead)
+	}
+	e.store, e.isErr = st.id, err != nil
+	e.refreshing.Store(false)
+	e.used.Store(false)
 	st.mu.Lock()
-	st.entries[key] = e
+	st.entries[key] = i
+	if replace && p.slot(old).isErr {
+		delete(st.errs, old)
+	}
+	if err != nil {
+		st.errs[i] = err
+	}
 	st.mu.Unlock()
-	if old != nil {
-		p.drop(old)
+	if replace {
+		p.release(old)
 	} else {
 		p.count.Add(1)
 	}
-	p.link(e)
-	st.queue(e).push(e)
+	p.link(i)
+	p.push(st.queue(e.isErr), i)
 	st.arm()
 	p.mu.Unlock()
 	return true
@@ -274,8 +415,8 @@ func (st *store[K, V]) keep(key K, val V, err error) bool {
 func (st *store[K, V]) remove(key K) {
 	p := st.pol
 	p.mu.Lock()
-	if e := st.entries[key]; e != nil {
-		p.remove(e)
+	if i, ok := st.entries[key]; ok {
+		p.remove(i)
 	}
 	p.mu.Unlock()
 }
@@ -287,9 +428,9 @@ func (st *store[K, V]) expire() {
 	now := since()
 	p := st.pol
 	p.mu.Lock()
-	for _, q := range [...]*queue[K, V]{&st.vals, &st.errs} {
-		for e := q.head; e != nil && e.expires <= now; e = q.head {
-			p.remove(e)
+	for _, q := range [...]*queue{&st.vals, &st.errq} {
+		for i := q.head; i != none && p.slot(i).expires <= now; i = q.head {
+			p.remove(i)
 		}
 	}
 	st.arm()
@@ -302,11 +443,14 @@ func (st *store[K, V]) arm() {
 	if st.closed {
 		return
 	}
+	p := st.pol
 	var next time.Duration
 	found := false
-	for _, q := range [...]*queue[K, V]{&st.vals, &st.errs} {
-		if e := q.head; e != nil && (!found || e.expires < next) {
-			next, found = e.expires, true
+	for _, q := range [...]*queue{&st.vals, &st.errq} {
+		if q.head != none {
+			if d := p.slot(q.head).expires; !found || d < next {
+				next, found = d, true
+			}
 		}
 	}
 	if !found || (st.armed && st.armedAt <= next) {
@@ -331,38 +475,42 @@ func (st *store[K, V]) close() {
 	}
 	p := st.pol
 	p.mu.Lock()
-	for _, e := range st.entries {
-		p.remove(e)
+	for _, i := range st.entries {
+		p.remove(i)
 	}
 	p.mu.Unlock()
 }
 
-// queue is a store's entries of one kind in the order they were retained,
-// which is their deadline order: a doubly linked list through the entries.
-type queue[K comparable, V any] struct{ head, tail *entry[K, V] }
+// queue is a store's slots of one kind in the order they were retained,
+// which is their deadline order: a doubly linked list through the slots.
+type queue struct{ head, tail int32 }
 
-func (q *queue[K, V]) push(e *entry[K, V]) {
-	e.older, e.newer = q.tail, nil
-	if q.tail != nil {
-		q.tail.newer = e
+// push appends slot i to q (the caller holds p.mu).
+func (p *policy[K, V]) push(q *queue, i int32) {
+	e := p.slot(i)
+	e.older, e.newer = q.tail, none
+	if q.tail != none {
+		p.slot(q.tail).newer = i
 	} else {
-		q.head = e
+		q.head = i
 	}
-	q.tail = e
+	q.tail = i
 }
 
-func (q *queue[K, V]) remove(e *entry[K, V]) {
-	if e.older != nil {
-		e.older.newer = e.newer
+// unqueue takes slot i out of q (the caller holds p.mu).
+func (p *policy[K, V]) unqueue(q *queue, i int32) {
+	e := p.slot(i)
+	if e.older != none {
+		p.slot(e.older).newer = e.newer
 	} else {
 		q.head = e.newer
 	}
-	if e.newer != nil {
-		e.newer.older = e.older
+	if e.newer != none {
+		p.slot(e.newer).older = e.older
 	} else {
 		q.tail = e.older
 	}
-	e.older, e.newer = nil, nil
+	e.older, e.newer = none, none
 }
 
 // since is the monotonic time since the package's epoch.
