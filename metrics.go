@@ -144,7 +144,7 @@ func newInstruments(tc telemetryConfig) *instruments {
 	in.joins = counter("flight.joins", "{call}", "Calls that shared another call's flight.")
 	in.panics = counter("flight.panics", "{flight}", "Executions of fn that panicked or called runtime.Goexit.")
 	in.timeouts = counter("flight.timeouts", "{flight}", "Executions stopped by WithTimeout.")
-	in.abandoned = counter("flight.abandoned", "{flight}", "Flights cancelled because every caller left.")
+	in.abandoned = counter("flight.abandoned", "{flight}", "Flights cancelled because no caller waited for them any more.")
 	in.forgotten = counter("flight.forgotten", "{flight}", "Forget calls that detached a running flight.")
 	in.overloaded = counter("flight.overloaded", "{call}", "Calls refused with ErrOverloaded.")
 	in.hits = counter("flight.hits", "{call}", "Calls answered from a retained result, without running fn.")
