@@ -57,22 +57,23 @@ type Coordinator[K comparable, V any] struct {
 
 // Stats is a reading of a Coordinator's counters. Keys, InFlight and Waiters
 // are gauges: they return to 0 when the coordinator is idle. Entries and
-// Open are gauges too, which return to 0 once retained results and breaker
-// states have been dropped (by their timers, Forget or Close). The other
-// fields count since New. Each field is exact; a Stats is not an atomic
-// snapshot of all of them together.
+// Open are gauges too, which return to 0 once retained results (stale
+// values included) and breaker states have been dropped (by their timers,
+// Forget or Close). The other fields count since New. Each field is exact;
+// a Stats is not an atomic snapshot of all of them together. The zero
+// Stats is an idle coordinator that never ran a flight.
 type Stats struct {
 	Keys       int    // keys that currently own a live actor
-	InFlight   int    // flights whose fn is running now
+	InFlight   int    // flights whose fn is running now (not one waiting between two attempts)
 	Waiters    int    // callers waiting now (the first caller included)
 	Flights    uint64 // fn executions started, ever
 	Joins      uint64 // callers that shared another caller's flight, ever
-	Panics     uint64 // executions that panicked or called runtime.Goexit
+	Panics     uint64 // executions that panicked or called runtime.Goexit, and panics of a WithRetry backoff or WithRetryIf predicate
 	Timeouts   uint64 // executions stopped by WithTimeout
-	Abandoned  uint64 // flights cancelled because every caller left
+	Abandoned  uint64 // flights cancelled because every caller left (a background refresh: when forgotten or replaced by a caller's flight)
 	Forgotten  uint64 // Forget calls that detached a live flight
 	Overloaded uint64 // callers refused with ErrOverloaded
-	Entries    int    // results retained now (WithTTL, WithErrorTTL)
+	Entries    int    // results retained now (WithTTL, WithErrorTTL; stale values of WithStaleIfError too); never above WithMaxEntries
 	Hits       uint64 // calls answered from a retained result, without running fn
 	Refreshes  uint64 // background refreshes started (WithRefreshAhead)
 	Retries    uint64 // attempts of fn after a flight's first (WithRetry)
@@ -82,8 +83,9 @@ type Stats struct {
 }
 
 var (
-	// ErrClosed is returned to callers after Close, and to waiters that Close
-	// answered before their flight ended.
+	// ErrClosed is returned to callers of a Coordinator or a Batcher after
+	// its Close, and to waiters that Close answered before their flight or
+	// batch ended.
 	ErrClosed = errors.New("flight: coordinator closed")
 	// ErrOverloaded is returned to a caller refused by WithMaxWaiters or
 	// WithMaxInFlight. It is returned at once; callers already admitted are
@@ -405,6 +407,12 @@ func (c *Coordinator[K, V]) DoChan(ctx context.Context, key K, fn Func[V]) <-cha
 // ordered with the caller's later calls: a Do after Forget returns never
 // joins the forgotten flight. After Close, and for an invalid key, it does
 // nothing.
+//
+// With retained results, Forget drops the key's result, and a background
+// refresh of the key (WithRefreshAhead), which nobody waits for, is
+// cancelled. A flight forgotten while it waits between two attempts
+// (WithRetry) does not delay the new flight: see WithRetry for how their
+// executions are ordered.
 func (c *Coordinator[K, V]) Forget(key K) { c.c.Forget(key) }
 
 // Stats returns the coordinator's counters. It takes no lock and sends no

@@ -35,10 +35,12 @@ var errStale = errors.New("flight: stale value (internal marker)")
 // the stale value then; a forgotten flight's callers get its own outcome
 // (Forget dropped the stale value).
 //
-// A stale value counts in Stats.Entries and against WithMaxEntries until
-// it is dropped (WithMaxEntries may evict it). It costs nothing on the hit
-// path and nothing on a flight that succeeds; a failed flight looks its
-// key up in its shard's store (no lock). It applies to New (NewBatcher
+// A stale value is a retained result until it is dropped: it counts in
+// Stats.Entries and against WithMaxEntries, whose CLOCK policy may evict
+// it as any other result (an evicted stale value answers nothing). It
+// costs nothing on the hit path and nothing on a flight that succeeds; a
+// failed flight looks its key up in its shard's store (under the store's
+// read lock, as a hit does). It applies to New (NewBatcher
 // panics when given it: a Batcher takes no WithTTL yet). New panics if
 // d <= 0, or without WithTTL.
 func WithStaleIfError(d time.Duration) Option {
@@ -58,9 +60,10 @@ func WithStaleIfError(d time.Duration) Option {
 // once, on the caller's goroutine, without running fn and without a
 // message to the key's actor (or, with WithStaleIfError, the key's stale
 // value while one is held: the one the key held when its breaker opened,
-// until its stale window ends, even if WithMaxEntries evicted it
-// meanwhile). A result retained with WithTTL or WithErrorTTL is still a
-// hit, and no WithRefreshAhead refresh starts while the breaker is open.
+// while the store still holds it, until its stale window ends unless
+// WithMaxEntries evicts it first). A result retained with WithTTL or
+// WithErrorTTL is still a hit, and no WithRefreshAhead refresh starts
+// while the breaker is open.
 //
 // After the cooldown the breaker is half-open: the next call starts one
 // trial flight, which every caller arriving meanwhile joins, as always; its
@@ -80,8 +83,10 @@ func WithStaleIfError(d time.Duration) Option {
 //
 // Cost: while none of a shard's keys failed lately, a call and a flight's
 // end each load one atomic counter more (≈ 2% of a distinct-key flight); a
-// call refused by an open breaker takes one read lock and one map look-up,
-// as a hit does, and costs the same (bench/, BenchmarkBreakerCost); while
+// call refused with ErrOpen takes one read lock and one map look-up, as a
+// hit does, and costs the same (bench/, BenchmarkBreakerCost); one that
+// the key's retained result answers (its stale value, or a fresh result as
+// a hit) looks in the store too, a second read lock and look-up; while
 // a shard holds breaker state for some keys, a call for any other of its
 // keys pays that look-up and a clock reading too (≈ 45 ns). It
 // applies to New only: NewBatcher panics when given it. New panics unless

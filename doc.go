@@ -11,6 +11,17 @@
 // states the rules in one place, and docs/design.md explains how they are
 // kept.
 //
+// Beyond one key and one moment, a Coordinator can keep each result for a
+// window ([WithTTL], [WithErrorTTL], [WithRefreshAhead], bounded by
+// [WithMaxEntries]): a dedup window, negative caching and refresh-ahead,
+// served without running fn or sending a message. It can retry a failing fn
+// inside one flight ([WithRetry], [WithRetryIf], [ExponentialBackoff]): one
+// retry loop per key, whatever the number of callers, its waits timer
+// messages rather than sleeping goroutines. And a [Batcher] ([NewBatcher],
+// [Batcher.Load], [Batcher.LoadMany]) collects the keys that callers ask for
+// into calls of one [BatchFunc], DataLoader-style, with the same per-caller
+// cancellation, panic and Close rules.
+//
 // # Design
 //
 // Each key is owned by a lightweight actor, made on the key's first call and
@@ -19,6 +30,8 @@
 // shard supervisor actors of github.com/asynkron/protoactor-go: every change
 // to a key is a message handled by its shard, one at a time, so there is no
 // map of mutexes to get wrong. The packages actor, coordinator, mailbox and
-// keyspace are that engine; this package is the API, and the only one with a
-// compatibility promise.
+// keyspace are that engine, batch is the Batcher's (its key shards and the
+// collector actor that owns the open batch), and internal/gate counts who
+// may still post to a shard so that Close stops it only when nobody will;
+// this package is the API, and the only one with a compatibility promise.
 package flight

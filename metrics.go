@@ -14,8 +14,8 @@ import (
 	"github.com/actorflight/flight/coordinator"
 )
 
-// MeterName is the instrumentation scope name of the meter a Coordinator
-// gets from the provider given with WithMeterProvider.
+// MeterName is the instrumentation scope name of the meter a Coordinator or
+// a Batcher gets from the provider given with WithMeterProvider.
 const MeterName = "github.com/actorflight/flight"
 
 // WithMeterProvider makes the coordinator report OpenTelemetry metrics to
@@ -145,7 +145,7 @@ func newInstruments(tc telemetryConfig) *instruments {
 	in.joins = counter("flight.joins", "{call}", "Calls that shared another call's flight.")
 	in.panics = counter("flight.panics", "{flight}", "Executions of fn that panicked or called runtime.Goexit.")
 	in.timeouts = counter("flight.timeouts", "{flight}", "Executions stopped by WithTimeout.")
-	in.abandoned = counter("flight.abandoned", "{flight}", "Flights cancelled because every caller left.")
+	in.abandoned = counter("flight.abandoned", "{flight}", "Flights cancelled because no caller waited for them any more.")
 	in.forgotten = counter("flight.forgotten", "{flight}", "Forget calls that detached a running flight.")
 	in.overloaded = counter("flight.overloaded", "{call}", "Calls refused with ErrOverloaded.")
 	in.hits = counter("flight.hits", "{call}", "Calls answered from a retained result, without running fn.")

@@ -95,8 +95,9 @@ func TestModel(t *testing.T) {
 		// Retained results: TTL, error TTL, refresh-ahead, Forget. No
 		// WithTimeout or WithRetry (their timers could fire at the instant
 		// a result expires), no WithMaxInFlight (a refresh may be refused
-		// by it), and no eviction (WithMaxEntries' CLOCK runs per shard;
-		// TestMaxEntriesEvictsByClock covers it).
+		// by it), and no eviction (TestRetainRetryProperties checks
+		// WithMaxEntries with retries and refreshes together, and
+		// TestMaxEntriesEvictsByClock the CLOCK order).
 		"retain": func(rt *rapid.T) modelConfig {
 			ttl := rapid.IntRange(2, 6).Draw(rt, "ttlTicks")
 			cfg := modelConfig{
@@ -235,9 +236,12 @@ type mFlight struct {
 	// started; creator is the caller whose hit triggered it.
 	refresh bool
 	// WithRetry: attempts started; between two, inBackoff until the tick
-	// backoffUntil, when the next attempt starts.
+	// backoffUntil, when it is due: its next attempt starts as soon as no
+	// other fn of its key runs. A flight in backoff is not its key's exec
+	// and not counted in InFlight.
 	attempts     int
 	inBackoff    bool
+	due          bool
 	backoffUntil int
 }
 
@@ -249,6 +253,7 @@ func (f *mFlight) onCreator() bool {
 
 type mKey struct {
 	open, exec *mFlight
+	parked     []*mFlight // forgotten flights in backoff
 	seq        int
 }
 
@@ -337,6 +342,10 @@ func (m *model) call(c *mCaller, nilFn, preCancelled bool) {
 	}
 	k := &m.keys[c.key]
 	f := k.open
+	if f != nil && f.refresh { // a miss never joins a refresh: it replaces it
+		m.abandon(f)
+		f = nil
+	}
 	if f == nil {
 		if m.cfg.maxInFlight > 0 && m.units >= m.cfg.maxInFlight {
 			m.st.Overloaded++
@@ -366,6 +375,7 @@ func (m *model) call(c *mCaller, nilFn, preCancelled bool) {
 	f.joined++
 	m.st.Waiters++
 	c.flight = f
+	m.settle() // a refresh it replaced may return at once
 }
 
 func (m *model) start(f *mFlight) {
@@ -396,9 +406,50 @@ func (m *model) detach(f *mFlight) {
 		m.units--
 	}
 	if f.inBackoff { // answered or abandoned between attempts: it ends now
-		f.inBackoff = false
 		m.retire(f)
 	}
+}
+
+func (m *model) abandon(f *mFlight) {
+	f.abandoned = true
+	m.st.Abandoned++
+	m.detach(f)
+}
+
+// runNext starts what waits for key's exec once it is free: a parked flight
+// that is due, else the open flight's first or next attempt.
+func (m *model) runNext(key int) {
+	k := &m.keys[key]
+	if k.exec != nil || m.closed {
+		return
+	}
+	for _, p := range k.parked {
+		if p.due {
+			m.attempt(p)
+			return
+		}
+	}
+	if f := k.open; f != nil {
+		switch {
+		case !f.started:
+			m.start(f)
+		case f.inBackoff && f.due:
+			m.attempt(f)
+		}
+	}
+}
+
+func (m *model) attempt(f *mFlight) {
+	k := &m.keys[f.key]
+	f.inBackoff, f.due = false, false
+	f.attempts++
+	k.seq++
+	f.seq = k.seq
+	k.exec = f
+	m.st.Flights++
+	m.st.Retries++
+	m.st.InFlight++
+	modelRetries.Add(1)
 }
 
 func (m *model) publish(f *mFlight, kind, val string) {
@@ -430,9 +481,7 @@ func (m *model) leave(c *mCaller) {
 	f.waiters = slices.DeleteFunc(f.waiters, func(x *mCaller) bool { return x == c })
 	m.st.Waiters--
 	if len(f.waiters) == 0 {
-		f.abandoned = true
-		m.st.Abandoned++
-		m.detach(f)
+		m.abandon(f)
 	}
 	m.settle()
 }
@@ -462,6 +511,15 @@ func (m *model) finish(f *mFlight, o outcome, ctxRet bool) {
 		// the key's execution and its ctx, and runs fn again later.
 		f.inBackoff = true
 		f.backoffUntil = m.now + m.cfg.backoff
+		m.st.InFlight--
+		k := &m.keys[f.key]
+		if k.exec == f {
+			k.exec = nil
+		}
+		if k.open != f && !slices.Contains(k.parked, f) { // forgotten while it ran
+			k.parked = append(k.parked, f)
+		}
+		m.runNext(f.key)
 		return
 	}
 	onCreator := f.onCreator()
@@ -474,9 +532,9 @@ func (m *model) finish(f *mFlight, o outcome, ctxRet bool) {
 	}
 	if m.entries != nil && kind != kStale {
 		m.retain(f, kind, val, ctxRet)
-	} else if e := m.entries[f.key]; f.refresh && e != nil {
-		e.refreshing = false
 	}
+	// A failed refresh answered with the stale value (its own, still fresh)
+	// is a failed refresh like any other: its entry's claim stays.
 	if !f.abandoned && !f.published {
 		if kind != kValue && f.ctxErr == kDeadline {
 			m.timeout(f)
@@ -498,7 +556,11 @@ func (m *model) finish(f *mFlight, o outcome, ctxRet bool) {
 func (m *model) retire(f *mFlight) {
 	k := &m.keys[f.key]
 	f.finished = true
-	m.st.InFlight--
+	if f.inBackoff {
+		f.inBackoff, f.due = false, false
+	} else {
+		m.st.InFlight--
+	}
 	m.units--
 	if k.exec == f {
 		k.exec = nil
@@ -506,10 +568,9 @@ func (m *model) retire(f *mFlight) {
 	if k.open == f {
 		k.open = nil
 	}
+	k.parked = slices.DeleteFunc(k.parked, func(p *mFlight) bool { return p == f })
 	m.cancel(f, kCanceled)
-	if next := k.open; next != nil && k.exec == nil && !m.closed {
-		m.start(next)
-	}
+	m.runNext(f.key)
 }
 
 func (m *model) timeout(f *mFlight) {
@@ -546,9 +607,7 @@ func (m *model) refresh(c *mCaller) {
 	m.st.Refreshes++
 	modelRefreshes.Add(1)
 	k.open = f
-	if k.exec == nil {
-		m.start(f)
-	}
+	m.runNext(c.key)
 }
 
 // retain is the end of an execution, before its waiters are answered:
@@ -572,11 +631,9 @@ func (m *model) retain(f *mFlight, kind, val string, ctxRet bool) {
 			m.st.Entries++
 		}
 		m.entries[f.key] = e
-		return
 	}
-	if e := m.entries[f.key]; f.refresh && e != nil {
-		e.refreshing = false
-	}
+	// A refresh whose result is not kept leaves its entry's refresh claimed:
+	// each retained result is refreshed at most once.
 }
 
 func (m *model) dropEntry(key int) {
@@ -593,10 +650,19 @@ func (m *model) forget(key int) {
 	m.dropEntry(key)
 	m.dropBreaker(key)
 	k := &m.keys[key]
-	if f := k.open; f != nil && f.started {
-		k.open = nil
-		m.st.Forgotten++
+	f := k.open
+	if f == nil || (!f.started && !f.refresh) {
+		return
 	}
+	k.open = nil
+	m.st.Forgotten++
+	switch {
+	case len(f.waiters) == 0: // a refresh nobody waits for is abandoned
+		m.abandon(f)
+	case f.inBackoff: // parked: the next flight does not wait for its backoff
+		k.parked = append(k.parked, f)
+	}
+	m.settle()
 }
 
 // advance moves the clock by one tick and fires the deadline that falls on it.
@@ -610,15 +676,12 @@ func (m *model) advance() {
 		}
 	}
 	for i := range m.keys {
-		if f := m.keys[i].exec; f != nil && f.inBackoff && f.backoffUntil == m.now {
-			k := &m.keys[i]
-			f.inBackoff = false
-			f.attempts++
-			k.seq++
-			f.seq = k.seq
-			m.st.Flights++
-			m.st.Retries++
-			modelRetries.Add(1)
+		k := &m.keys[i]
+		for _, f := range append([]*mFlight{k.open}, k.parked...) {
+			if f != nil && f.inBackoff && !f.due && f.backoffUntil == m.now {
+				f.due = true
+				m.runNext(i)
+			}
 		}
 	}
 	for _, f := range m.flights {
@@ -653,7 +716,7 @@ func (m *model) closeAll() {
 	m.bq = nil
 	for i := range m.keys {
 		k := &m.keys[i]
-		for _, f := range []*mFlight{k.exec, k.open} {
+		for _, f := range append([]*mFlight{k.exec, k.open}, k.parked...) {
 			if f == nil || f.finished {
 				continue
 			}
@@ -667,7 +730,7 @@ func (m *model) closeAll() {
 func (m *model) keysLive() int {
 	n := 0
 	for _, k := range m.keys {
-		if k.open != nil || k.exec != nil {
+		if k.open != nil || k.exec != nil || len(k.parked) > 0 {
 			n++
 		}
 	}

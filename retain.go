@@ -1,6 +1,8 @@
 package flight
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -34,8 +36,12 @@ func WithTTL(d time.Duration) Option {
 // WithErrorTTL keeps error results for d, as WithTTL keeps successful ones
 // (negative caching). Only fn's own errors are retained: never a context
 // error, the WithTimeout expiry, a *PanicError, ErrGoexit, ErrClosed,
-// ErrOverloaded or ErrRecursiveCall. A retained error is never refreshed
-// ahead: it expires. 0, the default, retains no error. New panics if d < 0.
+// ErrOverloaded or ErrRecursiveCall, matched as WithRetry's default
+// predicate matches them (errors.Is, and errors.As for *PanicError), so
+// neither is an error that wraps or joins one of them, such as a
+// *PanicError fn got from another flight. A retained error is never
+// refreshed ahead: it expires. 0, the default, retains no error. New panics
+// if d < 0.
 func WithErrorTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -53,18 +59,32 @@ func WithErrorTTL(d time.Duration) Option {
 // fn with a ctx that carries that caller's values but none of its
 // cancellation, bounded by WithTimeout and cancelled by Close. A successful
 // refresh replaces the result and restarts its TTL; a failed one keeps the
-// old result until its TTL ends (a later hit may try again). New panics
-// unless 0 < d < the WithTTL duration.
+// old result until its TTL ends. Each retained result is refreshed at most
+// once: after a failed refresh, later hits start none (a failing upstream
+// sees one refresh per retained result, not one per hit), and the first
+// call after the TTL runs fn as any miss does.
+//
+// A refresh is nobody's call, so nobody waits for it: a caller that misses
+// while it runs (the result expired, was evicted or forgotten) never joins
+// it. Its own flight replaces the refresh, which is cancelled (counted in
+// Stats.Abandoned) and not retained; as executions of a key never overlap,
+// the caller's fn runs once the refresh's fn has returned, at once if it
+// honours its ctx. Forget cancels a running refresh too. New panics unless
+// 0 < d < the WithTTL duration.
 func WithRefreshAhead(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.retain.RefreshAhead, c.refreshSet = d, true })
 }
 
 // WithMaxEntries bounds the results retained at once across the
-// coordinator (default DefaultMaxEntries). Beyond it, a new result evicts
-// one of its shard's results chosen by the CLOCK policy (an approximation of
-// least recently used: a hit marks its result, and eviction skips marked
-// results once); a shard with none to evict does not retain the new one.
-// New panics if n < 1.
+// coordinator (default DefaultMaxEntries): Stats.Entries, and the memory
+// the results hold, never go beyond n results. Beyond it, a new result
+// evicts one chosen by the CLOCK policy over all of the coordinator's
+// results, whichever shard holds it (an approximation of least recently
+// used: a hit marks its result, and eviction skips marked results once), so
+// a new result is always retained, whatever the number of shards. A removed
+// result (expired, evicted, replaced, forgotten) is released at once. Cost:
+// one mutex shared by the shards, taken to retain, expire or remove a
+// result, never by a hit. New panics if n < 1.
 func WithMaxEntries(n int) Option {
 	return optionFunc(func(c *config) {
 		if n < 1 {
@@ -84,4 +104,14 @@ func checkRetain(c *config) {
 	if r.MaxEntries == 0 {
 		r.MaxEntries = DefaultMaxEntries
 	}
+	r.Retainable = retainableErr
+}
+
+// retainableErr reports whether WithErrorTTL may retain err: fn's own error,
+// not one of those its doc excludes.
+func retainableErr(err error) bool {
+	var pe *PanicError
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.As(err, &pe) && !errors.Is(err, ErrGoexit) && !errors.Is(err, ErrClosed) &&
+		!errors.Is(err, ErrOverloaded) && !errors.Is(err, ErrRecursiveCall)
 }

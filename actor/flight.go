@@ -3,6 +3,7 @@ package actor
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -83,16 +84,18 @@ type Env[K comparable, V any] struct {
 	Closed bool // set by the shard on Close: refuse joins, start nothing
 }
 
-// Key is the actor of one key: it exists while the key has a flight and is
+// Owner is the actor of one key: it exists while the key has a flight and is
 // retired as soon as it has none (Idle), so an idle key costs nothing.
 //
 // It serializes executions: at most one fn of the key runs at a time. A flight
 // that was detached while its fn runs (abandoned, forgotten or timed out)
 // keeps running as exec, and a new flight for the key waits as open until exec
 // returns; its callers can leave meanwhile and its WithTimeout deadline counts
-// from its creation.
+// from its creation. A flight waiting between two attempts (WithRetry) is not
+// exec: no fn of it runs. A forgotten flight in that wait is parked; its next
+// attempt runs when its wait is over and no other fn of the key runs.
 //
-// A Key belongs to its shard actor: every method is called from the shard's
+// An Owner belongs to its shard actor: every method is called from the shard's
 // handlers only, one message at a time.
 type Owner[K comparable, V any] struct {
 	Key  K
@@ -100,6 +103,10 @@ type Owner[K comparable, V any] struct {
 	open *Flight[K, V]   // the flight new callers join; nil if none
 	exec *Flight[K, V]   // the flight whose fn runs now; nil if none
 	gone []*Flight[K, V] // forgotten flights whose fn still runs (Env.ForgetOverlaps)
+	// parked are forgotten flights between two attempts (WithRetry): their
+	// callers wait for their outcome, their next attempt waits for its
+	// backoff and then for the key's exec to be free.
+	parked []*Flight[K, V]
 
 	// first is the owner's first flight, allocated with it: most keys have
 	// one flight in their owner's life, which then costs one allocation,
@@ -109,16 +116,18 @@ type Owner[K comparable, V any] struct {
 	firstUsed bool
 }
 
-// NewOwner returns the actor of key k.
+// NewOwner returns the owner of key k.
 func NewOwner[K comparable, V any](k K, env *Env[K, V]) *Owner[K, V] {
 	return &Owner[K, V]{Key: k, env: env}
 }
 
-// Key returns the key actor that owns f.
-func (f *Flight[K, V]) Owner() *Owner[K, V] { return f.key }
+// Owner returns the owner of f's key.
+func (f *Flight[K, V]) Owner() *Owner[K, V] { return f.owner }
 
 // Idle reports whether the key has no flight left, so that its shard retires it.
-func (k *Owner[K, V]) Idle() bool { return k.open == nil && k.exec == nil && len(k.gone) == 0 }
+func (k *Owner[K, V]) Idle() bool {
+	return k.open == nil && k.exec == nil && len(k.gone) == 0 && len(k.parked) == 0
+}
 
 // Flight is one execution of a key's fn and the callers that share it.
 //
@@ -132,7 +141,7 @@ func (k *Owner[K, V]) Idle() bool { return k.open == nil && k.exec == nil && len
 type Flight[K comparable, V any] struct {
 	Broadcast[V]
 
-	key   *Owner[K, V]
+	owner *Owner[K, V]
 	wake  chan struct{} // the first Do caller's own wake-up channel; see Waiter.Wake
 	fn    func(context.Context) (V, error)
 	ctx   flightCtx
@@ -144,7 +153,8 @@ type Flight[K comparable, V any] struct {
 	began     time.Duration // when fn started, since epoch; only with Env.OnFinish
 	started   bool
 	refresh   bool  // a background refresh (WithRefreshAhead): no caller started it
-	backoff   bool  // between two attempts: fn is not running, the retry timer is
+	backoff   bool  // between two attempts: fn is not running (not counted in InFlight)
+	due       bool  // in backoff, whose wait is over: the next attempt waits for the key's exec
 	attempts  int32 // attempts of fn started (WithRetry)
 	finished  bool  // fn has returned
 	abandoned bool
@@ -221,6 +231,18 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 		return
 	}
 	f := k.open
+	if f != nil && f.refresh {
+		// A background refresh, which no caller asked for. A caller that
+		// reaches the owner has missed (the result the refresh was to
+		// replace expired, was evicted or forgotten): it does not wait for
+		// a flight that runs another caller's fn with that caller's values
+		// and nobody's deadline. Its own flight replaces the refresh, which
+		// is abandoned (cancelled; its result is not retained) and, as
+		// executions never overlap, runs once the refresh's fn has returned
+		// (at once for a fn that honours its ctx).
+		k.abandon(f)
+		f = nil
+	}
 	if f == nil {
 		if !env.Limit.TryAcquire() {
 			env.Stats.Overloaded.Add(1)
@@ -295,7 +317,7 @@ func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	} else {
 		f = new(Flight[K, V])
 	}
-	f.key, f.fn = k, w.Fn
+	f.owner, f.fn = k, w.Fn
 	// The flight keeps the first caller's values but not its cancellation:
 	// it is cancelled only when every caller has left, on its deadline, or
 	// on Close. A ctx that can never be cancelled is its own
@@ -351,10 +373,17 @@ func (k *Owner[K, V]) Leave(w *Waiter[K, V]) {
 		w.Out.Deliver(zero, w.Ctx.Err(), false)
 	}
 	if f.waiters == 0 {
-		f.abandoned = true
-		k.env.Stats.Abandoned.Add(1)
-		k.detach(f)
+		k.abandon(f)
 	}
+}
+
+// abandon cancels and detaches f, which no caller waits for any more (every
+// caller left, or a background refresh that nobody asked for was forgotten
+// or superseded by a caller's flight).
+func (k *Owner[K, V]) abandon(f *Flight[K, V]) {
+	f.abandoned = true
+	k.env.Stats.Abandoned.Add(1)
+	k.detach(f)
 }
 
 // Expire answers every waiter of a flight whose WithTimeout deadline passed
@@ -403,7 +432,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 		env.Stats.Panics.Add(1)
 		err = env.Errors.Goexit
 	}
-	again = k.retryAfter(f, err)
+	again, err = k.retryAfter(f, err)
 	f.traceEnd(err, again) // tracing hook (trace.go)
 	if env.OnFinish != nil {
 		callers := int(f.joined)
@@ -413,6 +442,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 		env.OnFinish(time.Since(epoch)-f.began, callers)
 	}
 	if again {
+		k.runNext() // the wait frees the key's exec
 		return
 	}
 	answer := !f.abandoned && !f.Published()
@@ -458,22 +488,46 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 // retryAfter decides, as fn returned err, whether the flight runs fn again
 // (WithRetry), and if so arms the backoff timer, whose message (Retry)
 // starts the next attempt: no goroutine waits. The flight keeps its callers,
-// its ctx, its deadline and its place as the key's execution meanwhile;
-// callers may still join it, and leave. It is never retried after a panic
-// or Goexit, once its ctx has ended (every caller left, its deadline,
-// Close), or once it has been answered.
-func (k *Owner[K, V]) retryAfter(f *Flight[K, V], err error) bool {
+// its ctx, its deadline and its place as the key's open flight meanwhile;
+// callers may still join it, and leave. It gives up the key's exec (no fn
+// of it runs, and InFlight does not count it), which matters only once it
+// is forgotten: the key's next flight then runs without waiting for the
+// backoff. It is never retried after a panic or Goexit, once its ctx has
+// ended (every caller left, its deadline, Close), or once it has been
+// answered.
+//
+// The WithRetryIf predicate and the backoff are the user's code, run here on
+// the shard's goroutine: a panic in either is contained as a panic of fn is
+// (counted in Panics, logged), and the flight ends with that *PanicError,
+// which it returns as the flight's error; otherwise it returns err (fn's,
+// which the execution's span records, also when another attempt follows).
+func (k *Owner[K, V]) retryAfter(f *Flight[K, V], err error) (bool, error) {
 	env := k.env
 	if err == nil || int(f.attempts) >= env.Attempts || f.outcome != fnReturned ||
-		f.abandoned || f.Published() || env.Closed || f.ctx.Err() != nil || f.ctx.passed() ||
-		!env.Retryable(err) {
-		return false
+		f.abandoned || f.Published() || env.Closed || f.ctx.Err() != nil || f.ctx.passed() {
+		return false, err
 	}
-	var d time.Duration
-	if env.Backoff != nil {
-		d = max(env.Backoff(int(f.attempts)), 0)
+	d, again, failed := k.askRetry(f, err)
+	if failed != nil {
+		return false, failed
+	}
+	if !again {
+		return false, err
 	}
 	f.backoff = true
+	env.Stats.InFlight.Add(-1)
+	if k.exec == f {
+		k.exec = nil
+	}
+	if k.open != f && !slices.Contains(k.parked, f) {
+		// Forgotten while its fn ran: parked from now on, as if forgotten
+		// during the wait (a ForgetOverlaps flight too: its next attempt no
+		// longer overlaps the key's flights).
+		if i := slices.Index(k.gone, f); i >= 0 {
+			k.gone = slices.Delete(k.gone, i, i+1)
+		}
+		k.parked = append(k.parked, f)
+	}
 	f.val, f.err = *new(V), nil
 	post := env.Post
 	if f.retry == nil {
@@ -481,26 +535,82 @@ func (k *Owner[K, V]) retryAfter(f *Flight[K, V], err error) bool {
 	} else {
 		f.retry.Reset(d)
 	}
-	return true
+	return true, err
 }
 
-// Retry starts the next attempt of f once its backoff has passed, unless the
-// flight ended meanwhile.
-func (k *Owner[K, V]) Retry(f *Flight[K, V]) {
-	if !f.backoff || f.finished {
-		return // the backoff was ended by detach (a stale timer message)
-	}
+// askRetry runs the user's Retryable and Backoff for f's failure with err,
+// recovering a panic in either: failed is then the *PanicError every waiter
+// gets.
+func (k *Owner[K, V]) askRetry(f *Flight[K, V], err error) (d time.Duration, again bool, failed error) {
 	env := k.env
-	f.backoff = false
+	defer func() {
+		if r := recover(); r != nil {
+			stack := debug.Stack()
+			env.Stats.Panics.Add(1)
+			if env.OnPanic != nil {
+				env.OnPanic(&f.ctx, k.Key, r, stack)
+			}
+			d, again, failed = 0, false, env.Errors.Panic(r, stack)
+		}
+	}()
+	if !env.Retryable(err) {
+		return 0, false, nil
+	}
+	if env.Backoff != nil {
+		d = max(env.Backoff(int(f.attempts)), 0)
+	}
+	return d, true, nil
+}
+
+// Retry is the end of f's backoff: its next attempt starts now if no other
+// fn of the key runs, else as soon as none does (see runNext). A stale timer
+// message (the wait was ended by detach) changes nothing.
+func (k *Owner[K, V]) Retry(f *Flight[K, V]) {
+	if !f.backoff || f.finished || f.due {
+		return
+	}
+	f.due = true
+	k.runNext()
+}
+
+// attempt starts the next attempt of f, whose backoff is over.
+func (k *Owner[K, V]) attempt(f *Flight[K, V]) {
+	env := k.env
+	f.backoff, f.due = false, false
 	f.attempts++
 	f.outcome = fnReturned
+	k.exec = f
 	f.traceStart() // tracing hook (trace.go)
 	env.Stats.Retries.Add(1)
 	env.Stats.Flights.Add(1)
+	env.Stats.InFlight.Add(1)
 	if env.OnFinish != nil {
 		f.began = time.Since(epoch)
 	}
 	env.Pool.Go(f)
+}
+
+// runNext starts what waits for the key's exec, if it is free: a parked
+// (forgotten) flight whose backoff is over, first, since it was there
+// before; else the open flight, its first attempt or its next one.
+func (k *Owner[K, V]) runNext() {
+	if k.exec != nil || k.env.Closed {
+		return
+	}
+	for _, p := range k.parked {
+		if p.due {
+			k.attempt(p)
+			return
+		}
+	}
+	if f := k.open; f != nil {
+		switch {
+		case !f.started:
+			k.start(f, false)
+		case f.backoff && f.due:
+			k.attempt(f)
+		}
+	}
 }
 
 // retainable reports whether err may be retained as a result: nil, or an
@@ -529,9 +639,7 @@ func (k *Owner[K, V]) Refresh(ctx context.Context, fn func(context.Context) (V, 
 	f.refresh = true
 	k.open = f
 	env.Stats.Refreshes.Add(1)
-	if k.exec == nil {
-		k.start(f, false)
-	}
+	k.runNext()
 	return true
 }
 
@@ -544,7 +652,11 @@ func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
 	}
 	env := k.env
 	f.finished = true
-	env.Stats.InFlight.Add(-1)
+	if f.backoff {
+		f.backoff, f.due = false, false // ended between two attempts: not counted in InFlight
+	} else {
+		env.Stats.InFlight.Add(-1)
+	}
 	env.Finished()
 	env.Limit.Release()
 	if k.exec == f {
@@ -556,29 +668,42 @@ func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
 	if i := slices.Index(k.gone, f); i >= 0 {
 		k.gone = slices.Delete(k.gone, i, i+1)
 	}
+	if i := slices.Index(k.parked, f); i >= 0 {
+		k.parked = slices.Delete(k.parked, i, i+1)
+	}
 	f.stopTimer()
 	f.ctx.cancel(ctxCanceled)
 	f.val, f.err, f.panic = *new(V), nil, nil
-	if next := k.open; next != nil && k.exec == nil && !env.Closed {
-		k.start(next, false)
-	}
+	k.runNext()
 }
 
 // Forget detaches the key's running flight: callers already in it get its
 // result, later callers start a new flight, which runs after it. A flight
-// that has not started yet is left alone: it will run after the Forget anyway.
-// It reports whether a flight was detached.
+// that has not started yet is left alone: it will run after the Forget
+// anyway. It reports whether a flight was detached.
+//
+// A detached flight that nobody waits for (a background refresh) is
+// abandoned: nothing else would ever cancel it but WithTimeout or Close,
+// and the key's next flight would wait for it. One that waits between two
+// attempts is parked: the next flight does not wait for its backoff; its
+// next attempt runs when its backoff is over and no other fn of the key
+// runs (see runNext).
 func (k *Owner[K, V]) Forget() bool {
 	f := k.open
-	if f == nil || !f.started {
+	if f == nil || (!f.started && !f.refresh) {
 		return false
 	}
 	k.open = nil
-	if k.env.ForgetOverlaps && k.exec == f {
+	k.env.Stats.Forgotten.Add(1)
+	switch {
+	case f.waiters == 0:
+		k.abandon(f)
+	case f.backoff:
+		k.parked = append(k.parked, f)
+	case k.env.ForgetOverlaps && k.exec == f:
 		k.exec = nil
 		k.gone = append(k.gone, f)
 	}
-	k.env.Stats.Forgotten.Add(1)
 	return true
 }
 
@@ -586,7 +711,7 @@ func (k *Owner[K, V]) Forget() bool {
 // drops a flight that has not started. A running fn goes on until it returns
 // (Finish then retires it). The shard sets env.Closed first.
 func (k *Owner[K, V]) Close(err error) {
-	for _, f := range append([]*Flight[K, V]{k.exec, k.open}, k.gone...) {
+	for _, f := range slices.Concat([]*Flight[K, V]{k.exec, k.open}, k.gone, k.parked) {
 		if f == nil || f.finished {
 			continue
 		}
@@ -621,7 +746,6 @@ func (k *Owner[K, V]) detach(f *Flight[K, V]) {
 	if f.backoff {
 		// Answered or abandoned between attempts: no further attempt
 		// starts, and the flight ends now.
-		f.backoff = false
 		k.Retire(f)
 	}
 	if !f.started && !f.finished {

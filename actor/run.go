@@ -27,7 +27,7 @@ func (f *Flight[K, V]) Run() {
 		if !normal && !recovered {
 			f.outcome = fnExited
 		}
-		f.key.env.Post(Done[K, V]{f})
+		f.owner.env.Post(Done[K, V]{f})
 	}()
 	func() {
 		defer func() {

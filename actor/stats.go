@@ -19,7 +19,6 @@ type Stats struct {
 	Abandoned  atomic.Uint64 // flights cancelled because every caller left
 	Forgotten  atomic.Uint64 // Forget calls that detached a running flight
 	Overloaded atomic.Uint64 // callers refused by WithMaxWaiters or WithMaxInFlight
-	Entries    atomic.Int64  // results retained now (WithTTL, WithErrorTTL)
 	Hits       atomic.Uint64 // calls answered from a retained result
 	Refreshes  atomic.Uint64 // background refreshes started (WithRefreshAhead)
 	Retries    atomic.Uint64 // attempts of fn after a flight's first (WithRetry)

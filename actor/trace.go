@@ -19,7 +19,7 @@ func (k *Owner[K, V]) traceNew(f *Flight[K, V]) {
 
 // run returns f's tracing, nil without a tracer.
 func (f *Flight[K, V]) run() *tracing.Run {
-	if f.key.env.Tracer == nil {
+	if f.owner.env.Tracer == nil {
 		return nil
 	}
 	r, _ := f.ctx.values.(*tracing.Run)

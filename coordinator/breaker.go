@@ -40,6 +40,15 @@ import (
 // time.AfterFunc timer armed for its head, as the store's expiry does; no
 // goroutine exists between timer firings, and none once the queue is empty.
 //
+// The stale values live in the store of retained results (retain.go: a
+// value's slot is dropped RetainConfig.Stale after its TTL); a breaker
+// state holds none. It names the result its key held when a flight failed
+// (a slot index and the slot's generation) and a refused call reads that
+// result from the store, under the store's read lock, only while the key's
+// map entry still names that slot with that generation: a slot freed or
+// reused for another result (eviction by any shard, the slab being the
+// coordinator's) is never read for this key.
+//
 // The cost when nothing fails: a call and a flight's end each load one
 // atomic counter (the shard's number of states, Env.Tracked) and do
 // nothing more while it is zero.
@@ -60,17 +69,20 @@ type bstate[K comparable, V any] struct {
 	fails     int          // consecutive failed flights (owned by the shard)
 	gen       uint64       // bumped by each failure; an older event is stale (owned by the shard)
 	open      bool         // counted in Stats.Open: not yet half-open (owned by the shard)
-	// entry is the key's retained result as the breaker last saw it: the
-	// stale value (WithStaleIfError) or the error retained (WithErrorTTL)
-	// when a flight failed; nil: none. A call refused by the open breaker
-	// answers from it alone, without looking in the store: while the
-	// breaker is open no flight of the key runs, so the store's entry for
-	// the key changes only by time (the same deadlines, checked by the
-	// caller), Forget and Close (which drop this state too), or eviction
-	// (WithMaxEntries; the breaker then keeps serving the evicted stale
-	// value until its window ends).
-	entry atomic.Pointer[entry[K, V]]
-	gone  bool // removed from the map (owned by the shard)
+	// held names the key's retained result as the breaker last saw it (its
+	// slot's index and generation, see store.peek): the stale value
+	// (WithStaleIfError) or the error retained (WithErrorTTL) when a
+	// flight failed; 0: none. Written by the shard, read by callers. A call
+	// refused by the open breaker answers from the store's entry for the
+	// key only while that entry is still this very result: while the
+	// breaker is open no flight of the key runs, so the entry changes only
+	// by time (its deadlines, checked by the caller), Forget and Close
+	// (which drop this state too), or eviction (WithMaxEntries: the slot
+	// may then hold another key's result, which the generation and the
+	// key's map entry tell apart; the call gets ErrOpen). The state holds
+	// no copy of the value: the store's bound on memory holds.
+	held atomic.Uint64
+	gone bool // removed from the map (owned by the shard)
 }
 
 // bevent is a deadline of one state: Cooldown after a failure, or after the
@@ -254,25 +266,6 @@ func (b *breakers[K, V]) close() {
 	b.q, b.first = nil, 0
 }
 
-// stale returns key's retained value while WithStaleIfError keeps it (past
-// its TTL or not), for the shard actor: no lock.
-func (st *store[K, V]) stale(key K) *entry[K, V] {
-	e := st.entries[key]
-	if e == nil || e.err != nil || since() >= st.dropAt(e) {
-		return nil
-	}
-	return e
-}
-
-// dropAt is when e leaves the store: at its TTL, or for a value with
-// WithStaleIfError, Stale after it.
-func (st *store[K, V]) dropAt(e *entry[K, V]) time.Duration {
-	if e.err == nil && st.cfg.Stale > 0 {
-		return addSat(e.expires, st.cfg.Stale)
-	}
-	return e.expires
-}
-
 // outcome is the key actors' Env.Outcome: it counts a flight's outcome in
 // the key's breaker and, for a failed one, returns the key's stale value
 // to answer with, if it holds one.
@@ -283,15 +276,15 @@ func (s *shard[K, V, R]) outcome(key K, failed bool) (v V, ok bool) {
 			if s.store != nil && st != nil {
 				// The key's stale value, if any: what a refused call gets.
 				// An error this flight retains replaces it (shard.retain).
-				st.entry.Store(s.store.entries[key])
+				st.held.Store(uint64(s.store.name(key)))
 			}
 		} else {
 			s.brk.succeed(key)
 		}
 	}
 	if failed && s.store != nil && s.c.cfg.Retain.Stale > 0 {
-		if e := s.store.stale(key); e != nil {
-			return e.val, true
+		if v, _, ok := s.store.staleOf(key, since()); ok {
+			return v, true
 		}
 	}
 	return v, false
@@ -300,12 +293,13 @@ func (s *shard[K, V, R]) outcome(key K, failed bool) (v V, ok bool) {
 // refused answers a call for a key whose breaker is open, on the caller's
 // goroutine, before the look-up for a hit: it reports false when the
 // breaker lets the call through (or the coordinator is closed: the call
-// goes on to be refused), else the answer, from the state alone: the
-// key's retained result if it is still fresh (a hit, as it would have been
-// without the breaker), its stale value (WithStaleIfError, with err the
-// stale marker), or ErrOpen. A refusal costs what a hit does: one read
-// lock and one map look-up; and while nothing failed lately, one atomic
-// load.
+// goes on to be refused), else the answer: the key's retained result the
+// state names (bstate.held), read from the store (store.peek), if it is
+// still fresh (a hit, as it would have been without the breaker) or a
+// stale value (WithStaleIfError, with err the stale marker); else ErrOpen.
+// An ErrOpen refusal costs what a hit does, one read lock and one map
+// look-up (the breakers'); one the store answers adds the store's; and
+// while nothing failed lately, a call pays one atomic load.
 func (s *shard[K, V, R]) refused(ctx context.Context, key K) (v V, err error, shared, ok bool) {
 	b := s.brk
 	if b.n.Load() == 0 {
@@ -316,17 +310,18 @@ func (s *shard[K, V, R]) refused(ctx context.Context, key K) (v V, err error, sh
 	if st == nil || s.api.Closed() {
 		return v, nil, false, false
 	}
-	if e := st.entry.Load(); e != nil && now < s.store.dropAt(e) {
+	if h := held(st.held.Load()); h != 0 {
+		val, herr, fresh, stale := s.store.peek(key, h, now)
 		switch {
-		case now < e.expires:
+		case fresh:
 			s.stats.Hits.Add(1)                // a fresh result is still a hit
 			if t := s.c.cfg.Tracer; t != nil { // tracing hook
 				t.Hit(ctx)
 			}
-			return e.val, e.err, true, true
-		case e.err == nil:
+			return val, herr, true, true
+		case stale:
 			s.stats.Stale.Add(1)
-			return e.val, s.c.cfg.Errors.Stale, true, true
+			return val, s.c.cfg.Errors.Stale, true, true
 		}
 	}
 	s.stats.Rejected.Add(1)
@@ -334,10 +329,10 @@ func (s *shard[K, V, R]) refused(ctx context.Context, key K) (v V, err error, sh
 }
 
 // retained tells key's breaker, if it has a state, of the result the key
-// retained (shard actor only; see bstate.entry).
-func (b *breakers[K, V]) retained(key K, e *entry[K, V]) {
+// retained (shard actor only; see bstate.held).
+func (b *breakers[K, V]) retained(key K, h held) {
 	if st := b.m[key]; st != nil {
-		st.entry.Store(e)
+		st.held.Store(uint64(h))
 	}
 }
 
@@ -348,9 +343,9 @@ func (s *shard[K, V, R]) ownRefused(cl *call[K, V, R]) bool {
 		return false
 	}
 	if s.store != nil && s.c.cfg.Retain.Stale > 0 {
-		if e := s.store.stale(cl.key); e != nil && since() >= e.expires {
+		if v, fresh, ok := s.store.staleOf(cl.key, since()); ok && !fresh {
 			s.stats.Stale.Add(1)
-			cl.answer(e.val, s.c.cfg.Errors.Stale, true)
+			cl.answer(v, s.c.cfg.Errors.Stale, true)
 			return true
 		}
 	}

@@ -84,8 +84,8 @@ type Engine[K comparable, V, R any] struct {
 	// MaxWaiters or MaxInFlight is set: max(minBacklog, MaxWaiters,
 	// MaxInFlight), so that a burst the bounds would admit is never refused
 	// for the backlog alone. 0: no bound.
-	backlog int64
-	entries atomic.Int64 // results retained across shards (Config.Retain)
+	backlog  int64
+	retained *policy[K, V] // retained results across shards (Config.Retain); nil: none
 
 	closeOnce sync.Once
 }
@@ -110,6 +110,9 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		c.system = SharedSystem()
 	}
 	limit := fa.NewLimit(cfg.MaxInFlight)
+	if cfg.Retain.enabled() {
+		c.retained = newPolicy[K, V](cfg.Retain.MaxEntries)
+	}
 	c.shards = make([]*shard[K, V, R], cfg.Shards)
 	for i := range c.shards {
 		s := &shard[K, V, R]{
@@ -139,7 +142,7 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 			Tracer:         cfg.Tracer,
 		}
 		if cfg.Retain.enabled() {
-			s.store = newStore[K, V](&c.cfg.Retain, &c.entries, &s.stats, s.postInternal)
+			s.store = newStore[K, V](&c.cfg.Retain, c.retained, s.postInternal)
 			s.env.Retain = s.retain
 		}
 		if cfg.Breaker.Failures > 0 {
@@ -196,8 +199,8 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		}
 	}
 	if s.store != nil {
-		if e := s.hit(ctx, key, fn); e != nil {
-			return e.val, true, e.err
+		if hv, herr, ok := s.hit(ctx, key, fn); ok {
+			return hv, true, herr
 		}
 	}
 	if !s.api.Enter() {
@@ -305,8 +308,8 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 		}
 	}
 	if s.store != nil {
-		if e := s.hit(ctx, key, fn); e != nil {
-			ch <- c.cfg.Result(e.val, e.err, true)
+		if hv, herr, ok := s.hit(ctx, key, fn); ok {
+			ch <- c.cfg.Result(hv, herr, true)
 			return ch
 		}
 	}
@@ -387,13 +390,15 @@ func (c *Engine[K, V, R]) Stats() Stats {
 		st.Abandoned += x.Abandoned.Load()
 		st.Forgotten += x.Forgotten.Load()
 		st.Overloaded += x.Overloaded.Load()
-		st.Entries += int(x.Entries.Load())
 		st.Hits += x.Hits.Load()
 		st.Refreshes += x.Refreshes.Load()
 		st.Retries += x.Retries.Load()
 		st.Stale += x.Stale.Load()
 		st.Rejected += x.Rejected.Load()
 		st.Open += int(x.Open.Load())
+	}
+	if c.retained != nil {
+		st.Entries = int(c.retained.count.Load()) // one count: exact, never above the bound
 	}
 	return st
 }

@@ -5,38 +5,56 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	fa "github.com/actorflight/flight/actor"
 )
 
 // Retained results (WithTTL, WithErrorTTL, WithRefreshAhead, WithMaxEntries).
 //
 // Each shard keeps the results its key actors chose to retain in a map that
-// callers read concurrently and only the shard actor writes, under an
-// RWMutex: a hit takes a read lock, looks the key up and checks the entry's
-// deadline, and never waits for the shard's mailbox or allocates. Why not a
-// cache library (otter v2 was weighed): the shard already serializes every
-// write of a key, a library's expiry runs only when someone calls it or on a
-// goroutine of its own (an idle coordinator must hold none), and its
-// dependency would reach every consumer.
+// callers read concurrently under an RWMutex: a hit takes a read lock, looks
+// the key up and checks the entry's deadline, and never waits for the
+// shard's mailbox or allocates. Why not a cache library (otter v2 was
+// weighed): the shard already serializes every write of a key, a library's
+// expiry runs only when someone calls it or on a goroutine of its own (an
+// idle coordinator must hold none), and its dependency would reach every
+// consumer.
+//
+// Bound: WithMaxEntries is one bound across the coordinator, kept by one
+// policy (a count, and a CLOCK ring over the entries of every shard, under
+// one mutex that writers take and hits never do). A shard that would go
+// beyond the bound evicts first the entry CLOCK chooses, whichever shard
+// holds it (second chance: a hit marks its entry, the hand clears marks and
+// evicts the first unmarked entry; an approximation of least recently used
+// that costs a hit one atomic load). So the bound holds at every moment, and
+// a new result is always retained, even on a shard that held none (with more
+// shards than WithMaxEntries, a per-shard bound would leave some shards
+// unable to keep anything). The cost is one uncontended-in-practice mutex
+// per retained result, on the miss path, which already posts a message.
+//
+// Memory: an entry removed in any way (expired, replaced, forgotten, evicted,
+// closed) is unlinked at once from the ring and from its expiry queue, its
+// slot cleared and freed for the next result, so
+// nothing of the store refers to it any more: the memory of retained results
+// is bounded by WithMaxEntries, not by the keys seen within a TTL.
 //
 // Expiry: every result of one kind (a value, an error) lives for the same
 // TTL, so entries expire in the order they were retained: each shard keeps
-// one FIFO queue per kind (O(1) to add and to expire, no comparisons on the
-// miss path) and one time.AfterFunc timer armed for the earliest deadline
-// at the queues' heads; when it fires it posts a message, and the shard
-// drops what has expired and arms the timer for the next. An entry removed
-// early (replaced, forgotten, evicted) stays in its queue, marked, until it
-// reaches the head. No goroutine exists between timer firings. A hit also checks the
-// deadline itself, so a result is never served past its TTL even when the
-// timer's message is late.
+// one queue per kind (a doubly linked list: O(1) to add, to expire and to
+// remove from the middle) and one time.AfterFunc timer armed for the
+// earliest deadline at the queues' heads; when it fires it posts a message,
+// and the shard drops what has expired and arms the timer for the next. No
+// goroutine exists between timer firings. A hit also checks the deadline
+// itself, so a result is never served past its TTL even when the timer's
+// message is late.
 //
-// Bound: the engine counts entries across shards; a shard that would go
-// beyond WithMaxEntries evicts one of its own entries first, chosen by the
-// CLOCK policy (second chance: a hit marks its entry, the hand clears marks
-// and evicts the first unmarked entry), an approximation of least recently
-// used that costs a hit one atomic load. A shard that holds no entry to
-// evict does not retain the new result.
+// Stale values (WithStaleIfError, RetainConfig.Stale): a value's slot is
+// dropped Stale after its TTL rather than at it (dropAt): the value queue's
+// deadline is TTL+Stale, the same for every value, so the queue stays in
+// deadline order; a hit still checks the TTL, so a stale value is never a
+// hit. Until it is dropped it is an entry like any other: it counts in
+// Stats.Entries and against WithMaxEntries (CLOCK may evict it), and a
+// success replaces it, Forget and Close drop it. Only a failed flight of
+// its key reads it (staleOf, on the shard actor), and a call that the key's
+// open breaker refuses (peek, on the caller's goroutine; see breaker.go).
 
 // RetainConfig is the configuration of retained results; the zero value
 // retains nothing.
@@ -45,191 +63,448 @@ type RetainConfig struct {
 	ErrorTTL     time.Duration // error results; 0: not retained
 	RefreshAhead time.Duration // with TTL: refresh a result older than this on a hit; 0: never
 	MaxEntries   int           // bound across shards; > 0 when TTL or ErrorTTL is set
-	Stale        time.Duration // with TTL: keep a value this long past its TTL as stale (breaker.go); 0: not kept
+	Stale        time.Duration // with TTL: keep a value this long past its TTL as stale (WithStaleIfError); 0: not kept
+	// Retainable says which errors ErrorTTL may retain, beyond what the key
+	// actor already refuses (see actor.Env.Retain); nil: every such error.
+	Retainable func(error) bool
 }
 
 func (r RetainConfig) enabled() bool { return r.TTL > 0 || r.ErrorTTL > 0 }
 
-// entry is one retained result. It is immutable once published in the map,
-// except for its two flags.
-type entry[K comparable, V any] struct {
+// A retained result lives in a slot of its coordinator's slab: fixed-size
+// chunks of slots, reused through a free list, linked by int32 indexes
+// rather than pointers. With keys and values free of pointers (ints, say)
+// the slab and the stores' maps (K to a slot index) hold no pointer at all,
+// so the garbage collector does not scan the retained results, and a miss
+// that retains a result allocates nothing for it: a live store of 100,000
+// results no longer makes every other allocation's collections longer.
+// Errors, which are interfaces, live in a side map of their store.
+
+// none is the index of no slot.
+const none = -1
+
+// slot is one retained result. key, val, the deadlines and the links are
+// written under the policy's mutex before the slot's index is published in
+// a store's map (under that store's write lock) and read by hits under the
+// store's read lock: a slot is reused only after its index left the map.
+type slot[K comparable, V any] struct {
 	key       K
 	val       V
-	err       error
 	expires   time.Duration // since epoch
 	refreshAt time.Duration // since epoch; 0: never refreshed ahead
 
-	refreshing atomic.Bool // a refresh of it is running or posted (set by the hit that triggers it)
+	prev, next   int32  // the policy's CLOCK ring
+	older, newer int32  // its store's expiry queue of its kind
+	store        int32  // the store whose map holds it; none: free
+	gen          uint32 // names the result the slot holds: unique across reuses
+	isErr        bool   // the result is an error, in its store's errs
+
+	// refreshing is claimed by the hit that starts the slot's refresh and
+	// never released once the refresh has run: each retained result is
+	// refreshed at most once (a failed refresh is not retried on every hit;
+	// the result is served until its TTL). It is released only when no
+	// refresh started (see shard.refresh).
+	refreshing atomic.Bool
 	used       atomic.Bool // CLOCK's reference mark, set by hits
-	gone       bool        // removed from the map (owned by the shard)
+}
+
+// policy is what the stores of one coordinator share: the slab, the entry
+// count, the CLOCK ring over all their entries, and the mutex that guards
+// the slab's allocation, the ring, every store's expiry queues and every
+// write to a store's map. A shard takes it to retain, remove or expire a
+// result; a hit never does.
+type policy[K comparable, V any] struct {
+	mu sync.Mutex
+	// dir is the slab's chunk directory: written under mu (a new chunk is
+	// made before any of its indexes is published in a map; a full
+	// directory is copied into a longer one), read by hits with one atomic
+	// load. A directory once published never changes in the entries that
+	// hits may read.
+	dir    atomic.Pointer[[]*[]slot[K, V]]
+	shift  uint           // log2 of the chunk length
+	made   int32          // slots made so far (the next fresh index)
+	gen    uint32         // the generation the next allocated slot gets
+	free   []int32        // freed slots
+	hand   int32          // the CLOCK hand; none: no entry
+	count  atomic.Int64   // entries across stores; written under mu, read by Stats
+	max    int64          // WithMaxEntries
+	stores []*store[K, V] // by index
+}
+
+func newPolicy[K comparable, V any](max int) *policy[K, V] {
+	max = min(max, 1<<31-2) // slot indexes are int32 (2^31 results would not fit in memory anyway)
+	shift := uint(0)
+	for 1<<shift < max && shift < 10 { // chunks of up to 1,024 slots
+		shift++
+	}
+	return &policy[K, V]{max: int64(max), shift: shift, hand: none}
+}
+
+func (p *policy[K, V]) slot(i int32) *slot[K, V] {
+	return &(*(*p.dir.Load())[i>>p.shift])[i&(1<<p.shift-1)]
+}
+
+// holds reports whether slot i exists (the slab may have been dropped since
+// a refresh message named it). The caller holds mu.
+func (p *policy[K, V]) holds(i int32) bool {
+	d := p.dir.Load()
+	return d != nil && int(i>>p.shift) < len(*d) && (*d)[i>>p.shift] != nil
+}
+
+// alloc returns a free slot's index (the caller holds mu; at most max+1
+// slots are in use: a replaced result's slot is freed only after its
+// successor's is filled, since hits may be reading the old one).
+func (p *policy[K, V]) alloc() int32 {
+	if n := len(p.free); n > 0 {
+		i := p.free[n-1]
+		p.free = p.free[:n-1]
+		return i
+	}
+	i := p.made
+	c := int(i >> p.shift)
+	d := p.dir.Load()
+	if d == nil || c >= len(*d) {
+		grown := make([]*[]slot[K, V], max(4, 2*c))
+		if d != nil {
+			copy(grown, *d)
+		}
+		p.dir.Store(&grown)
+		d = &grown
+	}
+	if (*d)[c] == nil {
+		chunk := make([]slot[K, V], 1<<p.shift)
+		(*d)[c] = &chunk
+	}
+	p.made++
+	return i
+}
+
+// link puts slot i on the ring just behind the hand, so that it is the last
+// entry the hand reaches.
+func (p *policy[K, V]) link(i int32) {
+	e := p.slot(i)
+	if p.hand == none {
+		e.prev, e.next, p.hand = i, i, i
+		return
+	}
+	h := p.slot(p.hand)
+	e.next, e.prev = p.hand, h.prev
+	p.slot(h.prev).next = i
+	h.prev = i
+}
+
+func (p *policy[K, V]) unlink(i int32) {
+	e := p.slot(i)
+	if e.next == i {
+		p.hand = none
+	} else {
+		if p.hand == i {
+			p.hand = e.next
+		}
+		p.slot(e.prev).next, p.slot(e.next).prev = e.next, e.prev
+	}
+	e.prev, e.next = none, none
+}
+
+// victim returns the slot CLOCK evicts, none if there is none: the hand
+// gives a marked entry a second chance (clearing its mark) and stops at the
+// first unmarked one. It is O(1) amortized: each mark it clears was set by a
+// hit. After two turns (hits racing with it may re-mark entries) it takes
+// the entry under the hand.
+func (p *policy[K, V]) victim() int32 {
+	for range 2*p.count.Load() + 1 {
+		if p.hand == none {
+			return none
+		}
+		e := p.slot(p.hand)
+		if !e.used.Load() {
+			return p.hand
+		}
+		e.used.Store(false)
+		p.hand = e.next
+	}
+	return p.hand
+}
+
+// remove takes slot i out of its store's map, the ring, its queue and the
+// count, and frees it. The caller holds p.mu.
+func (p *policy[K, V]) remove(i int32) {
+	e := p.slot(i)
+	st := p.stores[e.store]
+	st.mu.Lock()
+	delete(st.entries, e.key)
+	if e.isErr {
+		delete(st.errs, i)
+	}
+	st.mu.Unlock()
+	p.release(i)
+	if p.count.Add(-1) == 0 {
+		// No entry left: drop the slab, so that memory returns once every
+		// result has expired (an idle coordinator holds no per-key memory).
+		p.dir.Store(nil)
+		p.made, p.free = 0, nil
+	}
+}
+
+// release unlinks slot i from the ring and its queue and frees it; the
+// caller holds p.mu and has taken it out of its map (or replaced it there).
+// Its key and value are cleared, so that a slot never keeps what they
+// point to. When no entry is left, the slab itself is dropped: memory
+// returns once every result has expired.
+func (p *policy[K, V]) release(i int32) {
+	e := p.slot(i)
+	p.unlink(i)
+	p.unqueue(p.stores[e.store].queue(e.isErr), i)
+	var zk K
+	var zv V
+	e.key, e.val, e.store, e.isErr = zk, zv, none, false
+	p.free = append(p.free, i)
 }
 
 // store is one shard's retained results.
 type store[K comparable, V any] struct {
-	mu      sync.RWMutex       // writers: the shard actor only
-	entries map[K]*entry[K, V] // guarded by mu
-	vals    fifo[K, V]         // values in deadline order, owned by the shard
-	errs    fifo[K, V]         // errors in deadline order, owned by the shard
-	clock   []*entry[K, V]     // CLOCK ring, owned by the shard
-	hand    int                // CLOCK hand, owned by the shard
-	timer   *time.Timer        // fires at the queues' earliest deadline; nil until first armed
-	armedAt time.Duration      // deadline the timer is armed for, if armed
-	armed   bool               // the timer is armed (owned by the shard)
-	post    func(msg any)      // shard.postInternal
-	count   *atomic.Int64      // the engine's entry count
+	pol     *policy[K, V]
+	id      int32
+	mu      sync.RWMutex    // guards entries and errs; writers also hold pol.mu
+	entries map[K]int32     // slot of each key
+	errs    map[int32]error // error of each error slot
+	vals    queue           // value slots in deadline order, under pol.mu
+	errq    queue           // error slots in deadline order, under pol.mu
+	timer   *time.Timer     // fires at the queues' earliest deadline; nil until first armed
+	armedAt time.Duration   // deadline the timer is armed for, if armed
+	armed   bool            // the timer is armed (owned by the shard)
+	post    func(msg any)   // shard.postInternal
 	cfg     *RetainConfig
-	stats   *fa.Stats // the shard's counters
-	closed  bool      // set by the shard on Close
+	closed  bool // set by the shard on Close (owned by the shard)
 }
 
 // expireMsg is what a store's timer posts to its shard.
 type expireMsg struct{}
 
-// refreshMsg is what a hit posts to start a refresh of e.
+// refreshMsg is what a hit posts to start a refresh of the result in slot
+// i, generation gen (a slot reused since names another result).
 type refreshMsg[K comparable, V any] struct {
-	e   *entry[K, V]
+	i   int32
+	gen uint32
 	ctx context.Context
 	fn  func(context.Context) (V, error)
 }
 
-func newStore[K comparable, V any](cfg *RetainConfig, count *atomic.Int64, stats *fa.Stats, post func(any)) *store[K, V] {
-	return &store[K, V]{entries: make(map[K]*entry[K, V]), cfg: cfg, count: count, stats: stats, post: post}
+func newStore[K comparable, V any](cfg *RetainConfig, pol *policy[K, V], post func(any)) *store[K, V] {
+	st := &store[K, V]{entries: make(map[K]int32), errs: make(map[int32]error), cfg: cfg, pol: pol, post: post,
+		vals: queue{none, none}, errq: queue{none, none}}
+	pol.mu.Lock()
+	st.id = int32(len(pol.stores))
+	pol.stores = append(pol.stores, st)
+	pol.mu.Unlock()
+	return st
 }
 
-// lookup returns key's entry if it holds a result that is still valid at
-// now. Any goroutine may call it.
-func (st *store[K, V]) lookup(key K, now time.Duration) *entry[K, V] {
+func (st *store[K, V]) queue(isErr bool) *queue {
+	if isErr {
+		return &st.errq
+	}
+	return &st.vals
+}
+
+// hitResult is what a look-up found: a copy, taken under the store's read
+// lock (the slot may be reused once the lock is released).
+type hitResult[V any] struct {
+	val     V
+	err     error
+	refresh bool // the hit claimed the result's refresh (WithRefreshAhead)
+	i       int32
+	gen     uint32
+}
+
+// lookup returns key's result if it holds one still valid at now, and, if
+// claim is set, claims its refresh if it is due (at most one refresh of a
+// result, ever). Any goroutine may call it.
+func (st *store[K, V]) lookup(key K, now time.Duration, claim bool) (h hitResult[V], ok bool) {
 	st.mu.RLock()
-	e := st.entries[key]
+	i, found := st.entries[key]
+	if found {
+		e := st.pol.slot(i)
+		if ok = now < e.expires; ok {
+			h.val, h.i, h.gen = e.val, i, e.gen
+			if e.isErr {
+				h.err = st.errs[i]
+			}
+			if !e.used.Load() {
+				e.used.Store(true)
+			}
+			h.refresh = claim && e.refreshAt != 0 && now >= e.refreshAt && !e.refreshing.Load() &&
+				e.refreshing.CompareAndSwap(false, true)
+		}
+	}
 	st.mu.RUnlock()
-	if e == nil || now >= e.expires {
-		return nil
-	}
-	if !e.used.Load() {
-		e.used.Store(true)
-	}
-	return e
+	return h, ok
 }
 
-// own is lookup for the shard actor, the map's only writer: no lock, and
-// the clock is read only when the key has an entry.
-func (st *store[K, V]) own(key K) *entry[K, V] {
-	e := st.entries[key]
-	if e == nil || since() >= e.expires {
-		return nil
+// unclaim releases a refresh claim that started no refresh (shard actor
+// only), unless the slot holds another result by now.
+func (st *store[K, V]) unclaim(i int32, gen uint32) {
+	p := st.pol
+	p.mu.Lock()
+	if p.holds(i) {
+		if e := p.slot(i); e.gen == gen && e.store == st.id {
+			e.refreshing.Store(false)
+		}
 	}
-	e.used.Store(true)
-	return e
+	p.mu.Unlock()
 }
 
-// wantsRefresh reports whether a hit at now on e should start its refresh,
-// and claims it (at most one refresh of an entry at a time).
-func (e *entry[K, V]) wantsRefresh(now time.Duration) bool {
-	return e.refreshAt != 0 && now >= e.refreshAt && e.refreshing.CompareAndSwap(false, true)
+// current reports whether slot i still holds the result of generation gen
+// in this store (shard actor only), and its key.
+func (st *store[K, V]) current(i int32, gen uint32) (key K, ok bool) {
+	p := st.pol
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.holds(i) {
+		return key, false
+	}
+	e := p.slot(i)
+	return e.key, e.gen == gen && e.store == st.id
 }
 
-// keep retains val/err for key (shard actor only). It reports whether the
-// result was retained.
-func (st *store[K, V]) keep(key K, val V, err error) bool {
+// held names one retained result: its slot's index and generation, packed
+// into one word so that a breaker state can keep it in an atomic (0:
+// none). A slot reused for another result has another generation, so a
+// name never matches a result it was not made for.
+type held uint64
+
+func nameOf(i int32, gen uint32) held { return held(uint64(i+1)<<32 | uint64(gen)) }
+
+// dropAt is when the result in e leaves the store: at its TTL, or for a
+// value with WithStaleIfError, Stale after it.
+func (st *store[K, V]) dropAt(e *slot[K, V]) time.Duration {
+	if !e.isErr && st.cfg.Stale > 0 {
+		return addSat(e.expires, st.cfg.Stale)
+	}
+	return e.expires
+}
+
+// name returns the name of key's retained result (fresh, or a value in its
+// stale window), 0 if the store holds none. Any goroutine (the read lock:
+// another shard's eviction may write this store's map).
+func (st *store[K, V]) name(key K) held {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	i, ok := st.entries[key]
+	if !ok {
+		return 0
+	}
+	return nameOf(i, st.pol.slot(i).gen)
+}
+
+// staleOf returns key's retained value while the store holds it, within its
+// TTL (fresh) or in its stale window, for a failed flight of key to answer
+// with (WithStaleIfError); a retained error is no stale value. Any
+// goroutine (read lock); it returns a copy.
+func (st *store[K, V]) staleOf(key K, now time.Duration) (val V, fresh, ok bool) {
+	st.mu.RLock()
+	if i, found := st.entries[key]; found {
+		if e := st.pol.slot(i); !e.isErr && now < st.dropAt(e) {
+			val, fresh, ok = e.val, now < e.expires, true
+		}
+	}
+	st.mu.RUnlock()
+	return val, fresh, ok
+}
+
+// peek returns the result h names, for a call that key's open breaker
+// refuses, if key's entry still holds that result at now: fresh (within its
+// TTL: a hit, marked for CLOCK as a hit is) or stale (a value in its stale
+// window). Any goroutine. It reads the slot under the read lock and only
+// while key's map entry names it with h's generation: never a slot freed or
+// reused for another result since the breaker named it.
+func (st *store[K, V]) peek(key K, h held, now time.Duration) (val V, err error, fresh, stale bool) {
+	st.mu.RLock()
+	if i, found := st.entries[key]; found {
+		if e := st.pol.slot(i); nameOf(i, e.gen) == h {
+			switch {
+			case now < e.expires:
+				val, fresh = e.val, true
+				if e.isErr {
+					err = st.errs[i]
+				}
+				if !e.used.Load() {
+					e.used.Store(true)
+				}
+			case !e.isErr && now < st.dropAt(e):
+				val, stale = e.val, true
+			}
+		}
+	}
+	st.mu.RUnlock()
+	return val, err, fresh, stale
+}
+
+// keep retains val/err for key (shard actor only). It returns the name of
+// the retained result, 0 if it was not retained: it always is, when its
+// kind has a TTL and the store is open (beyond WithMaxEntries, CLOCK evicts
+// another result first).
+func (st *store[K, V]) keep(key K, val V, err error) held {
 	if st.closed {
-		return false
+		return 0
 	}
 	ttl := st.cfg.TTL
 	if err != nil {
 		ttl = st.cfg.ErrorTTL
 	}
 	if ttl <= 0 {
-		return false
+		return 0
 	}
 	now := since()
-	old := st.entries[key]
-	slot := -1 // the CLOCK slot the new entry takes; -1: a new one at the end
-	if old == nil && st.count.Load() >= int64(st.cfg.MaxEntries) {
-		if slot = st.victim(); slot < 0 {
-			return false
+	p := st.pol
+	p.mu.Lock()
+	old, replace := st.entries[key] // every writer of the map holds p.mu
+	if !replace && p.count.Load() >= p.max {
+		if v := p.victim(); v != none {
+			p.remove(v)
 		}
 	}
-	e := &entry[K, V]{key: key, val: val, err: err, expires: addSat(now, ttl)}
+	i := p.alloc()
+	e := p.slot(i)
+	e.gen = p.gen
+	p.gen++
+	e.key, e.val, e.expires, e.refreshAt = key, val, addSat(now, ttl), 0
 	if err == nil && st.cfg.RefreshAhead > 0 {
 		e.refreshAt = addSat(now, st.cfg.RefreshAhead)
 	}
+	e.store, e.isErr = st.id, err != nil
+	e.refreshing.Store(false)
+	e.used.Store(false)
 	st.mu.Lock()
-	st.entries[key] = e
+	st.entries[key] = i
+	if replace && p.slot(old).isErr {
+		delete(st.errs, old)
+	}
+	if err != nil {
+		st.errs[i] = err
+	}
 	st.mu.Unlock()
-	if old != nil {
-		st.drop(old)
+	if replace {
+		p.release(old)
 	} else {
-		st.count.Add(1)
-		st.stats.Entries.Add(1)
+		p.count.Add(1)
 	}
-	if err == nil {
-		st.vals.push(e)
-	} else {
-		st.errs.push(e)
-	}
-	switch {
-	case old != nil:
-		// The replaced entry's slot goes with it; the new one takes a new
-		// slot, so that CLOCK sees it as recent.
-		st.clock = append(st.clock, e)
-	case slot >= 0:
-		st.clock[slot] = e
-		st.hand = slot + 1
-	default:
-		st.clock = append(st.clock, e)
-	}
+	p.link(i)
+	p.push(st.queue(e.isErr), i)
 	st.arm()
-	return true
+	h := nameOf(i, e.gen)
+	p.mu.Unlock()
+	return h
 }
 
 // remove drops key's entry, if any (Forget; shard actor only).
 func (st *store[K, V]) remove(key K) {
-	if e := st.entries[key]; e != nil {
-		st.unmap(e)
+	p := st.pol
+	p.mu.Lock()
+	if i, ok := st.entries[key]; ok {
+		p.remove(i)
 	}
-}
-
-// unmap takes e out of the map and the count; its queue and ring places
-// are dropped lazily.
-func (st *store[K, V]) unmap(e *entry[K, V]) {
-	st.mu.Lock()
-	delete(st.entries, e.key)
-	st.mu.Unlock()
-	st.drop(e)
-	st.count.Add(-1)
-	st.stats.Entries.Add(-1)
-}
-
-// drop marks e removed; its queue and ring places go lazily.
-func (st *store[K, V]) drop(e *entry[K, V]) { e.gone = true }
-
-// victim frees a CLOCK slot for a new entry and returns its index, or -1
-// when the shard has no entry: the hand moves over the ring, reusing the
-// slot of an entry removed otherwise, giving a marked entry a second chance
-// (clearing its mark), and evicting the first unmarked one. It is O(1)
-// amortized: each mark it clears was set by a hit.
-func (st *store[K, V]) victim() int {
-	for range 2*len(st.clock) + 1 {
-		if len(st.clock) == 0 {
-			return -1
-		}
-		if st.hand >= len(st.clock) {
-			st.hand = 0
-		}
-		i := st.hand
-		e := st.clock[i]
-		if e.gone {
-			return i
-		}
-		if e.used.Load() {
-			e.used.Store(false)
-			st.hand++
-			continue
-		}
-		st.unmap(e)
-		return i
-	}
-	return -1
+	p.mu.Unlock()
 }
 
 // expire drops every entry whose deadline has passed and re-arms the timer
@@ -237,41 +512,31 @@ func (st *store[K, V]) victim() int {
 func (st *store[K, V]) expire() {
 	st.armed = false
 	now := since()
-	for _, q := range []*fifo[K, V]{&st.vals, &st.errs} {
-		for e := q.head(); e != nil && (e.gone || st.dropAt(e) <= now); e = q.head() {
-			q.pop()
-			if !e.gone {
-				st.unmap(e)
-			}
+	p := st.pol
+	p.mu.Lock()
+	for _, q := range [...]*queue{&st.vals, &st.errq} {
+		for i := q.head; i != none && st.dropAt(p.slot(i)) <= now; i = q.head {
+			p.remove(i)
 		}
-	}
-	// Drop the ring's removed entries now and then, so that it does not
-	// grow with churn between evictions.
-	if len(st.clock) > 2*len(st.entries)+64 {
-		live := st.clock[:0]
-		for _, e := range st.clock {
-			if !e.gone {
-				live = append(live, e)
-			}
-		}
-		clear(st.clock[len(live):])
-		st.clock = live
-		st.hand = 0
 	}
 	st.arm()
+	p.mu.Unlock()
 }
 
 // arm makes the timer fire at the earliest deadline, if it is not armed for
-// it already.
+// it already. The caller holds the policy's mutex (the queues' heads).
 func (st *store[K, V]) arm() {
 	if st.closed {
 		return
 	}
+	p := st.pol
 	var next time.Duration
 	found := false
-	for _, q := range []*fifo[K, V]{&st.vals, &st.errs} {
-		if e := q.head(); e != nil && (!found || st.dropAt(e) < next) {
-			next, found = st.dropAt(e), true
+	for _, q := range [...]*queue{&st.vals, &st.errq} {
+		if q.head != none {
+			if d := st.dropAt(p.slot(q.head)); !found || d < next {
+				next, found = d, true
+			}
 		}
 	}
 	if !found || (st.armed && st.armedAt <= next) {
@@ -294,43 +559,44 @@ func (st *store[K, V]) close() {
 	if st.timer != nil {
 		st.timer.Stop()
 	}
-	for _, e := range st.entries {
-		st.unmap(e)
+	p := st.pol
+	p.mu.Lock()
+	for _, i := range st.entries {
+		p.remove(i)
 	}
-	st.vals, st.errs, st.clock = fifo[K, V]{}, fifo[K, V]{}, nil
+	p.mu.Unlock()
 }
 
-// fifo is a queue of entries in the order they were retained (a ring that
-// grows by doubling).
-type fifo[K comparable, V any] struct {
-	buf        []*entry[K, V]
-	first, len int
-}
+// queue is a store's slots of one kind in the order they were retained,
+// which is their deadline order: a doubly linked list through the slots.
+type queue struct{ head, tail int32 }
 
-func (q *fifo[K, V]) push(e *entry[K, V]) {
-	if q.len == len(q.buf) {
-		buf := make([]*entry[K, V], max(16, 2*len(q.buf)))
-		for i := range q.len {
-			buf[i] = q.buf[(q.first+i)%len(q.buf)]
-		}
-		q.buf, q.first = buf, 0
+// push appends slot i to q (the caller holds p.mu).
+func (p *policy[K, V]) push(q *queue, i int32) {
+	e := p.slot(i)
+	e.older, e.newer = q.tail, none
+	if q.tail != none {
+		p.slot(q.tail).newer = i
+	} else {
+		q.head = i
 	}
-	q.buf[(q.first+q.len)%len(q.buf)] = e
-	q.len++
+	q.tail = i
 }
 
-// head returns the oldest entry, nil if none.
-func (q *fifo[K, V]) head() *entry[K, V] {
-	if q.len == 0 {
-		return nil
+// unqueue takes slot i out of q (the caller holds p.mu).
+func (p *policy[K, V]) unqueue(q *queue, i int32) {
+	e := p.slot(i)
+	if e.older != none {
+		p.slot(e.older).newer = e.newer
+	} else {
+		q.head = e.newer
 	}
-	return q.buf[q.first]
-}
-
-func (q *fifo[K, V]) pop() {
-	q.buf[q.first] = nil
-	q.first = (q.first + 1) % len(q.buf)
-	q.len--
+	if e.newer != none {
+		p.slot(e.newer).older = e.older
+	} else {
+		q.tail = e.older
+	}
+	e.older, e.newer = none, none
 }
 
 // since is the monotonic time since the package's epoch.

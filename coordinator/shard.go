@@ -140,12 +140,12 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 	}
 	if s.store != nil && !s.env.Closed && cl.w.Ctx.Err() == nil {
 		// The result may have been retained since the caller looked.
-		if e := s.store.own(cl.key); e != nil {
+		if h, ok := s.store.lookup(cl.key, since(), false); ok {
 			s.stats.Hits.Add(1)
 			if t := s.c.cfg.Tracer; t != nil { // tracing hook
 				t.Hit(cl.w.Ctx)
 			}
-			cl.answer(e.val, e.err, true)
+			cl.answer(h.val, h.err, true)
 			s.replyTo(cl)
 			return
 		}
@@ -232,7 +232,7 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 			defer close(m.done)
 		}
 	case *refreshMsg[K, V]:
-		m.e.refreshing.Store(false)
+		s.store.unclaim(m.i, m.gen)
 	case *closeMsg:
 		// Finish closing the other keys; this one is failed below.
 		s.env.Closed = true
@@ -264,62 +264,57 @@ func (s *shard[K, V, R]) postInternal(msg any) {
 }
 
 // hit answers a call from key's retained result, if it has one still valid:
-// it returns the entry, or nil for a miss. It runs on the caller's
-// goroutine: a read lock, a map lookup, a clock reading, no allocation. A
-// hit on a result older than WithRefreshAhead starts one background refresh
-// of the key with the caller's fn and ctx values.
-func (s *shard[K, V, R]) hit(ctx context.Context, key K, fn func(context.Context) (V, error)) *entry[K, V] {
-	now := since()
-	e := s.store.lookup(key, now)
-	if e == nil || s.api.Closed() {
-		return nil // after Close, the call goes on to be refused
+// ok reports a hit. It runs on the caller's goroutine: a read lock, a map
+// lookup, a clock reading, no allocation. A hit on a result older than
+// WithRefreshAhead starts one background refresh of the key with the
+// caller's fn and ctx values.
+func (s *shard[K, V, R]) hit(ctx context.Context, key K, fn func(context.Context) (V, error)) (val V, err error, ok bool) {
+	h, ok := s.store.lookup(key, since(), true)
+	if !ok || s.api.Closed() {
+		return val, nil, false // after Close, the call goes on to be refused
 	}
 	s.stats.Hits.Add(1)
 	if t := s.c.cfg.Tracer; t != nil { // tracing hook
 		t.Hit(ctx)
 	}
-	if e.wantsRefresh(now) {
+	if h.refresh {
 		if s.api.Enter() {
-			s.send(&refreshMsg[K, V]{e: e, ctx: ctx, fn: fn})
+			s.send(&refreshMsg[K, V]{i: h.i, gen: h.gen, ctx: ctx, fn: fn})
 			s.api.Exit()
-		} else {
-			e.refreshing.Store(false)
 		}
+		// else closed: the claim does not matter any more
 	}
-	return e
+	return h.val, h.err, true
 }
 
-// refresh starts the refresh a hit asked for, unless the entry it would
+// refresh starts the refresh a hit asked for, unless the result it would
 // refresh is gone or replaced already.
 func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
-	e := m.e
-	if e.gone || s.store.entries[e.key] != e {
+	key, ok := s.store.current(m.i, m.gen)
+	if !ok {
 		return
 	}
-	if s.brk != nil && s.brk.ownOpen(e.key) {
-		e.refreshing.Store(false) // an open breaker starts no flight
+	if s.brk != nil && s.brk.ownOpen(key) {
+		s.store.unclaim(m.i, m.gen) // an open breaker starts no flight
 		return
 	}
-	k := s.owner(e.key)
+	k := s.owner(key)
 	if !k.Refresh(m.ctx, m.fn) {
-		e.refreshing.Store(false)
+		s.store.unclaim(m.i, m.gen)
 	}
 	s.retireIfIdle(k)
 }
 
-// retain is the key actors' Env.Retain: it retains a result, or, for a
-// refresh whose result is not retained, lets the next hit refresh again (a
-// failed refresh keeps the old result until its TTL).
-func (s *shard[K, V, R]) retain(key K, val V, err error, keep, refresh bool) {
-	if keep && s.store.keep(key, val, err) {
-		if s.brk != nil {
-			s.brk.retained(key, s.store.entries[key])
-		}
-		return
-	}
-	if refresh {
-		if e := s.store.entries[key]; e != nil {
-			e.refreshing.Store(false)
+// retain is the key actors' Env.Retain: it retains a result, and tells the
+// key's breaker, if it has a state, which result the key holds now (see
+// bstate.held). A refresh whose result is not retained leaves its entry's
+// refresh claimed: each retained result is refreshed at most once, so a
+// failing refresh is not started again on every hit (the old result stays
+// until its TTL).
+func (s *shard[K, V, R]) retain(key K, val V, err error, keep, _ bool) {
+	if keep && (err == nil || s.store.cfg.Retainable == nil || s.store.cfg.Retainable(err)) {
+		if h := s.store.keep(key, val, err); h != 0 && s.brk != nil {
+			s.brk.retained(key, h)
 		}
 	}
 }

@@ -29,7 +29,7 @@ var impls = []struct {
 //   - distinct: every call has a key of its own (each Do is a flight);
 //   - hot: every call uses one key (callers overlap and share flights).
 //
-// Run with -count=5 and compare medians; see /work/notes for figures.
+// Run with -count=5 and compare medians; docs/performance.md has the figures.
 func BenchmarkGroup(b *testing.B) {
 	noop := func() (any, error) { return nil, nil }
 	for _, impl := range impls {
