@@ -57,6 +57,7 @@ func BenchmarkRetainHit(b *testing.B) {
 	})
 	b.Run("otter", func(b *testing.B) {
 		c := otter.Must(&otter.Options[string, int]{MaximumSize: 100_000, ExpiryCalculator: otter.ExpiryWriting[string, int](time.Hour)})
+		defer c.StopAllGoroutines() // its expiry's cleanup goroutine, which TestMain's goleak would find
 		for _, k := range retainKeyNames {
 			c.Set(k, 1)
 		}
