@@ -93,7 +93,9 @@ var (
 	// own key, with fn's context or one derived from it: that call would
 	// wait for fn, which waits for it. It is also returned for such a call
 	// made through a chain of flights (fn of key a calls Do for b with its
-	// ctx, and b's fn calls Do for a with its own).
+	// ctx, and b's fn calls Do for a with its own). A Batcher returns it to
+	// a Load from inside its BatchFunc, with the batch's ctx, of a key of
+	// that same batch.
 	ErrRecursiveCall = errors.New("flight: recursive call: fn called Do for its own key with its flight's context")
 )
 

@@ -19,8 +19,16 @@ import (
 //
 // fn returns a value for each key it found. A key missing from the map gets
 // ErrNotFound. To fail only some keys, return a KeyErrors naming them (the
-// other keys get their values); any other error, or a panic, reaches every
-// key of this batch and no other.
+// other keys get their values), as it is or wrapped (fmt.Errorf with one
+// %w); any other error, or a panic, reaches every key of this batch and no
+// other. An error that holds a KeyErrors beside another error
+// (errors.Join(err, ke)) is such an other error: every key gets it whole,
+// rather than losing err.
+//
+// A Load from fn, with ctx or a context derived from it, of a key of this
+// same batch would wait for fn itself: it gets ErrRecursiveCall at once
+// (also through a chain of batches: fn of a's batch loads b with its ctx,
+// and b's batch loads a with its own). Loading other keys from fn is fine.
 //
 // ctx carries the values of the batch's first caller and is cancelled when
 // every caller of every key in the batch has left, when the WithTimeout
@@ -136,7 +144,9 @@ func (ke KeyErrors[K]) Unwrap() []error {
 // actors), WithActorSystem, WithLogger, WithMeterProvider and
 // WithMetricAttributes. Any other option (WithMaxWaiters, WithMaxInFlight,
 // and options for retained results or retries) does not apply to a
-// Batcher: NewBatcher panics, naming it. It panics with ErrNilFunc if fn is
+// Batcher: NewBatcher panics, naming it, whatever its value (WithTTL(0)
+// too, so that a TTL read from configuration cannot pass in one environment
+// and panic in the next). It panics with ErrNilFunc if fn is
 // nil, and if an option has an invalid value (each option says which): a
 // programming error, found the first time the code runs.
 //
@@ -161,17 +171,12 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			Closed:     ErrClosed,
 			NotFound:   ErrNotFound,
 			InvalidKey: ErrInvalidKey,
+			Recursive:  ErrRecursiveCall,
 			Goexit:     ErrGoexit,
 			Timeout:    &timeoutError{cfg.timeout},
 			Panic:      newPanicError,
 		},
-		KeyErrors: func(err error) (map[K]error, bool) {
-			var ke KeyErrors[K]
-			if errors.As(err, &ke) {
-				return ke, true
-			}
-			return nil, false
-		},
+		KeyErrors: keyErrorsOf[K],
 		Result: func(v V, err error, shared bool) Result[V] {
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
@@ -206,7 +211,7 @@ func batcherConfig(opts []Option) config {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	cfg.checkBatcher()
+	cfg.checkBatcher(opts)
 	if cfg.logger == nil {
 		cfg.logger = discard
 	}
@@ -224,7 +229,8 @@ func batcherConfig(opts []Option) config {
 // named by a KeyErrors gets its error, and any other error of fn, a
 // *PanicError or ErrGoexit is the error of every key of that batch. After
 // Close, Load returns ErrClosed; a key that cannot be shared (see
-// ErrInvalidKey) gets ErrInvalidKey.
+// ErrInvalidKey) gets ErrInvalidKey. A Load from inside fn, with fn's ctx,
+// of a key of fn's own batch gets ErrRecursiveCall (see BatchFunc).
 func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
 	r := b.e.Load(ctx, key)
 	runtime.KeepAlive(b) // only Close closes b: not the collector while Load waits
@@ -244,18 +250,54 @@ func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
 // returns the values it got. When some keys failed, the error is a
 // KeyErrors[K] with an error for each of them, and the map holds the
 // others. When ctx ends first, LoadMany returns ctx.Err() and the values
-// received until then; its keys' callers leave as Load's do. An empty keys
+// received until then; its keys' callers leave as Load's do. After Close it
+// returns ErrClosed itself, as Load does (keys that Close answers while
+// LoadMany waits fail with ErrClosed in the KeyErrors). An empty keys
 // returns an empty map and nil.
+//
+// An invalid key (see ErrInvalidKey) fails with ErrInvalidKey and the other
+// keys are loaded. A key that is not equal to itself (a NaN) is named in the
+// KeyErrors; one that cannot be hashed at all (a slice inside an any)
+// cannot be a map key, so the error is then the KeyErrors of the other
+// failed keys (if any) joined with an error that matches ErrInvalidKey and
+// counts those keys: errors.As and errors.Is find both.
 func (b *Batcher[K, V]) LoadMany(ctx context.Context, keys []K) (map[K]V, error) {
-	vals, errs, err := b.e.LoadMany(ctx, keys)
+	vals, errs, unhashable, err := b.e.LoadMany(ctx, keys)
 	runtime.KeepAlive(b)
-	if err != nil {
+	switch {
+	case err != nil:
 		return vals, err
-	}
-	if len(errs) > 0 {
+	case unhashable > 0:
+		err := fmt.Errorf("flight: LoadMany: %d keys cannot be map keys: %w", unhashable, ErrInvalidKey)
+		if len(errs) > 0 {
+			return vals, errors.Join(KeyErrors[K](errs), err)
+		}
+		return vals, err
+	case len(errs) > 0:
 		return vals, KeyErrors[K](errs)
 	}
 	return vals, nil
+}
+
+// keyErrorsOf finds the KeyErrors that fails only some keys of a batch: fn's
+// error itself, or the error it wraps through a chain of single wraps
+// (fmt.Errorf with one %w). An error that holds more than a KeyErrors
+// (errors.Join(other, ke), fmt.Errorf with two %w) is a batch-wide error:
+// every key gets it whole, so that the other error is never dropped, and
+// errors.As still finds the KeyErrors in it. It runs on the worker, with
+// fn's panic recovery.
+func keyErrorsOf[K comparable](err error) (map[K]error, bool) {
+	for err != nil {
+		if ke, ok := err.(KeyErrors[K]); ok {
+			return ke, true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return nil, false
+		}
+		err = u.Unwrap()
+	}
+	return nil, false
 }
 
 // Stats returns the batcher's counters. It takes no lock and sends no

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"reflect"
 	"time"
+
+	"github.com/actorflight/flight/coordinator"
 )
 
 // batchConfig is what the Batcher-only options set, and which options were
@@ -92,6 +94,28 @@ var batcherFields = map[string]bool{
 	"telemetry": true, "batch": true,
 }
 
+// zeroSetField applies o to a config whose fields that options may set to
+// their zero value hold a sentinel instead, and returns the name of the
+// first such field o changed ("": none). Options only set fields (or
+// panic on a bad argument, as they did when first applied), so applying
+// one twice is harmless.
+func zeroSetField(o Option) string {
+	const s = -1
+	sentinel := config{
+		retain:   coordinator.RetainConfig{TTL: s, ErrorTTL: s, RefreshAhead: s, MaxEntries: s},
+		attempts: s,
+	}
+	c := sentinel
+	o.apply(&c)
+	switch {
+	case c.retain != sentinel.retain:
+		return "retain"
+	case c.attempts != sentinel.attempts:
+		return "attempts"
+	}
+	return ""
+}
+
 // fieldOptions names the options behind config fields, for checkBatcher's
 // message.
 var fieldOptions = map[string]string{
@@ -106,8 +130,16 @@ var fieldOptions = map[string]string{
 // apply to a Batcher: one marked Coordinator-only, or any option that set a
 // field a Batcher does not read (so that an option added for the
 // Coordinator, retained results or retries, say, is refused rather than
-// silently ignored).
-func (c *config) checkBatcher() {
+// silently ignored). opts are probed once more for the fields an option
+// may set to their zero value (WithTTL(0)): such an option is refused too,
+// whatever its value, so that a service whose TTL comes from its
+// configuration does not start in one environment and panic in the next.
+func (c *config) checkBatcher(opts []Option) {
+	for _, o := range opts {
+		if f := zeroSetField(o); f != "" {
+			panic(fmt.Sprintf("flight: NewBatcher: %s does not apply to a Batcher", fieldOptions[f]))
+		}
+	}
 	if name := c.batch.coordinatorOnly; name != "" {
 		panic(fmt.Sprintf("flight: %s applies to New, not to NewBatcher", name))
 	}

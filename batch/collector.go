@@ -4,6 +4,8 @@ import (
 	"context"
 	"runtime/debug"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -48,9 +50,15 @@ type batch[K comparable, V, R any] struct {
 	finished   bool // fn has returned
 
 	keys     []K
-	ctx      context.Context
+	base     context.Context // the first caller's values, none of its cancellation
+	ctx      context.Context // base, cancellable, with the WithTimeout deadline; gives b for batchKey
 	cancel   context.CancelFunc
 	deadline time.Time // WithTimeout; zero: none
+
+	// For the recursive-load check (recursive.go), read by loads made with ctx.
+	returned   atomic.Bool // set by the worker once fn has returned (or panicked)
+	keySetOnce sync.Once
+	keySet     map[K]struct{} // keys as a set, for batches larger than smallBatch
 
 	// Written by the worker.
 	vals   map[K]V
@@ -239,14 +247,16 @@ func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
 	for i, en := range live {
 		b.keys[i] = en.key
 	}
-	base := context.WithoutCancel(live[0].first)
+	b.base = context.WithoutCancel(live[0].first)
+	var ctx context.Context
 	if cfg.Timeout > 0 {
 		b.deadline = time.Now().Add(cfg.Timeout)
-		b.ctx, b.cancel = context.WithDeadline(base, b.deadline)
+		ctx, b.cancel = context.WithDeadline(b.base, b.deadline)
 		b.timer = time.AfterFunc(cfg.Timeout, func() { e.post(c, expiredMsg[K, V, R]{b}) })
 	} else {
-		b.ctx, b.cancel = context.WithCancel(base)
+		ctx, b.cancel = context.WithCancel(b.base)
 	}
+	b.ctx = context.WithValue(ctx, batchKey{}, ctxBatch(b))
 	c.running[b] = struct{}{}
 	e.stats.Pending.Add(-1)
 	e.stats.Running.Add(1)
@@ -267,6 +277,7 @@ func (b *batch[K, V, R]) Run() {
 	normal, recovered := false, false
 	e := b.c.e
 	defer func() {
+		b.returned.Store(true)
 		if !normal && !recovered {
 			b.how = fnExited
 		}

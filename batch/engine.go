@@ -23,6 +23,7 @@ type Errors struct {
 	Closed     error
 	NotFound   error
 	InvalidKey error
+	Recursive  error // a load from inside fn, with its ctx, of a key of its own batch
 	Goexit     error
 	Timeout    error                               // wraps context.DeadlineExceeded
 	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
@@ -82,6 +83,7 @@ type Engine[K comparable, V, R any] struct {
 	posts  gate.Gate // timers, ctx watches, leaves and workers that may post
 	stats  Stats
 
+	closed    atomic.Bool // Close has begun
 	closeOnce sync.Once
 }
 
@@ -184,6 +186,9 @@ func (e *Engine[K, V, R]) admit(ctx context.Context, key K) (*shard[K, V, R], er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if e.recursive(ctx, key) {
+		return nil, e.cfg.Errors.Recursive
+	}
 	s := e.shards[i]
 	if !s.api.Enter() {
 		return nil, e.cfg.Errors.Closed
@@ -193,15 +198,22 @@ func (e *Engine[K, V, R]) admit(ctx context.Context, key K) (*shard[K, V, R], er
 
 // LoadMany asks for every key of keys (each distinct key once, in the order
 // given) and waits for all of them, or for ctx. It returns the values it
-// got and the errors of the keys that failed (nil when none did); when ctx
-// ends first, ctxErr is ctx.Err() and vals holds the values received so far.
-func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V, errs map[K]error, ctxErr error) {
+// got and the errors of the keys that failed (nil when none did), and how
+// many keys could not be named in errs because they cannot be map keys at
+// all (an unhashable value inside an interface: they are invalid keys too).
+// err is for the whole call: ctx.Err() when ctx ends first (vals then holds
+// the values received so far), or Errors.Closed when the batcher was closed
+// before any key was posted.
+func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V, errs map[K]error, unhashable int, err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	g := &group[K, V]{vals: make(map[K]V, len(keys)), done: make(chan struct{})}
 	if err := ctx.Err(); err != nil {
-		return g.vals, nil, err
+		return g.vals, nil, 0, err
+	}
+	if e.closed.Load() {
+		return g.vals, nil, 0, e.cfg.Errors.Closed
 	}
 	type posted struct {
 		s *shard[K, V, R]
@@ -213,13 +225,19 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 	for _, key := range keys {
 		i, ok := e.ks.Shard(key)
 		if !ok {
-			g.fail(key, e.cfg.Errors.InvalidKey)
+			if !g.failInvalid(key, e.cfg.Errors.InvalidKey) {
+				unhashable++
+			}
 			continue
 		}
 		if _, dup := seen[key]; dup {
 			continue
 		}
 		seen[key] = struct{}{}
+		if e.recursive(ctx, key) {
+			g.fail(key, e.cfg.Errors.Recursive)
+			continue
+		}
 		calls = append(calls, posted{e.shards[i], &call[K, V, R]{key: key, ctx: ctx, g: g}})
 	}
 	g.left = len(calls)
@@ -227,24 +245,31 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 		close(g.done)
 	}
 	var zero V
+	refused := 0
 	for _, p := range calls {
 		if !p.s.api.Enter() {
+			refused++
 			g.deliver(p.c.key, zero, e.cfg.Errors.Closed)
 			continue
 		}
 		p.s.send(p.c)
 		p.s.api.Exit()
 	}
+	if refused > 0 && refused == len(calls) {
+		// Closed before any key was posted: the call as a whole is refused,
+		// as a Load would be.
+		return map[K]V{}, nil, 0, e.cfg.Errors.Closed
+	}
 	select {
 	case <-g.done:
-		return g.vals, g.errs, nil
+		return g.vals, g.errs, unhashable, nil
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
 	select {
 	case <-g.done: // everything arrived just as ctx ended
 		g.mu.Unlock()
-		return g.vals, g.errs, nil
+		return g.vals, g.errs, unhashable, nil
 	default:
 	}
 	g.gone = true
@@ -256,7 +281,7 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 	for _, p := range calls {
 		e.post(p.s, leaveMsg[K, V, R]{p.c})
 	}
-	return out, nil, ctx.Err()
+	return out, nil, 0, ctx.Err()
 }
 
 // group collects the answers of one LoadMany.
@@ -269,7 +294,20 @@ type group[K comparable, V any] struct {
 	gone bool          // LoadMany returned early: drop later answers
 }
 
-// fail records err for key; g.mu is held.
+// failInvalid records err for an invalid key, before any call is posted,
+// and reports whether it could: a key that cannot be hashed (a slice inside
+// an interface) cannot be a key of errs, and inserting it panics.
+func (g *group[K, V]) failInvalid(key K, err error) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	g.fail(key, err)
+	return true
+}
+
+// fail records err for key; g.mu is held, or no call is posted yet.
 func (g *group[K, V]) fail(key K, err error) {
 	if g.errs == nil {
 		g.errs = make(map[K]error)
@@ -319,6 +357,7 @@ func (e *Engine[K, V, R]) Close() error {
 }
 
 func (e *Engine[K, V, R]) shutdown() {
+	e.closed.Store(true)
 	// 1. Refuse new loads and wait for those posting now.
 	for _, s := range e.shards {
 		s.api.Close()
