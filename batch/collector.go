@@ -110,20 +110,24 @@ type (
 
 func (c *collector[K, V, R]) send(msg any) { c.e.system.Root.Send(c.pid, msg) }
 
-// Receive handles one message. A panic in the collector's own code is
-// logged and the message dropped; it does not stop the actor.
+// Receive handles one message. A panic while handling it is contained as
+// in the shards (see shard.Receive and fault): the callers of the keys the
+// message was about are answered with a *PanicError, the collector's own
+// bookkeeping (slots, gauges, Close's wait for fn) is finished, and it goes
+// on serving.
 func (c *collector[K, V, R]) Receive(ctx actor.Context) {
 	msg := ctx.Message()
 	if _, ok := msg.(*actor.Stopped); ok {
-		close(c.stopped)
-		return
+		defer close(c.stopped) // even if handling it faults: Close waits for it
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			c.e.cfg.Logger.Error("flight: internal fault in batch collector", "panic", r,
-				"message", msg, "stack", string(debug.Stack()))
+			c.fault(msg, r, debug.Stack())
 		}
 	}()
+	if testHookCollector != nil {
+		testHookCollector(msg)
+	}
 	switch m := msg.(type) {
 	case addMsg[K, V, R]:
 		c.add(m.e)
@@ -142,6 +146,66 @@ func (c *collector[K, V, R]) Receive(ctx actor.Context) {
 		c.close()
 		close(m.done)
 	}
+}
+
+// fault contains a panic in the collector's handling of msg:
+//   - add: the key's shard answers its callers with the *PanicError (failMsg);
+//   - drop: nothing waits for the key; at worst its batch keeps it, or a
+//     batch with no caller left runs to its end instead of being cancelled;
+//   - tick (of the open batch), expired: the batch is answered with the
+//     *PanicError at once (a batch not dispatched yet is discarded; a
+//     running one goes on, holding its slot, until fn returns);
+//   - done: the batch is answered with the *PanicError unless it was
+//     answered already, and fn's return is still accounted for (slot,
+//     gauges, the batches waiting for a slot, Close's wait);
+//   - close: closing is finished, so Close still returns.
+func (c *collector[K, V, R]) fault(msg, r any, stack []byte) {
+	err := c.e.cfg.Errors.Panic(r, stack)
+	c.e.cfg.Logger.Error("flight: internal fault in batch collector; the batch's callers get a *PanicError",
+		"panic", r, "message", msg)
+	switch m := msg.(type) {
+	case addMsg[K, V, R]:
+		c.e.shards[m.e.shard].send(failMsg[K, V, R]{m.e, err})
+	case tickMsg[K, V, R]:
+		if m.b == c.open { // else a stale tick: it changed nothing
+			c.fail(m.b, err)
+		}
+	case expiredMsg[K, V, R]:
+		c.fail(m.b, err)
+	case doneMsg[K, V, R]:
+		c.fail(m.b, err)
+		c.finish(m.b)
+	case *closeMsg:
+		c.close()
+		close(m.done)
+	}
+}
+
+// fail answers every caller of b with err, unless b is answered already: a
+// batch not dispatched yet is taken out of the open slot or the queue and
+// discarded; a running one keeps its slot until fn returns (done).
+func (c *collector[K, V, R]) fail(b *batch[K, V, R], err error) {
+	if b.answered {
+		return
+	}
+	if !b.dispatched {
+		queued := false
+		if b == c.open {
+			b.timer.Stop()
+			c.open = nil
+			queued = true
+		} else if i := slices.Index(c.ready, b); i >= 0 {
+			c.ready = slices.Delete(c.ready, i, i+1)
+			queued = true
+		}
+		if !queued {
+			return // discarded already (every key dropped, or Close)
+		}
+		c.e.stats.Pending.Add(-1)
+	}
+	b.answered = true
+	b.rerr = err
+	c.publish(b)
 }
 
 // add puts a key with a fresh entry into the open batch, opening one (and
@@ -310,12 +374,6 @@ func (b *batch[K, V, R]) Run() {
 // the slot and dispatches what waits for it.
 func (c *collector[K, V, R]) done(b *batch[K, V, R]) {
 	e := c.e
-	b.finished = true
-	delete(c.running, b)
-	e.stats.Running.Add(-1)
-	if b.timer != nil {
-		b.timer.Stop()
-	}
 	// Resolve into locals: once answered (timed out), the shards may be
 	// reading the resolved fields.
 	var rerr error
@@ -350,6 +408,21 @@ func (c *collector[K, V, R]) done(b *batch[K, V, R]) {
 		b.answered = true
 		b.rerr, b.rvals, b.rkerrs = rerr, rvals, rkerrs
 		c.publish(b)
+	}
+	c.finish(b)
+}
+
+// finish accounts for fn's return: it cancels b's ctx, frees its slot and
+// dispatches what waits for one. After a fault in done it runs again, so
+// each step happens once, whatever had run before the fault.
+func (c *collector[K, V, R]) finish(b *batch[K, V, R]) {
+	b.finished = true
+	if _, ok := c.running[b]; ok {
+		delete(c.running, b)
+		c.e.stats.Running.Add(-1)
+	}
+	if b.timer != nil {
+		b.timer.Stop()
 	}
 	b.cancel()
 	c.dispatchReady()
@@ -387,6 +460,9 @@ func (c *collector[K, V, R]) publish(b *batch[K, V, R]) {
 
 // close stops dispatching, discards the batches not dispatched (the shards
 // answer their callers) and cancels the running ones.
+//
+// After a fault during close, fault calls it again: each step is undone
+// state (c.open, c.ready) or idempotent (cancel), so none happens twice.
 func (c *collector[K, V, R]) close() {
 	c.closed = true
 	if b := c.open; b != nil {
