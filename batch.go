@@ -150,8 +150,10 @@ func (ke KeyErrors[K]) Unwrap() []error {
 // nil, and if an option has an invalid value (each option says which): a
 // programming error, found the first time the code runs.
 //
-// NewBatcher spawns the shard actors and the collector, a few microseconds
-// each, and starts no goroutine.
+// NewBatcher spawns no actor and starts no goroutine: it costs a few small
+// allocations (a loader per request, the DataLoader convention, is cheap).
+// The first load spawns the shard actors and the collector, a few
+// microseconds each; Close of a Batcher never used has nothing to stop.
 func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batcher[K, V] {
 	if fn == nil {
 		panic(ErrNilFunc)

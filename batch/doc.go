@@ -27,6 +27,9 @@
 // it to each shard that has keys in the batch, which answers the keys'
 // callers.
 //
+// The actors are spawned by the first load, not by New: an engine never
+// used holds nothing but its struct, and closing it stops nothing.
+//
 // No goroutine exists while the Batcher is idle: the actors run on their
 // posters' goroutines, the timers are runtime timers, and the workers exit
 // a few milliseconds after their last batch.

@@ -73,37 +73,64 @@ type Stats struct {
 }
 
 // Engine is the engine behind flight.Batcher.
+//
+// Its actors, gates and worker pool are made on the first load, not by New:
+// a loader made per request and never used, or dropped, costs its struct
+// (see start).
 type Engine[K comparable, V, R any] struct {
 	cfg    Config[K, V, R]
 	system *actor.ActorSystem
 	ks     *keyspace.Keyspace[K]
+	stats  Stats
+
+	// Made by start, once; read only after live is seen true (or under
+	// startOnce).
 	shards []*shard[K, V, R]
 	col    *collector[K, V, R]
 	pool   *fa.Pool
 	posts  gate.Gate // timers, ctx watches, leaves and workers that may post
-	stats  Stats
 
+	startOnce sync.Once
+	live      atomic.Bool // start has made the actors
 	closed    atomic.Bool // Close has begun
 	closeOnce sync.Once
 }
 
-// New starts a batcher engine: it spawns cfg.Shards shard actors and one
-// collector actor, a few microseconds each, and starts no goroutine.
+// New returns a batcher engine. It spawns no actor and starts no goroutine:
+// the first load does (start).
 func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) {
 	ks, err := keyspace.New[K](cfg.Shards)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine[K, V, R]{
-		cfg:    cfg,
-		system: cfg.System,
-		ks:     ks,
-		pool:   fa.NewPool(fa.Linger),
-		posts:  gate.New(),
+	return &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: ks}, nil
+}
+
+// started makes the actors on the first call and reports whether they run:
+// false once Close has begun (a load then gets Errors.Closed). After the
+// first load it costs one atomic load.
+func (e *Engine[K, V, R]) started() bool {
+	if e.live.Load() {
+		return true
+	}
+	e.startOnce.Do(e.start)
+	return e.live.Load()
+}
+
+// start spawns cfg.Shards shard actors and one collector actor, a few
+// microseconds each, and makes the worker pool (no goroutine until the
+// first batch). It runs at most once, and never after Close has begun:
+// Close consumes startOnce, so it waits for a start under way and prevents
+// a later one.
+func (e *Engine[K, V, R]) start() {
+	if e.closed.Load() {
+		return
 	}
 	if e.system == nil {
 		e.system = coordinator.SharedSystem()
 	}
+	e.pool = fa.NewPool(fa.Linger)
+	e.posts = gate.New()
 	e.col = &collector[K, V, R]{
 		e:       e,
 		running: make(map[*batch[K, V, R]]struct{}),
@@ -111,7 +138,7 @@ func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) 
 		stopped: make(chan struct{}),
 	}
 	e.col.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return e.col }))
-	e.shards = make([]*shard[K, V, R], cfg.Shards)
+	e.shards = make([]*shard[K, V, R], e.cfg.Shards)
 	for i := range e.shards {
 		s := &shard[K, V, R]{
 			e:       e,
@@ -123,7 +150,7 @@ func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) 
 		s.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
 		e.shards[i] = s
 	}
-	return e, nil
+	e.live.Store(true)
 }
 
 // Load asks for key's value and waits for its batch, or for ctx. See
@@ -189,6 +216,9 @@ func (e *Engine[K, V, R]) admit(ctx context.Context, key K) (*shard[K, V, R], er
 	if e.recursive(ctx, key) {
 		return nil, e.cfg.Errors.Recursive
 	}
+	if !e.started() {
+		return nil, e.cfg.Errors.Closed
+	}
 	s := e.shards[i]
 	if !s.api.Enter() {
 		return nil, e.cfg.Errors.Closed
@@ -218,6 +248,9 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 	type posted struct {
 		s *shard[K, V, R]
 		c *call[K, V, R]
+	}
+	if len(keys) > 0 && !e.started() {
+		return g.vals, nil, 0, e.cfg.Errors.Closed
 	}
 	calls := make([]posted, 0, len(keys))
 	seen := make(map[K]struct{}, len(keys))
@@ -352,12 +385,17 @@ func (e *Engine[K, V, R]) logPanic(keys int, value any, stack []byte) {
 // workers and the actors. It is idempotent; every call returns after the
 // shutdown has finished.
 func (e *Engine[K, V, R]) Close() error {
-	e.closeOnce.Do(e.shutdown)
+	e.closeOnce.Do(func() {
+		e.closed.Store(true)
+		e.startOnce.Do(func() {}) // wait for a start under way; prevent a later one
+		if e.live.Load() {
+			e.shutdown()
+		}
+	})
 	return nil
 }
 
 func (e *Engine[K, V, R]) shutdown() {
-	e.closed.Store(true)
 	// 1. Refuse new loads and wait for those posting now.
 	for _, s := range e.shards {
 		s.api.Close()
