@@ -23,6 +23,7 @@ type collector[K comparable, V, R any] struct {
 	ready   []*batch[K, V, R] // full, waiting for a slot, oldest first
 	running map[*batch[K, V, R]]struct{}
 	closed  bool
+	wait    *time.Timer // the open batch's WithMaxWait deadline (armWait); nil until the first batch
 
 	drainedClosed bool
 	drained       chan struct{} // closed once closed and no fn runs
@@ -42,18 +43,16 @@ type batch[K comparable, V, R any] struct {
 	entries []*entry[K, V, R] // first-arrival order; compacted at dispatch
 	n       int               // entries not dropped
 	live    int               // after dispatch: entries whose callers have not all left
-	timer   *time.Timer       // the WithMaxWait deadline, then the WithTimeout one
+	timer   *time.Timer       // after dispatch: the WithTimeout deadline; nil: none
 
 	due        bool // WithMaxWait has passed: dispatch as soon as a slot is free
 	dispatched bool
 	answered   bool // resolved and posted to the shards (or dropped by Close)
 	finished   bool // fn has returned
 
-	keys     []K
-	base     context.Context // the first caller's values, none of its cancellation
-	ctx      context.Context // base, cancellable, with the WithTimeout deadline; gives b for batchKey
-	cancel   context.CancelFunc
-	deadline time.Time // WithTimeout; zero: none
+	keys   []K
+	opened time.Time // when the batch opened: its WithMaxWait deadline is opened+MaxWait
+	ctx    batchCtx  // fn's ctx; its deadline is the WithTimeout one
 
 	// For the recursive-load check (recursive.go), read by loads made with ctx.
 	returned   atomic.Bool // set by the worker once fn has returned (or panicked)
@@ -98,12 +97,15 @@ func (b *batch[K, V, R]) outcome(key K) (V, error) {
 	return v, nil
 }
 
+// tickMsg is posted by the collector's WithMaxWait timer: the open batch
+// may be due.
+type tickMsg struct{}
+
 // Messages to the collector. Each is a struct of one pointer, so boxing it
 // in an interface does not allocate.
 type (
 	addMsg[K comparable, V, R any]     struct{ e *entry[K, V, R] }
 	dropMsg[K comparable, V, R any]    struct{ e *entry[K, V, R] }
-	tickMsg[K comparable, V, R any]    struct{ b *batch[K, V, R] } // WithMaxWait passed
 	doneMsg[K comparable, V, R any]    struct{ b *batch[K, V, R] } // fn returned
 	expiredMsg[K comparable, V, R any] struct{ b *batch[K, V, R] } // WithTimeout passed
 )
@@ -133,11 +135,8 @@ func (c *collector[K, V, R]) Receive(ctx actor.Context) {
 		c.add(m.e)
 	case dropMsg[K, V, R]:
 		c.drop(m.e)
-	case tickMsg[K, V, R]:
-		if m.b == c.open {
-			m.b.due = true
-			c.dispatchReady()
-		}
+	case tickMsg:
+		c.tick()
 	case doneMsg[K, V, R]:
 		c.done(m.b)
 	case expiredMsg[K, V, R]:
@@ -166,9 +165,9 @@ func (c *collector[K, V, R]) fault(msg, r any, stack []byte) {
 	switch m := msg.(type) {
 	case addMsg[K, V, R]:
 		c.e.shards[m.e.shard].send(failMsg[K, V, R]{m.e, err})
-	case tickMsg[K, V, R]:
-		if m.b == c.open { // else a stale tick: it changed nothing
-			c.fail(m.b, err)
+	case tickMsg:
+		if b := c.open; b != nil && c.overdue(b) { // else a stale tick: it changed nothing
+			c.fail(b, err)
 		}
 	case expiredMsg[K, V, R]:
 		c.fail(m.b, err)
@@ -191,7 +190,7 @@ func (c *collector[K, V, R]) fail(b *batch[K, V, R], err error) {
 	if !b.dispatched {
 		queued := false
 		if b == c.open {
-			b.timer.Stop()
+			c.wait.Stop()
 			c.open = nil
 			queued = true
 		} else if i := slices.Index(c.ready, b); i >= 0 {
@@ -208,6 +207,36 @@ func (c *collector[K, V, R]) fail(b *batch[K, V, R], err error) {
 	c.publish(b)
 }
 
+// armWait arms the WithMaxWait deadline of the batch just opened. The
+// collector has one timer, made on its first batch and reset for each
+// next one, rather than one per batch: a batch dispatched full costs no
+// timer, and an idle collector's stopped timer holds no goroutine. A tick
+// from an earlier batch's deadline (the timer fired just as that batch was
+// sealed) finds the open batch not overdue yet and changes nothing; the
+// reset guarantees a tick for the new one.
+func (c *collector[K, V, R]) armWait() {
+	if c.wait == nil {
+		e := c.e
+		c.wait = time.AfterFunc(e.cfg.MaxWait, func() { e.post(c, tickMsg{}) })
+		return
+	}
+	c.wait.Reset(c.e.cfg.MaxWait)
+}
+
+// overdue reports whether b's WithMaxWait deadline has passed.
+func (c *collector[K, V, R]) overdue(b *batch[K, V, R]) bool {
+	return time.Since(b.opened) >= c.e.cfg.MaxWait
+}
+
+// tick marks the open batch due if its WithMaxWait deadline has passed, and
+// dispatches it if a slot is free.
+func (c *collector[K, V, R]) tick() {
+	if b := c.open; b != nil && !b.due && c.overdue(b) {
+		b.due = true
+		c.dispatchReady()
+	}
+}
+
 // add puts a key with a fresh entry into the open batch, opening one (and
 // arming its WithMaxWait timer) if there is none. A full batch is sealed:
 // dispatched at once if a slot is free, else queued.
@@ -218,17 +247,16 @@ func (c *collector[K, V, R]) add(en *entry[K, V, R]) {
 	cfg := &c.e.cfg
 	b := c.open
 	if b == nil {
-		b = &batch[K, V, R]{c: c}
+		b = &batch[K, V, R]{c: c, opened: time.Now()}
 		c.open = b
 		c.e.stats.Pending.Add(1)
-		e := c.e
-		b.timer = time.AfterFunc(cfg.MaxWait, func() { e.post(c, tickMsg[K, V, R]{b}) })
+		c.armWait()
 	}
 	b.entries = append(b.entries, en)
 	en.batch = b
 	b.n++
 	if b.n >= cfg.MaxBatch {
-		b.timer.Stop()
+		c.wait.Stop()
 		c.open = nil
 		c.ready = append(c.ready, b)
 		c.dispatchReady()
@@ -247,7 +275,7 @@ func (c *collector[K, V, R]) drop(en *entry[K, V, R]) {
 		if b.live--; b.live == 0 {
 			c.e.stats.Abandoned.Add(1)
 			b.answered = true // nobody is left to answer
-			b.cancel()
+			b.ctx.cancel(context.Canceled)
 		}
 		return
 	}
@@ -259,7 +287,7 @@ func (c *collector[K, V, R]) drop(en *entry[K, V, R]) {
 	}
 	c.e.stats.Pending.Add(-1)
 	if b == c.open {
-		b.timer.Stop()
+		c.wait.Stop()
 		c.open = nil
 	} else if i := slices.Index(c.ready, b); i >= 0 {
 		c.ready = slices.Delete(c.ready, i, i+1)
@@ -311,16 +339,15 @@ func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
 	for i, en := range live {
 		b.keys[i] = en.key
 	}
-	b.base = context.WithoutCancel(live[0].first)
-	var ctx context.Context
+	b.ctx.values, b.ctx.self = live[0].first, b
 	if cfg.Timeout > 0 {
-		b.deadline = time.Now().Add(cfg.Timeout)
-		ctx, b.cancel = context.WithDeadline(b.base, b.deadline)
-		b.timer = time.AfterFunc(cfg.Timeout, func() { e.post(c, expiredMsg[K, V, R]{b}) })
-	} else {
-		ctx, b.cancel = context.WithCancel(b.base)
+		// One timer both expires fn's ctx and tells the collector.
+		b.ctx.deadline = time.Now().Add(cfg.Timeout)
+		b.timer = time.AfterFunc(cfg.Timeout, func() {
+			b.ctx.cancel(context.DeadlineExceeded)
+			e.post(c, expiredMsg[K, V, R]{b})
+		})
 	}
-	b.ctx = context.WithValue(ctx, batchKey{}, ctxBatch(b))
 	c.running[b] = struct{}{}
 	e.stats.Pending.Add(-1)
 	e.stats.Running.Add(1)
@@ -356,7 +383,7 @@ func (b *batch[K, V, R]) Run() {
 				}
 			}
 		}()
-		b.vals, b.err = e.cfg.Fn(b.ctx, b.keys)
+		b.vals, b.err = e.cfg.Fn(&b.ctx, b.keys)
 		if b.err != nil {
 			if ke, ok := e.cfg.KeyErrors(b.err); ok {
 				b.kerrs, b.err = ke, nil
@@ -389,7 +416,7 @@ func (c *collector[K, V, R]) done(b *batch[K, V, R]) {
 		rerr = e.cfg.Errors.Goexit
 	default:
 		switch {
-		case !b.deadline.IsZero() && !time.Now().Before(b.deadline):
+		case !b.ctx.deadline.IsZero() && !time.Now().Before(b.ctx.deadline):
 			// The deadline passed before the collector got fn's return:
 			// the callers get the timeout, as they would have a moment
 			// later, never what fn made of its cancelled ctx.
@@ -424,7 +451,7 @@ func (c *collector[K, V, R]) finish(b *batch[K, V, R]) {
 	if b.timer != nil {
 		b.timer.Stop()
 	}
-	b.cancel()
+	b.ctx.cancel(context.Canceled)
 	c.dispatchReady()
 	c.checkDrained()
 }
@@ -466,7 +493,7 @@ func (c *collector[K, V, R]) publish(b *batch[K, V, R]) {
 func (c *collector[K, V, R]) close() {
 	c.closed = true
 	if b := c.open; b != nil {
-		b.timer.Stop()
+		c.wait.Stop()
 		c.open = nil
 		c.e.stats.Pending.Add(-1)
 	}
@@ -474,7 +501,7 @@ func (c *collector[K, V, R]) close() {
 	c.ready = nil
 	for b := range c.running {
 		b.answered = true // the shards answer with ErrClosed
-		b.cancel()
+		b.ctx.cancel(context.Canceled)
 	}
 	c.checkDrained()
 }

@@ -90,8 +90,6 @@ func keysOf(msg any) []string {
 		return fromBatch(m.b)
 	case addMsg[string, string, result]:
 		return []string{m.e.key}
-	case tickMsg[string, string, result]:
-		return fromBatch(m.b)
 	case doneMsg[string, string, result]:
 		return fromBatch(m.b)
 	case expiredMsg[string, string, result]:
@@ -389,7 +387,7 @@ func TestFaultOnTick(t *testing.T) {
 	c := testConfig(g.fn)
 	c.MaxBatch, c.MaxWait = 10, time.Millisecond
 	e := newEngine(t, c)
-	fired := inject[tickMsg[string, string, result]](t, "collector", "a")
+	fired := inject[tickMsg](t, "collector", "")
 	ra, rb := e.LoadChan(context.Background(), "a", nil), goLoad(e, context.Background(), "b")
 	wait.Recv(t, fired)
 	for _, r := range []result{wait.Within(t, ra, prompt, "LoadChan a"), wait.Within(t, rb, prompt, "Load b")} {

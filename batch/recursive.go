@@ -25,7 +25,7 @@ type ctxBatch interface {
 	parent() context.Context // the first caller's values
 }
 
-func (b *batch[K, V, R]) parent() context.Context { return b.base }
+func (b *batch[K, V, R]) parent() context.Context { return b.ctx.values }
 
 // recursive reports whether a load of key with ctx comes from inside the
 // running fn of a batch of e that holds key.
