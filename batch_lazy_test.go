@@ -44,7 +44,7 @@ func TestNewBatcherSpawnsNothing(t *testing.T) {
 	v, err := b.Load(context.Background(), "k")
 	require.NoError(t, err)
 	assert.Equal(t, "v:k", v)
-	assert.Equal(t, actors+3, actorsOf(sys), "the first load makes two shards and the collector")
+	assert.Equal(t, actors+2, actorsOf(sys), "the first load makes the two shard actors (the collector is none)")
 	require.NoError(t, b.Close())
 	assert.Equal(t, actors, actorsOf(sys))
 

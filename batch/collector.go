@@ -7,17 +7,23 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/asynkron/protoactor-go/actor"
 )
 
-// collector is the actor that owns the batches: the open one collecting
-// keys, the full ones waiting for a slot (WithMaxConcurrentBatches), and the
-// running ones. All its fields belong to it (its handlers run one at a
-// time), except drained and stopped, which Close waits on.
+// collector owns the batches: the open one collecting keys, the full ones
+// waiting for a slot (WithMaxConcurrentBatches), and the running ones.
+//
+// It is not an actor of its own: its events (add and drop from the shards,
+// tick and expired from its timers, done from the workers, close) are
+// handled under its mutex, on the goroutine that has them, one at a time
+// as an actor's messages would be. A load thus costs one message (to its
+// key's shard), not two. What it sends to the shards (their keys' results,
+// failures) is sent after the mutex is released, since a send may run a
+// shard's handler inline, which may call the collector again.
 type collector[K comparable, V, R any] struct {
-	e   *Engine[K, V, R]
-	pid *actor.PID
+	e *Engine[K, V, R]
+
+	mu  sync.Mutex // protects every field below but drained, and the batches' collector-owned fields
+	out []shardMsg // sends to make once mu is released
 
 	open    *batch[K, V, R]   // collecting keys; nil: none
 	ready   []*batch[K, V, R] // full, waiting for a slot, oldest first
@@ -27,15 +33,21 @@ type collector[K comparable, V, R any] struct {
 
 	drainedClosed bool
 	drained       chan struct{} // closed once closed and no fn runs
-	stopped       chan struct{} // closed when the actor has stopped
+}
+
+// shardMsg is a message for a shard, sent once the collector's mutex is
+// released.
+type shardMsg struct {
+	to  int32
+	msg any
 }
 
 // batch is one call of fn: the keys collected for it and, once dispatched,
 // its context, its outcome and the shards to tell.
 //
 // The collector owns every field, except the outcome fields, which the
-// worker writes before it posts doneMsg (the mailbox hand-off orders those
-// writes before the collector reads them). The collector writes the
+// worker writes before it hands doneMsg to the collector (its mutex orders
+// those writes before the collector reads them). The collector writes the
 // resolved fields before it posts resultMsg to the shards, which then only
 // read them, with entries.
 type batch[K comparable, V, R any] struct {
@@ -110,18 +122,48 @@ type (
 	expiredMsg[K comparable, V, R any] struct{ b *batch[K, V, R] } // WithTimeout passed
 )
 
-func (c *collector[K, V, R]) send(msg any) { c.e.system.Root.Send(c.pid, msg) }
-
-// Receive handles one message. A panic while handling it is contained as
-// in the shards (see shard.Receive and fault): the callers of the keys the
-// message was about are answered with a *PanicError, the collector's own
-// bookkeeping (slots, gauges, Close's wait for fn) is finished, and it goes
-// on serving.
-func (c *collector[K, V, R]) Receive(ctx actor.Context) {
-	msg := ctx.Message()
-	if _, ok := msg.(*actor.Stopped); ok {
-		defer close(c.stopped) // even if handling it faults: Close waits for it
+// send hands msg to the collector: it is handled at once, on the caller's
+// goroutine, under the collector's mutex; then the messages it made for the
+// shards are sent. A closeMsg's done is closed after those sends.
+func (c *collector[K, V, R]) send(msg any) {
+	c.mu.Lock()
+	c.handle(msg)
+	out := c.out
+	if len(out) == 0 {
+		out = nil // nothing to send: keep the buffer where it is
+	} else {
+		c.out = nil
 	}
+	c.mu.Unlock()
+	for _, o := range out {
+		c.e.shards[o.to].send(o.msg)
+	}
+	if out != nil {
+		// Give the buffer back, so that an event costs no allocation for
+		// its sends, unless another event made a buffer of its own meanwhile.
+		clear(out)
+		c.mu.Lock()
+		if c.out == nil {
+			c.out = out[:0]
+		}
+		c.mu.Unlock()
+	}
+	if m, ok := msg.(*closeMsg); ok {
+		close(m.done)
+	}
+}
+
+// tell queues msg for shard i (sent by send once the mutex is released).
+func (c *collector[K, V, R]) tell(i int32, msg any) {
+	c.out = append(c.out, shardMsg{i, msg})
+}
+
+// handle handles one event; c.mu is held. A panic while handling it is
+// contained as in the shards (see shard.Receive and fault): the callers of
+// the keys the event was about are answered with a *PanicError, the
+// collector's own bookkeeping (slots, gauges, Close's wait for fn) is
+// finished, and it goes on serving.
+func (c *collector[K, V, R]) handle(msg any) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.fault(msg, r, debug.Stack())
@@ -143,7 +185,6 @@ func (c *collector[K, V, R]) Receive(ctx actor.Context) {
 		c.expire(m.b)
 	case *closeMsg:
 		c.close()
-		close(m.done)
 	}
 }
 
@@ -164,7 +205,7 @@ func (c *collector[K, V, R]) fault(msg, r any, stack []byte) {
 		"panic", r, "message", msg)
 	switch m := msg.(type) {
 	case addMsg[K, V, R]:
-		c.e.shards[m.e.shard].send(failMsg[K, V, R]{m.e, err})
+		c.tell(m.e.shard, failMsg[K, V, R]{m.e, err})
 	case tickMsg:
 		if b := c.open; b != nil && c.overdue(b) { // else a stale tick: it changed nothing
 			c.fail(b, err)
@@ -176,7 +217,6 @@ func (c *collector[K, V, R]) fault(msg, r any, stack []byte) {
 		c.finish(m.b)
 	case *closeMsg:
 		c.close()
-		close(m.done)
 	}
 }
 
@@ -247,7 +287,9 @@ func (c *collector[K, V, R]) add(en *entry[K, V, R]) {
 	cfg := &c.e.cfg
 	b := c.open
 	if b == nil {
-		b = &batch[K, V, R]{c: c, opened: time.Now()}
+		// Room for a full batch up front (up to 128 keys): one allocation
+		// rather than one per doubling.
+		b = &batch[K, V, R]{c: c, opened: time.Now(), entries: make([]*entry[K, V, R], 0, min(cfg.MaxBatch, 128))}
 		c.open = b
 		c.e.stats.Pending.Add(1)
 		c.armWait()
@@ -258,6 +300,10 @@ func (c *collector[K, V, R]) add(en *entry[K, V, R]) {
 	if b.n >= cfg.MaxBatch {
 		c.wait.Stop()
 		c.open = nil
+		if len(c.ready) == 0 && c.slotFree() {
+			c.dispatch(b) // nothing older waits: no queue
+			return
+		}
 		c.ready = append(c.ready, b)
 		c.dispatchReady()
 	}
@@ -473,14 +519,14 @@ func (c *collector[K, V, R]) expire(b *batch[K, V, R]) {
 func (c *collector[K, V, R]) publish(b *batch[K, V, R]) {
 	shards := c.e.shards
 	if len(shards) == 1 {
-		shards[0].send(resultMsg[K, V, R]{b})
+		c.tell(0, resultMsg[K, V, R]{b})
 		return
 	}
 	told := make([]bool, len(shards))
 	for _, en := range b.entries {
 		if !told[en.shard] {
 			told[en.shard] = true
-			shards[en.shard].send(resultMsg[K, V, R]{b})
+			c.tell(en.shard, resultMsg[K, V, R]{b})
 		}
 	}
 }

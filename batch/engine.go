@@ -117,8 +117,8 @@ func (e *Engine[K, V, R]) started() bool {
 	return e.live.Load()
 }
 
-// start spawns cfg.Shards shard actors and one collector actor, a few
-// microseconds each, and makes the worker pool (no goroutine until the
+// start spawns cfg.Shards shard actors, a few microseconds each, and makes
+// the collector and the worker pool (no goroutine until the
 // first batch). It runs at most once, and never after Close has begun:
 // Close consumes startOnce, so it waits for a start under way and prevents
 // a later one.
@@ -135,9 +135,7 @@ func (e *Engine[K, V, R]) start() {
 		e:       e,
 		running: make(map[*batch[K, V, R]]struct{}),
 		drained: make(chan struct{}),
-		stopped: make(chan struct{}),
 	}
-	e.col.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return e.col }))
 	e.shards = make([]*shard[K, V, R], e.cfg.Shards)
 	for i := range e.shards {
 		s := &shard[K, V, R]{
@@ -422,8 +420,6 @@ func (e *Engine[K, V, R]) shutdown() {
 	e.posts.Close()
 	e.posts.Wait()
 	e.pool.Close()
-	e.system.Root.Stop(e.col.pid)
-	<-e.col.stopped
 	for _, s := range e.shards {
 		e.system.Root.Stop(s.pid)
 		<-s.stopped

@@ -38,12 +38,13 @@ type entry[K comparable, V, R any] struct {
 	first context.Context // the first caller's ctx: the batch's values
 
 	// Owned by the shard actor.
-	calls   []*call[K, V, R] // every caller, answered or not
-	waiters int32            // callers not answered yet
-	joined  int32            // callers ever
-	gone    bool             // detached: answered, or every caller left
+	calls   []*call[K, V, R] // every caller, answered or not; starts in call1
+	call1   [1]*call[K, V, R]
+	waiters int32 // callers not answered yet
+	joined  int32 // callers ever
+	gone    bool  // detached: answered, or every caller left
 
-	// Owned by the collector actor.
+	// Owned by the collector (under its mutex).
 	batch   *batch[K, V, R] // the batch the key was added to
 	dropped bool            // taken out of its batch before dispatch
 }
@@ -67,13 +68,13 @@ type call[K comparable, V, R any] struct {
 // leaveMsg is posted when a caller's ctx is done before its answer.
 type leaveMsg[K comparable, V, R any] struct{ c *call[K, V, R] }
 
-// resultMsg is posted by the collector to each shard with keys in b once
+// resultMsg is sent by the collector to each shard with keys in b once
 // b's outcome is resolved.
 type resultMsg[K comparable, V, R any] struct{ b *batch[K, V, R] }
 
 func (s *shard[K, V, R]) send(msg any) { s.e.system.Root.Send(s.pid, msg) }
 
-// failMsg is posted by the collector when its own handling of a key's
+// failMsg is sent by the collector when its own handling of a key's
 // message faulted: the shard answers the key's callers with err.
 type failMsg[K comparable, V, R any] struct {
 	e   *entry[K, V, R]
@@ -189,6 +190,7 @@ func (s *shard[K, V, R]) join(c *call[K, V, R]) {
 	en := s.keys[c.key]
 	if en == nil {
 		en = &entry[K, V, R]{key: c.key, shard: s.idx, first: c.ctx}
+		en.calls = en.call1[:0] // a key with one caller needs no slice of its own
 		s.keys[c.key] = en
 		st.Keys.Add(1)
 		s.e.col.send(addMsg[K, V, R]{en})
