@@ -57,14 +57,17 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 // closed: Close waits for running batches and stops its actors. Only Close
 // closes a Batcher in use (a Load in progress or a pending LoadChan keeps it
 // reachable); one dropped without Close is closed, and its telemetry
-// removed, once the garbage collector finds it unreachable. An idle Batcher holds no goroutine and no per-key memory: the MaxWait
-// deadline is a timer, not a sleeping goroutine, and fn runs on warm
-// workers that exit a few milliseconds after the last batch.
+// removed, once the garbage collector finds it unreachable. An idle Batcher
+// holds no goroutine and no per-key memory: the MaxWait deadline is a
+// timer, not a sleeping goroutine, and fn runs on warm workers that exit a
+// few milliseconds after the last batch.
 //
-// Cost: a Load costs two actor messages (to its key's shard, and for a
-// fresh key from the shard to the collector), drained on the caller's own
-// goroutine, and one channel receive; a batch costs a context, a timer and
-// a worker hand-off. docs/batching.md has the figures against
+// Cost: NewBatcher costs a struct and spawns nothing; the first load spawns
+// the shard actors. A Load costs one actor message (to its key's shard),
+// drained on the caller's own goroutine, and one channel receive; a batch
+// costs a worker hand-off and no context or timer allocation (its ctx is
+// embedded in it; the WithMaxWait deadline is one timer per Batcher, reset
+// for each batch). docs/batching.md has the figures against
 // vikstrous/dataloadgen and graph-gophers/dataloader.
 type Batcher[K comparable, V any] struct {
 	e   *batch.Engine[K, V, Result[V]]

@@ -49,8 +49,8 @@ func WithMaxBatch(n int) Option {
 // WithMaxWait sets how long a Batcher's batch collects keys after its first
 // one before it is dispatched (unless it fills up first). The default is 1
 // ms; 0 dispatches a batch as soon as the batcher's collector handles the
-// deadline's message, with the keys that arrived meanwhile. The deadline is
-// a timer that posts a message to the collector, not a sleeping goroutine.
+// deadline's tick, with the keys that arrived meanwhile. The deadline is
+// a timer (one per Batcher, reset for each batch), not a sleeping goroutine.
 // It applies to NewBatcher only: New panics when given it. NewBatcher
 // panics if d < 0.
 func WithMaxWait(d time.Duration) Option {
