@@ -94,19 +94,19 @@ var batcherFields = map[string]bool{
 	"telemetry": true, "batch": true,
 }
 
-// zeroSetField applies o to a config whose fields that options may set to
+// zeroSetField applies o to c, set to a config whose fields that options may set to
 // their zero value hold a sentinel instead, and returns the name of the
 // first such field o changed ("": none). Options only set fields (or
 // panic on a bad argument, as they did when first applied), so applying
 // one twice is harmless.
-func zeroSetField(o Option) string {
+func zeroSetField(c *config, o Option) string {
 	const s = -1
 	sentinel := config{
 		retain:   coordinator.RetainConfig{TTL: s, ErrorTTL: s, RefreshAhead: s, MaxEntries: s},
 		attempts: s,
 	}
-	c := sentinel
-	o.apply(&c)
+	*c = sentinel
+	o.apply(c)
 	switch {
 	case c.retain != sentinel.retain:
 		return "retain"
@@ -135,8 +135,9 @@ var fieldOptions = map[string]string{
 // whatever its value, so that a service whose TTL comes from its
 // configuration does not start in one environment and panic in the next.
 func (c *config) checkBatcher(opts []Option) {
+	probe := new(config) // one for all options: an option's apply makes it escape
 	for _, o := range opts {
-		if f := zeroSetField(o); f != "" {
+		if f := zeroSetField(probe, o); f != "" {
 			panic(fmt.Sprintf("flight: NewBatcher: %s does not apply to a Batcher", fieldOptions[f]))
 		}
 	}
