@@ -70,15 +70,16 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 // for each batch). docs/batching.md has the figures against
 // vikstrous/dataloadgen and graph-gophers/dataloader.
 type Batcher[K comparable, V any] struct {
-	e   *batch.Engine[K, V, Result[V]]
-	tel *telemetry // metrics callback and log route to undo on Close; nil: none
+	e   *batch.Engine[K, V, Result[V]] // nil with WithScope
+	s   *scopedBatcher[K, V]           // WithScope (scope.go); nil without
+	tel *telemetry                     // metrics callback and log route to undo on Close; nil: none
 }
 
 // droppedBatcher is what the cleanup of a Batcher collected without Close
 // undoes.
-type droppedBatcher[K comparable, V any] struct {
-	e   *batch.Engine[K, V, Result[V]]
-	tel *telemetry
+type droppedBatcher struct {
+	close func() error // the engine's Close
+	tel   *telemetry
 }
 
 // BatchStats is a reading of a Batcher's counters. Keys, Waiters, Pending
@@ -163,7 +164,7 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 	}
 	cfg := batcherConfig(opts)
 	onBatch, attach := startBatchTelemetry(&cfg)
-	e, err := batch.New(batch.Config[K, V, Result[V]]{
+	bc := batch.Config[K, V, Result[V]]{
 		Fn:            fn,
 		MaxBatch:      cfg.batch.maxBatch,
 		MaxWait:       cfg.batch.maxWait,
@@ -186,22 +187,32 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnBatch: onBatch,
-	})
-	if err != nil {
-		panic(err) // unreachable: the options validated the shard count
 	}
-	b := &Batcher[K, V]{e: e}
-	b.tel = attach(func() BatchStats { return batchStatsOf(e.Stats()) })
+	b := &Batcher[K, V]{}
+	var stats func() *batch.Stats
+	var closeEngine func() error
+	if cfg.batch.scope != nil {
+		b.s = newScopedBatcher(fn, &cfg, bc)
+		stats, closeEngine = b.s.e.Stats, b.s.e.Close
+	} else {
+		e, err := batch.New(bc)
+		if err != nil {
+			panic(err) // unreachable: the options validated the shard count
+		}
+		b.e = e
+		stats, closeEngine = e.Stats, e.Close
+	}
+	b.tel = attach(func() BatchStats { return batchStatsOf(stats()) })
 	// As for a Coordinator (see New): the actors hold the engine, not b,
 	// except while a LoadChan is pending; once b is unreachable nothing can
 	// call it or wait for it, and the collector's cleanup closes the engine
 	// and undoes the telemetry. Load and LoadMany keep b on their stacks.
-	runtime.AddCleanup(b, func(x droppedBatcher[K, V]) {
+	runtime.AddCleanup(b, func(x droppedBatcher) {
 		go func() {
-			x.e.Close()
+			x.close()
 			x.tel.close()
 		}()
-	}, droppedBatcher[K, V]{b.e, b.tel})
+	}, droppedBatcher{closeEngine, b.tel})
 	return b
 }
 
@@ -237,7 +248,12 @@ func batcherConfig(opts []Option) config {
 // ErrInvalidKey) gets ErrInvalidKey. A Load from inside fn, with fn's ctx,
 // of a key of fn's own batch gets ErrRecursiveCall (see BatchFunc).
 func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
-	r := b.e.Load(ctx, key)
+	var r Result[V]
+	if b.s != nil {
+		r = b.s.load(ctx, key)
+	} else {
+		r = b.e.Load(ctx, key)
+	}
 	runtime.KeepAlive(b) // only Close closes b: not the collector while Load waits
 	return r.Val, r.Err
 }
@@ -248,6 +264,9 @@ func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
 // reports whether the key had more than one caller. When ctx is done first,
 // the Result carries ctx.Err().
 func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
+	if b.s != nil {
+		return b.s.loadChan(ctx, key, b)
+	}
 	return b.e.LoadChan(ctx, key, b)
 }
 
@@ -267,7 +286,15 @@ func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
 // failed keys (if any) joined with an error that matches ErrInvalidKey and
 // counts those keys: errors.As and errors.Is find both.
 func (b *Batcher[K, V]) LoadMany(ctx context.Context, keys []K) (map[K]V, error) {
-	vals, errs, unhashable, err := b.e.LoadMany(ctx, keys)
+	var vals map[K]V
+	var errs map[K]error
+	var unhashable int
+	var err error
+	if b.s != nil {
+		vals, errs, unhashable, err = b.s.loadMany(ctx, keys)
+	} else {
+		vals, errs, unhashable, err = b.e.LoadMany(ctx, keys)
+	}
 	runtime.KeepAlive(b)
 	switch {
 	case err != nil:
@@ -307,7 +334,12 @@ func keyErrorsOf[K comparable](err error) (map[K]error, bool) {
 
 // Stats returns the batcher's counters. It takes no lock and sends no
 // message.
-func (b *Batcher[K, V]) Stats() BatchStats { return batchStatsOf(b.e.Stats()) }
+func (b *Batcher[K, V]) Stats() BatchStats {
+	if b.s != nil {
+		return batchStatsOf(b.s.e.Stats())
+	}
+	return batchStatsOf(b.e.Stats())
+}
 
 func batchStatsOf(s *batch.Stats) BatchStats {
 	return BatchStats{
@@ -334,7 +366,12 @@ func batchStatsOf(s *batch.Stats) BatchStats {
 // the shutdown is complete. Close waits for fn, so it must not be called
 // from fn.
 func (b *Batcher[K, V]) Close() error {
-	err := b.e.Close()
+	var err error
+	if b.s != nil {
+		err = b.s.e.Close()
+	} else {
+		err = b.e.Close()
+	}
 	b.tel.close()
 	return err
 }

@@ -1,6 +1,7 @@
 package flight
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"time"
@@ -14,6 +15,7 @@ type batchConfig struct {
 	maxBatch      int
 	maxWait       time.Duration
 	maxConcurrent int
+	scope         func(ctx context.Context) any // WithScope (scope.go); nil: none
 
 	batcherOnly     string // the first Batcher-only option given; "": none
 	coordinatorOnly string // the first Coordinator-only option given; "": none

@@ -25,11 +25,11 @@ type collector[K comparable, V, R any] struct {
 	mu  sync.Mutex // protects every field below but drained, and the batches' collector-owned fields
 	out []shardMsg // sends to make once mu is released
 
-	open    *batch[K, V, R]   // collecting keys; nil: none
+	opens   []*batch[K, V, R] // collecting keys, oldest first: at most one per scope (one in all without WithScope)
 	ready   []*batch[K, V, R] // full, waiting for a slot, oldest first
 	running map[*batch[K, V, R]]struct{}
 	closed  bool
-	wait    *time.Timer // the open batch's WithMaxWait deadline (armWait); nil until the first batch
+	wait    *time.Timer // the oldest open batch's WithMaxWait deadline (armWait); nil until the first batch
 
 	drainedClosed bool
 	drained       chan struct{} // closed once closed and no fn runs
@@ -63,6 +63,7 @@ type batch[K comparable, V, R any] struct {
 	finished   bool // fn has returned
 
 	keys   []K
+	scope  any       // Config.Scope of its keys: a batch never mixes two scopes
 	opened time.Time // when the batch opened: its WithMaxWait deadline is opened+MaxWait
 	ctx    batchCtx  // fn's ctx; its deadline is the WithTimeout one
 
@@ -207,8 +208,10 @@ func (c *collector[K, V, R]) fault(msg, r any, stack []byte) {
 	case addMsg[K, V, R]:
 		c.tell(m.e.shard, failMsg[K, V, R]{m.e, err})
 	case tickMsg:
-		if b := c.open; b != nil && c.overdue(b) { // else a stale tick: it changed nothing
-			c.fail(b, err)
+		for _, b := range slices.Clone(c.opens) {
+			if !b.due && c.overdue(b) { // else a stale tick: it changed nothing
+				c.fail(b, err)
+			}
 		}
 	case expiredMsg[K, V, R]:
 		c.fail(m.b, err)
@@ -229,9 +232,7 @@ func (c *collector[K, V, R]) fail(b *batch[K, V, R], err error) {
 	}
 	if !b.dispatched {
 		queued := false
-		if b == c.open {
-			c.wait.Stop()
-			c.open = nil
+		if c.unopen(b) {
 			queued = true
 		} else if i := slices.Index(c.ready, b); i >= 0 {
 			c.ready = slices.Delete(c.ready, i, i+1)
@@ -247,14 +248,18 @@ func (c *collector[K, V, R]) fail(b *batch[K, V, R], err error) {
 	c.publish(b)
 }
 
-// armWait arms the WithMaxWait deadline of the batch just opened. The
-// collector has one timer, made on its first batch and reset for each
-// next one, rather than one per batch: a batch dispatched full costs no
-// timer, and an idle collector's stopped timer holds no goroutine. A tick
-// from an earlier batch's deadline (the timer fired just as that batch was
-// sealed) finds the open batch not overdue yet and changes nothing; the
-// reset guarantees a tick for the new one.
+// armWait arms the WithMaxWait deadline of the batch just opened, if it is
+// the only open one (else the timer is armed for an older one, and tick
+// re-arms it for the next). The collector has one timer, made on its first
+// batch and reset for each next one, rather than one per batch: a batch
+// dispatched full costs no timer, and an idle collector's stopped timer
+// holds no goroutine. A tick from an earlier deadline (the timer fired just
+// as that batch was sealed) finds no open batch overdue and changes nothing
+// but the timer, re-armed for the oldest open batch.
 func (c *collector[K, V, R]) armWait() {
+	if len(c.opens) != 1 {
+		return
+	}
 	if c.wait == nil {
 		e := c.e
 		c.wait = time.AfterFunc(e.cfg.MaxWait, func() { e.post(c, tickMsg{}) })
@@ -268,13 +273,48 @@ func (c *collector[K, V, R]) overdue(b *batch[K, V, R]) bool {
 	return time.Since(b.opened) >= c.e.cfg.MaxWait
 }
 
-// tick marks the open batch due if its WithMaxWait deadline has passed, and
-// dispatches it if a slot is free.
+// tick marks the open batches whose WithMaxWait deadline has passed due,
+// dispatches them while slots are free, and re-arms the timer for the
+// oldest open batch not due yet.
 func (c *collector[K, V, R]) tick() {
-	if b := c.open; b != nil && !b.due && c.overdue(b) {
-		b.due = true
-		c.dispatchReady()
+	for _, b := range c.opens {
+		if !b.due && c.overdue(b) {
+			b.due = true
+		}
 	}
+	c.dispatchReady()
+	for _, b := range c.opens {
+		if !b.due {
+			c.wait.Reset(c.e.cfg.MaxWait - time.Since(b.opened))
+			return
+		}
+	}
+}
+
+// openFor returns the open batch of scope, or nil. Without WithScope there
+// is at most one; with it, the search is linear in the scopes that have an
+// open batch at this moment.
+func (c *collector[K, V, R]) openFor(scope any) *batch[K, V, R] {
+	for _, b := range c.opens {
+		if b.scope == scope {
+			return b
+		}
+	}
+	return nil
+}
+
+// unopen takes b out of the open batches, and reports whether it was one;
+// the timer is stopped when none is left open.
+func (c *collector[K, V, R]) unopen(b *batch[K, V, R]) bool {
+	i := slices.Index(c.opens, b)
+	if i < 0 {
+		return false
+	}
+	c.opens = slices.Delete(c.opens, i, i+1)
+	if len(c.opens) == 0 {
+		c.wait.Stop()
+	}
+	return true
 }
 
 // add puts a key with a fresh entry into the open batch, opening one (and
@@ -285,12 +325,16 @@ func (c *collector[K, V, R]) add(en *entry[K, V, R]) {
 		return // the shard's close answers its callers
 	}
 	cfg := &c.e.cfg
-	b := c.open
+	var scope any
+	if cfg.Scope != nil {
+		scope = cfg.Scope(en.key)
+	}
+	b := c.openFor(scope)
 	if b == nil {
 		// Room for a full batch up front (up to 128 keys): one allocation
 		// rather than one per doubling.
-		b = &batch[K, V, R]{c: c, opened: time.Now(), entries: make([]*entry[K, V, R], 0, min(cfg.MaxBatch, 128))}
-		c.open = b
+		b = &batch[K, V, R]{c: c, scope: scope, opened: time.Now(), entries: make([]*entry[K, V, R], 0, min(cfg.MaxBatch, 128))}
+		c.opens = append(c.opens, b)
 		c.e.stats.Pending.Add(1)
 		c.armWait()
 	}
@@ -298,8 +342,7 @@ func (c *collector[K, V, R]) add(en *entry[K, V, R]) {
 	en.batch = b
 	b.n++
 	if b.n >= cfg.MaxBatch {
-		c.wait.Stop()
-		c.open = nil
+		c.unopen(b)
 		if len(c.ready) == 0 && c.slotFree() {
 			c.dispatch(b) // nothing older waits: no queue
 			return
@@ -332,11 +375,10 @@ func (c *collector[K, V, R]) drop(en *entry[K, V, R]) {
 		return
 	}
 	c.e.stats.Pending.Add(-1)
-	if b == c.open {
-		c.wait.Stop()
-		c.open = nil
-	} else if i := slices.Index(c.ready, b); i >= 0 {
-		c.ready = slices.Delete(c.ready, i, i+1)
+	if !c.unopen(b) {
+		if i := slices.Index(c.ready, b); i >= 0 {
+			c.ready = slices.Delete(c.ready, i, i+1)
+		}
 	}
 }
 
@@ -355,12 +397,14 @@ func (c *collector[K, V, R]) dispatchReady() {
 			c.ready[0] = nil
 			c.ready = c.ready[1:]
 			c.dispatch(b)
-		case c.open != nil && c.open.due:
-			b := c.open
-			c.open = nil
-			c.dispatch(b)
 		default:
-			return
+			i := slices.IndexFunc(c.opens, func(b *batch[K, V, R]) bool { return b.due })
+			if i < 0 {
+				return
+			}
+			b := c.opens[i]
+			c.unopen(b)
+			c.dispatch(b)
 		}
 	}
 }
@@ -535,13 +579,13 @@ func (c *collector[K, V, R]) publish(b *batch[K, V, R]) {
 // answer their callers) and cancels the running ones.
 //
 // After a fault during close, fault calls it again: each step is undone
-// state (c.open, c.ready) or idempotent (cancel), so none happens twice.
+// state (c.opens, c.ready) or idempotent (cancel), so none happens twice.
 func (c *collector[K, V, R]) close() {
 	c.closed = true
-	if b := c.open; b != nil {
+	if len(c.opens) > 0 {
 		c.wait.Stop()
-		c.open = nil
-		c.e.stats.Pending.Add(-1)
+		c.e.stats.Pending.Add(-int64(len(c.opens)))
+		c.opens = nil
 	}
 	c.e.stats.Pending.Add(-int64(len(c.ready)))
 	c.ready = nil

@@ -50,8 +50,11 @@ type Config[K comparable, V, R any] struct {
 	// Result makes the value a caller receives.
 	Result func(val V, err error, shared bool) R
 	// OnBatch, when set (metrics), is told of each dispatched batch's key
-	// count. It runs on the collector's goroutine and must not block.
+	// count. It runs under the collector's mutex and must not block.
 	OnBatch func(keys int)
+	// Scope, when set (WithScope), gives a key's scope: a batch holds keys
+	// of one scope only. It must be cheap and must not panic.
+	Scope func(key K) any
 }
 
 // Stats are the engine's counters. Shards write Keys, Waiters, Loads and
