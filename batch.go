@@ -144,7 +144,7 @@ func (ke KeyErrors[K]) Unwrap() []error {
 // NewBatcher returns a running Batcher that loads keys with fn.
 //
 // It accepts WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches,
-// WithTimeout (a deadline on each call of fn), WithShards (the key shard
+// WithScope, WithTimeout (a deadline on each call of fn), WithShards (the key shard
 // actors), WithActorSystem, WithLogger, WithMeterProvider and
 // WithMetricAttributes. Any other option (WithMaxWaiters, WithMaxInFlight,
 // and options for retained results or retries) does not apply to a
