@@ -93,7 +93,7 @@ func TestBatcherScope(t *testing.T) {
 
 // A scope value that is not comparable (or not equal to itself) makes the
 // call fail with ErrInvalidKey, before anything is posted; a scoped
-// Batcher's recursive load is still caught; New refuses WithScope.
+// Batcher's recursive load is still caught; a nil scope panics.
 func TestBatcherScopeInvalidAndRecursive(t *testing.T) {
 	inner := make(chan error, 1)
 	var b *flight.Batcher[string, string]
@@ -121,8 +121,6 @@ func TestBatcherScopeInvalidAndRecursive(t *testing.T) {
 	assert.Equal(t, "v", v)
 	assert.ErrorIs(t, wait.Within(t, inner, prompt, "the recursive load"), flight.ErrRecursiveCall)
 
-	assert.PanicsWithValue(t, "flight: WithScope applies to NewBatcher, not to New", func() {
-		flight.New[string, string](flight.WithScope(tenantOf))
-	})
 	assert.PanicsWithValue(t, "flight: WithScope(nil)", func() { flight.NewBatcher(echo(nil), flight.WithScope(nil)) })
+	assert.PanicsWithValue(t, "flight: WithScope(nil)", func() { flight.New[string, string](flight.WithScope(nil)) })
 }

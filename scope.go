@@ -5,15 +5,24 @@ import (
 	"fmt"
 
 	"github.com/actorflight/flight/batch"
+	"github.com/actorflight/flight/coordinator"
 )
 
 // WithScope makes the scope of a call part of its key: two calls share a
-// batch only when their keys and their scopes are equal. scope is called
-// once per call, on the caller's ctx (a LoadMany: once for all its keys);
-// its value must be comparable and equal to itself, else the call gets
+// flight, a retained result or a batch only when their keys and their
+// scopes are equal. scope is called once per call, on the caller's ctx (a
+// LoadMany: once for all its keys; a nil ctx: context.Background()); its
+// value must be comparable and equal to itself, else the call gets
 // ErrInvalidKey. Use it for tenants, users or credentials: a long-lived
 // Batcher then never fetches one user's keys with another user's token
-// (graph-gophers/dataloader#121).
+// (graph-gophers/dataloader#121), and a Coordinator never hands one user's
+// result to another.
+//
+// A Coordinator with a scope keeps one flight (and one retained result) per
+// (scope, key); fn's ctx carries the values of the flight's first caller, of
+// that scope. Forget(key) has no ctx to tell a scope: it forgets key in
+// every scope, at the cost of a message to every shard and a scan of its
+// keys and retained results (Forget without WithScope is one message).
 //
 // A Batcher with a scope never puts keys of two scopes in one call of its
 // BatchFunc, and the batch's ctx carries the values of a caller of that
@@ -25,16 +34,13 @@ import (
 // batch (one slice and one map).
 //
 // scope must be quick, must not block, and is called on the caller's
-// goroutine. It applies to NewBatcher. New panics when given it: a
-// Coordinator's Forget(key) has no ctx to tell its scope, and what it
-// should forget (the key in every scope, or in one) is not settled yet.
-// NewBatcher panics if scope is nil.
+// goroutine. It applies to New and NewBatcher, which panic if scope is
+// nil.
 func WithScope(scope func(ctx context.Context) any) Option {
 	return optionFunc(func(c *config) {
 		if scope == nil {
 			panic("flight: WithScope(nil)")
 		}
-		c.batch.forBatcher("WithScope")
 		c.batch.scope = scope
 	})
 }
@@ -48,7 +54,8 @@ type scopedKey[K comparable] struct {
 }
 
 // validScope reports whether s is comparable and equal to itself (a NaN is
-// not, nor a slice inside an any).
+// not, nor a slice inside an any): whether it can scope a key, or, for a
+// key boxed in an any, whether the key can be compared safely.
 func validScope(s any) (ok bool) {
 	defer func() {
 		if recover() != nil {
@@ -172,4 +179,54 @@ func (s *scopedBatcher[K, V]) loadMany(ctx context.Context, keys []K) (map[K]V, 
 		}
 	}
 	return vals, errs, unhashable, err
+}
+
+// scopedCoordinator is the engine of a Coordinator made with WithScope.
+type scopedCoordinator[K comparable, V any] struct {
+	e     *coordinator.Engine[scopedKey[K], V, Result[V]]
+	scope func(ctx context.Context) any
+}
+
+func newScopedCoordinator[K comparable, V any](cfg coordinator.Config[V, Result[V]], scope func(context.Context) any) *scopedCoordinator[K, V] {
+	e, err := coordinator.New[scopedKey[K], V, Result[V]](cfg)
+	if err != nil {
+		panic(err) // unreachable: the options validated the shard count
+	}
+	return &scopedCoordinator[K, V]{e: e, scope: scope}
+}
+
+func (s *scopedCoordinator[K, V]) scopeOf(ctx context.Context) (any, bool) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	sc := s.scope(ctx)
+	return sc, validScope(sc)
+}
+
+func (s *scopedCoordinator[K, V]) do(ctx context.Context, key K, fn Func[V]) (V, bool, error) {
+	sc, ok := s.scopeOf(ctx)
+	if !ok {
+		var zero V
+		return zero, false, ErrInvalidKey
+	}
+	return s.e.Do(ctx, scopedKey[K]{sc, key}, fn)
+}
+
+func (s *scopedCoordinator[K, V]) doChan(ctx context.Context, key K, fn Func[V], anchor any) <-chan Result[V] {
+	sc, ok := s.scopeOf(ctx)
+	if !ok {
+		ch := make(chan Result[V], 1)
+		ch <- Result[V]{Err: ErrInvalidKey}
+		return ch
+	}
+	return s.e.DoChan(ctx, scopedKey[K]{sc, key}, fn, anchor)
+}
+
+// forget forgets key in every scope. An invalid key has no flight (and
+// comparing it could panic): nothing to do.
+func (s *scopedCoordinator[K, V]) forget(key K) {
+	if !validScope(any(key)) {
+		return
+	}
+	s.e.ForgetWhere(func(sk scopedKey[K]) bool { return sk.key == key })
 }

@@ -96,6 +96,9 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		if m.done != nil {
 			close(m.done)
 		}
+	case *forgetWhereMsg[K]:
+		s.forgetWhere(m)
+		close(m.done)
 	case expireMsg:
 		s.store.expire()
 	case *refreshMsg[K, V]:
@@ -217,6 +220,8 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 		}
 	case *refreshMsg[K, V]:
 		m.e.refreshing.Store(false)
+	case *forgetWhereMsg[K]:
+		defer close(m.done) // its keys keep their flights; ForgetWhere returns
 	case *closeMsg:
 		// Finish closing the other keys; this one is failed below.
 		s.env.Closed = true
