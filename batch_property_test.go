@@ -23,6 +23,10 @@ const (
 
 var errBadKey = errors.New("bad key")
 
+// tagged is a value fn returns: the key, and the tenant of the batch's ctx
+// when the Batcher is scoped (nil otherwise).
+type tagged struct{ tenant, key any }
+
 // batchKeys draws a key: one of hostileKeys (valid or not), or one of the
 // special keys.
 func batchKeys() *rapid.Generator[hostileKey] {
@@ -41,10 +45,12 @@ func batchKeys() *rapid.Generator[hostileKey] {
 
 // TestBatcherProperties throws random sequences of Load, LoadChan and
 // LoadMany (keys valid and invalid, repeated, special), callers leaving,
-// recursive loads from fn and Close at a random point at a Batcher, and
+// recursive loads from fn, WithScope with two tenants and Close at a random
+// point at a Batcher, and
 // checks: every caller is answered exactly once and never hangs; a valid
 // key never gets ErrInvalidKey and an invalid one always does; a caller
-// never gets another key's value; each error is one its key can get; fn
+// never gets another key's value (nor one read with another tenant's ctx,
+// when scoped); each error is one its key can get; fn
 // never sees a key twice, an invalid key or more than WithMaxBatch keys; a
 // load of its own key from fn gets ErrRecursiveCall at once; the gauges are
 // back to 0 after Close; no goroutine is left.
@@ -59,6 +65,18 @@ func TestBatcherProperties(t *testing.T) {
 		}
 		if rapid.Bool().Draw(rt, "bounded") {
 			opts = append(opts, flight.WithMaxConcurrentBatches(rapid.IntRange(1, 3).Draw(rt, "slots")))
+		}
+		// With WithScope, each call has one of two tenants, and a value read
+		// with another tenant's ctx (a batch mixing scopes) is caught.
+		scoped := rapid.Bool().Draw(rt, "scoped")
+		if scoped {
+			opts = append(opts, flight.WithScope(tenantOf))
+		}
+		tag := func(tenant, key any) tagged {
+			if !scoped {
+				tenant = nil
+			}
+			return tagged{tenant, key}
 		}
 		release := make(chan struct{})
 		var mu sync.Mutex
@@ -105,7 +123,7 @@ func TestBatcherProperties(t *testing.T) {
 				case keyBad:
 					ke[k] = errBadKey
 				default:
-					m[k] = k
+					m[k] = tag(tenantOf(ctx), k)
 				}
 			}
 			if len(ke) > 0 {
@@ -120,6 +138,7 @@ func TestBatcherProperties(t *testing.T) {
 			ctx    context.Context
 			cancel context.CancelFunc
 			closed bool          // made after Close had returned
+			tenant string        // the tenant in ctx
 			vals   map[any]any   // LoadMany
 			val    any           // Load, LoadChan
 			err    error         // the answer
@@ -150,9 +169,11 @@ func TestBatcherProperties(t *testing.T) {
 			}
 			r := &rec{twice: make(chan struct{})}
 			recs[i] = r
-			r.ctx, r.cancel = context.WithCancel(context.Background())
+			r.tenant = rapid.SampledFrom([]string{"t0", "t1"}).Draw(rt, fmt.Sprint("tenant", i))
+			base := withTenant(r.tenant) // never done, like context.Background()
+			r.ctx, r.cancel = context.WithCancel(base)
 			if rapid.Bool().Draw(rt, fmt.Sprint("background", i)) {
-				r.ctx = context.Background()
+				r.ctx = base
 			}
 			r.closed = closedNow
 			switch rapid.IntRange(0, 2).Draw(rt, fmt.Sprint("kind", i)) {
@@ -221,11 +242,11 @@ func TestBatcherProperties(t *testing.T) {
 			default:
 			}
 			if r.kind == "LoadMany" {
-				checkLoadMany(rt, i, r.keys, r.vals, r.err, left, r.closed)
+				checkLoadMany(rt, i, r.keys, r.vals, r.err, left, r.closed, func(k any) any { return tag(r.tenant, k) })
 				continue
 			}
 			k := r.keys[0]
-			if err := keyAnswer(k, r.val, r.err, left, r.closed); err != nil {
+			if err := keyAnswer(k, r.val, r.err, left, r.closed, tag(r.tenant, k.v)); err != nil {
 				rt.Fatalf("call %d (%s %#v): %v", i, r.kind, k.v, err)
 			}
 		}
@@ -237,7 +258,8 @@ func TestBatcherProperties(t *testing.T) {
 }
 
 // keyAnswer checks one key's answer: nil if it is one the key can get.
-func keyAnswer(k hostileKey, val any, err error, left, closed bool) error {
+// want is the value a successful answer must be.
+func keyAnswer(k hostileKey, val any, err error, left, closed bool, want any) error {
 	switch {
 	case !k.valid:
 		if !errors.Is(err, flight.ErrInvalidKey) {
@@ -257,8 +279,8 @@ func keyAnswer(k hostileKey, val any, err error, left, closed bool) error {
 		if k.v == keyMissing || k.v == keyBad {
 			return fmt.Errorf("got value %#v, want an error", val)
 		}
-		if val != k.v {
-			return fmt.Errorf("got the value %#v", val)
+		if val != want {
+			return fmt.Errorf("got the value %#v, want %#v", val, want)
 		}
 		return nil
 	case errors.Is(err, flight.ErrClosed):
@@ -273,7 +295,7 @@ func keyAnswer(k hostileKey, val any, err error, left, closed bool) error {
 	return fmt.Errorf("unexpected error %v (left %v)", err, left)
 }
 
-func checkLoadMany(rt *rapid.T, i int, keys []hostileKey, vals map[any]any, err error, left, closed bool) {
+func checkLoadMany(rt *rapid.T, i int, keys []hostileKey, vals map[any]any, err error, left, closed bool, want func(k any) any) {
 	if closed && !(left && errors.Is(err, context.Canceled)) {
 		if !errors.Is(err, flight.ErrClosed) {
 			rt.Fatalf("call %d (LoadMany) after Close: %v", i, err)
@@ -285,7 +307,7 @@ func checkLoadMany(rt *rapid.T, i int, keys []hostileKey, vals map[any]any, err 
 	}
 	if left && errors.Is(err, context.Canceled) {
 		for k, v := range vals {
-			if k != v {
+			if v != want(k) {
 				rt.Fatalf("call %d (LoadMany): key %#v got %#v", i, k, v)
 			}
 		}
@@ -311,7 +333,7 @@ func checkLoadMany(rt *rapid.T, i int, keys []hostileKey, vals map[any]any, err 
 		if !got && kerr == nil {
 			rt.Fatalf("call %d (LoadMany): key %#v has neither a value nor an error (%v)", i, k.v, err)
 		}
-		if e := keyAnswer(k, v, kerr, left, false); e != nil {
+		if e := keyAnswer(k, v, kerr, left, false, want(k.v)); e != nil {
 			rt.Fatalf("call %d (LoadMany %#v): %v", i, k.v, e)
 		}
 	}
