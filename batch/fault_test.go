@@ -240,6 +240,10 @@ func newScene(t *testing.T, cfg func(*Config[string, string, result])) *scene {
 	s.goodCh = s.e.LoadChan(ctx, "good", nil)
 	wait.Until(t, "six waiters", func() bool { return s.e.Stats().Waiters.Load() == 6 })
 	wait.Until(t, "two batches running", func() bool { return s.e.Stats().Running.Load() == 2 })
+	// Both fns have started (and marked their keys seen): a later batch of
+	// "bad" must not be taken for its first.
+	wait.Recv(t, g.started)
+	wait.Recv(t, g.started)
 	return s
 }
 
