@@ -28,7 +28,10 @@ import (
 // A Load from fn, with ctx or a context derived from it, of a key of this
 // same batch would wait for fn itself: it gets ErrRecursiveCall at once
 // (also through a chain of batches: fn of a's batch loads b with its ctx,
-// and b's batch loads a with its own). Loading other keys from fn is fine.
+// and b's batch loads a with its own). Loading other keys from fn is fine,
+// except under WithMaxConcurrentBatches: their batch waits for a slot,
+// which fn itself may hold (with WithMaxConcurrentBatches(1), until its
+// ctx ends or Close); that wait is not detected.
 //
 // ctx carries the values of the batch's first caller and is cancelled when
 // every caller of every key in the batch has left, when the WithTimeout
