@@ -51,8 +51,9 @@ type Result[V any] struct {
 // wake-up. See docs/performance.md for figures against
 // golang.org/x/sync/singleflight.
 type Coordinator[K comparable, V any] struct {
-	c   *coordinator.Engine[K, V, Result[V]]
-	tel *telemetry // metrics callback and log route to undo on Close; nil: none
+	c   *coordinator.Engine[K, V, Result[V]] // nil with WithScope
+	s   *scopedCoordinator[K, V]             // WithScope (scope.go); nil without
+	tel *telemetry                           // metrics callback and log route to undo on Close; nil: none
 }
 
 // Stats is a reading of a Coordinator's counters. Keys, InFlight and Waiters
@@ -105,7 +106,9 @@ var (
 	// own key, with fn's context or one derived from it: that call would
 	// wait for fn, which waits for it. It is also returned for such a call
 	// made through a chain of flights (fn of key a calls Do for b with its
-	// ctx, and b's fn calls Do for a with its own).
+	// ctx, and b's fn calls Do for a with its own). A Batcher returns it to
+	// a Load from inside its BatchFunc, with the batch's ctx, of a key of
+	// that same batch.
 	ErrRecursiveCall = errors.New("flight: recursive call: fn called Do for its own key with its flight's context")
 )
 
@@ -291,7 +294,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		cfg.retryable = defaultRetryable
 	}
 	onFinish, attach := startTelemetry(&cfg)
-	c, err := coordinator.New[K, V, Result[V]](coordinator.Config[V, Result[V]]{
+	ccfg := coordinator.Config[V, Result[V]]{
 		Shards:      cfg.shards,
 		Timeout:     cfg.timeout,
 		MaxWaiters:  cfg.maxWaiters,
@@ -324,34 +327,44 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		Breaker:        cfg.breaker,
 		ErrOpen:        ErrOpen,
 		Tracer:         newTracer(&cfg),
-	})
-	if err != nil {
-		panic(err) // unreachable: the options validated the shard count
 	}
-	fc := &Coordinator[K, V]{c: c}
+	fc := &Coordinator[K, V]{}
+	var stats func() coordinator.Stats
+	var closeEngine func() error
+	if cfg.batch.scope != nil {
+		fc.s = newScopedCoordinator[K](ccfg, cfg.batch.scope)
+		stats, closeEngine = fc.s.e.Stats, fc.s.e.Close
+	} else {
+		c, err := coordinator.New[K, V, Result[V]](ccfg)
+		if err != nil {
+			panic(err) // unreachable: the options validated the shard count
+		}
+		fc.c = c
+		stats, closeEngine = c.Stats, c.Close
+	}
 	// The metrics callback reads the engine, not fc, so that it does not
 	// keep fc reachable.
-	fc.tel = attach(func() Stats { return statsOf(c.Stats()) })
+	fc.tel = attach(func() Stats { return statsOf(stats()) })
 	// The shard actors stay registered in the actor system until Close, and
 	// they hold the engine, not fc (except while a DoChan call is pending:
 	// see DoChan). When fc becomes unreachable without Close, nothing can
 	// call it or wait for it any more: close the engine and undo the
 	// telemetry for the user, on a goroutine of its own (Close waits for
 	// running functions, and cleanups must not block).
-	runtime.AddCleanup(fc, func(x dropped[K, V]) {
+	runtime.AddCleanup(fc, func(x dropped) {
 		go func() {
-			x.c.Close()
+			x.close()
 			x.tel.close()
 		}()
-	}, dropped[K, V]{c, fc.tel})
+	}, dropped{closeEngine, fc.tel})
 	return fc
 }
 
 // dropped is what the cleanup of a Coordinator collected without Close
 // undoes.
-type dropped[K comparable, V any] struct {
-	c   *coordinator.Engine[K, V, Result[V]]
-	tel *telemetry
+type dropped struct {
+	close func() error // the engine's Close
+	tel   *telemetry
 }
 
 // Do runs fn for key and returns its result, unless a flight for key is
@@ -383,7 +396,11 @@ type dropped[K comparable, V any] struct {
 // ErrRecursiveCall at once; made with an unrelated ctx (Background, say) it
 // would wait for fn, which waits for it, until a deadline or ctx ends one.
 func (c *Coordinator[K, V]) Do(ctx context.Context, key K, fn Func[V]) (v V, shared bool, err error) {
-	v, shared, err = c.c.Do(ctx, key, fn)
+	if c.s != nil {
+		v, shared, err = c.s.do(ctx, key, fn)
+	} else {
+		v, shared, err = c.c.Do(ctx, key, fn)
+	}
 	runtime.KeepAlive(c) // only Close closes c: not the collector while Do waits
 	return v, shared, err
 }
@@ -396,6 +413,9 @@ func (c *Coordinator[K, V]) Do(ctx context.Context, key K, fn Func[V]) (v V, sha
 // channel too. Until the Result is sent, the call keeps c reachable: a
 // Coordinator dropped after DoChan is not closed under it.
 func (c *Coordinator[K, V]) DoChan(ctx context.Context, key K, fn Func[V]) <-chan Result[V] {
+	if c.s != nil {
+		return c.s.doChan(ctx, key, fn, c)
+	}
 	return c.c.DoChan(ctx, key, fn, c)
 }
 
@@ -413,11 +433,25 @@ func (c *Coordinator[K, V]) DoChan(ctx context.Context, key K, fn Func[V]) <-cha
 // cancelled. A flight forgotten while it waits between two attempts
 // (WithRetry) does not delay the new flight: see WithRetry for how their
 // executions are ordered.
-func (c *Coordinator[K, V]) Forget(key K) { c.c.Forget(key) }
+//
+// With WithScope, Forget has no ctx to tell a scope: it forgets key in every
+// scope, at the cost of a message to every shard and a scan of its keys.
+func (c *Coordinator[K, V]) Forget(key K) {
+	if c.s != nil {
+		c.s.forget(key)
+		return
+	}
+	c.c.Forget(key)
+}
 
 // Stats returns the coordinator's counters. It takes no lock and sends no
 // message: about 20 ns per shard.
-func (c *Coordinator[K, V]) Stats() Stats { return statsOf(c.c.Stats()) }
+func (c *Coordinator[K, V]) Stats() Stats {
+	if c.s != nil {
+		return statsOf(c.s.e.Stats())
+	}
+	return statsOf(c.c.Stats())
+}
 
 func statsOf(s coordinator.Stats) Stats {
 	return Stats{
@@ -438,7 +472,12 @@ func statsOf(s coordinator.Stats) Stats {
 // Close waits for fn, so it must not be called from fn, and it returns only
 // when every fn does.
 func (c *Coordinator[K, V]) Close() error {
-	err := c.c.Close()
+	var err error
+	if c.s != nil {
+		err = c.s.e.Close()
+	} else {
+		err = c.c.Close()
+	}
 	c.tel.close()
 	return err
 }

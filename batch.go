@@ -19,8 +19,19 @@ import (
 //
 // fn returns a value for each key it found. A key missing from the map gets
 // ErrNotFound. To fail only some keys, return a KeyErrors naming them (the
-// other keys get their values); any other error, or a panic, reaches every
-// key of this batch and no other.
+// other keys get their values), as it is or wrapped (fmt.Errorf with one
+// %w); any other error, or a panic, reaches every key of this batch and no
+// other. An error that holds a KeyErrors beside another error
+// (errors.Join(err, ke)) is such an other error: every key gets it whole,
+// rather than losing err.
+//
+// A Load from fn, with ctx or a context derived from it, of a key of this
+// same batch would wait for fn itself: it gets ErrRecursiveCall at once
+// (also through a chain of batches: fn of a's batch loads b with its ctx,
+// and b's batch loads a with its own). Loading other keys from fn is fine,
+// except under WithMaxConcurrentBatches: their batch waits for a slot,
+// which fn itself may hold (with WithMaxConcurrentBatches(1), until its
+// ctx ends or Close); that wait is not detected.
 //
 // ctx carries the values of the batch's first caller and is cancelled when
 // every caller of every key in the batch has left, when the WithTimeout
@@ -49,25 +60,29 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 // closed: Close waits for running batches and stops its actors. Only Close
 // closes a Batcher in use (a Load in progress or a pending LoadChan keeps it
 // reachable); one dropped without Close is closed, and its telemetry
-// removed, once the garbage collector finds it unreachable. An idle Batcher holds no goroutine and no per-key memory: the MaxWait
-// deadline is a timer, not a sleeping goroutine, and fn runs on warm
-// workers that exit a few milliseconds after the last batch.
+// removed, once the garbage collector finds it unreachable. An idle Batcher
+// holds no goroutine and no per-key memory: the MaxWait deadline is a
+// timer, not a sleeping goroutine, and fn runs on warm workers that exit a
+// few milliseconds after the last batch.
 //
-// Cost: a Load costs two actor messages (to its key's shard, and for a
-// fresh key from the shard to the collector), drained on the caller's own
-// goroutine, and one channel receive; a batch costs a context, a timer and
-// a worker hand-off. docs/batching.md has the figures against
+// Cost: NewBatcher costs a struct and spawns nothing; the first load spawns
+// the shard actors. A Load costs one actor message (to its key's shard),
+// drained on the caller's own goroutine, and one channel receive; a batch
+// costs a worker hand-off and no context or timer allocation (its ctx is
+// embedded in it; the WithMaxWait deadline is one timer per Batcher, reset
+// for each batch). docs/batching.md has the figures against
 // vikstrous/dataloadgen and graph-gophers/dataloader.
 type Batcher[K comparable, V any] struct {
-	e   *batch.Engine[K, V, Result[V]]
-	tel *telemetry // metrics callback and log route to undo on Close; nil: none
+	e   *batch.Engine[K, V, Result[V]] // nil with WithScope
+	s   *scopedBatcher[K, V]           // WithScope (scope.go); nil without
+	tel *telemetry                     // metrics callback and log route to undo on Close; nil: none
 }
 
 // droppedBatcher is what the cleanup of a Batcher collected without Close
 // undoes.
-type droppedBatcher[K comparable, V any] struct {
-	e   *batch.Engine[K, V, Result[V]]
-	tel *telemetry
+type droppedBatcher struct {
+	close func() error // the engine's Close
+	tel   *telemetry
 }
 
 // BatchStats is a reading of a Batcher's counters. Keys, Waiters, Pending
@@ -132,24 +147,27 @@ func (ke KeyErrors[K]) Unwrap() []error {
 // NewBatcher returns a running Batcher that loads keys with fn.
 //
 // It accepts WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches,
-// WithTimeout (a deadline on each call of fn), WithShards (the key shard
-// actors), WithActorSystem, WithLogger, WithMeterProvider,
-// WithMetricAttributes and WithTracerProvider. Any other option
-// (WithMaxWaiters, WithMaxInFlight, and options for retained results or
-// retries) does not apply to a Batcher: NewBatcher panics, naming it. It
-// panics with ErrNilFunc if fn is nil, and if an option has an invalid
-// value (each option says which): a programming error, found the first
-// time the code runs.
+// WithScope, WithTimeout (a deadline on each call of fn), WithShards (the key shard
+// actors), WithActorSystem, WithLogger, WithMeterProvider and
+// WithMetricAttributes and WithTracerProvider. Any other option (WithMaxWaiters, WithMaxInFlight,
+// and options for retained results or retries) does not apply to a
+// Batcher: NewBatcher panics, naming it, whatever its value (WithTTL(0)
+// too, so that a TTL read from configuration cannot pass in one environment
+// and panic in the next). It panics with ErrNilFunc if fn is
+// nil, and if an option has an invalid value (each option says which): a
+// programming error, found the first time the code runs.
 //
-// NewBatcher spawns the shard actors and the collector, a few microseconds
-// each, and starts no goroutine.
+// NewBatcher spawns no actor and starts no goroutine: it costs a few small
+// allocations (a loader per request, the DataLoader convention, is cheap).
+// The first load spawns the shard actors and the collector, a few
+// microseconds each; Close of a Batcher never used has nothing to stop.
 func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batcher[K, V] {
 	if fn == nil {
 		panic(ErrNilFunc)
 	}
 	cfg := batcherConfig(opts)
 	onBatch, attach := startBatchTelemetry(&cfg)
-	e, err := batch.New(batch.Config[K, V, Result[V]]{
+	bc := batch.Config[K, V, Result[V]]{
 		Fn:            fn,
 		MaxBatch:      cfg.batch.maxBatch,
 		MaxWait:       cfg.batch.maxWait,
@@ -162,38 +180,42 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			Closed:     ErrClosed,
 			NotFound:   ErrNotFound,
 			InvalidKey: ErrInvalidKey,
+			Recursive:  ErrRecursiveCall,
 			Goexit:     ErrGoexit,
 			Timeout:    &timeoutError{cfg.timeout},
 			Panic:      newPanicError,
 		},
-		KeyErrors: func(err error) (map[K]error, bool) {
-			var ke KeyErrors[K]
-			if errors.As(err, &ke) {
-				return ke, true
-			}
-			return nil, false
-		},
+		KeyErrors: keyErrorsOf[K],
 		Result: func(v V, err error, shared bool) Result[V] {
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnBatch: onBatch,
-		Tracer:  newTracer(&cfg),
-	})
-	if err != nil {
-		panic(err) // unreachable: the options validated the shard count
 	}
-	b := &Batcher[K, V]{e: e}
-	b.tel = attach(func() BatchStats { return batchStatsOf(e.Stats()) })
+	b := &Batcher[K, V]{}
+	var stats func() *batch.Stats
+	var closeEngine func() error
+	if cfg.batch.scope != nil {
+		b.s = newScopedBatcher(fn, &cfg, bc)
+		stats, closeEngine = b.s.e.Stats, b.s.e.Close
+	} else {
+		e, err := batch.New(bc)
+		if err != nil {
+			panic(err) // unreachable: the options validated the shard count
+		}
+		b.e = e
+		stats, closeEngine = e.Stats, e.Close
+	}
+	b.tel = attach(func() BatchStats { return batchStatsOf(stats()) })
 	// As for a Coordinator (see New): the actors hold the engine, not b,
 	// except while a LoadChan is pending; once b is unreachable nothing can
 	// call it or wait for it, and the collector's cleanup closes the engine
 	// and undoes the telemetry. Load and LoadMany keep b on their stacks.
-	runtime.AddCleanup(b, func(x droppedBatcher[K, V]) {
+	runtime.AddCleanup(b, func(x droppedBatcher) {
 		go func() {
-			x.e.Close()
+			x.close()
 			x.tel.close()
 		}()
-	}, droppedBatcher[K, V]{b.e, b.tel})
+	}, droppedBatcher{closeEngine, b.tel})
 	return b
 }
 
@@ -208,7 +230,7 @@ func batcherConfig(opts []Option) config {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	cfg.checkBatcher()
+	cfg.checkBatcher(opts)
 	if cfg.logger == nil {
 		cfg.logger = discard
 	}
@@ -226,9 +248,15 @@ func batcherConfig(opts []Option) config {
 // named by a KeyErrors gets its error, and any other error of fn, a
 // *PanicError or ErrGoexit is the error of every key of that batch. After
 // Close, Load returns ErrClosed; a key that cannot be shared (see
-// ErrInvalidKey) gets ErrInvalidKey.
+// ErrInvalidKey) gets ErrInvalidKey. A Load from inside fn, with fn's ctx,
+// of a key of fn's own batch gets ErrRecursiveCall (see BatchFunc).
 func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
-	r := b.e.Load(ctx, key)
+	var r Result[V]
+	if b.s != nil {
+		r = b.s.load(ctx, key)
+	} else {
+		r = b.e.Load(ctx, key)
+	}
 	runtime.KeepAlive(b) // only Close closes b: not the collector while Load waits
 	return r.Val, r.Err
 }
@@ -239,6 +267,9 @@ func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
 // reports whether the key had more than one caller. When ctx is done first,
 // the Result carries ctx.Err().
 func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
+	if b.s != nil {
+		return b.s.loadChan(ctx, key, b)
+	}
 	return b.e.LoadChan(ctx, key, b)
 }
 
@@ -246,23 +277,72 @@ func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
 // returns the values it got. When some keys failed, the error is a
 // KeyErrors[K] with an error for each of them, and the map holds the
 // others. When ctx ends first, LoadMany returns ctx.Err() and the values
-// received until then; its keys' callers leave as Load's do. An empty keys
+// received until then; its keys' callers leave as Load's do. After Close it
+// returns ErrClosed itself, as Load does (keys that Close answers while
+// LoadMany waits fail with ErrClosed in the KeyErrors). An empty keys
 // returns an empty map and nil.
+//
+// An invalid key (see ErrInvalidKey) fails with ErrInvalidKey and the other
+// keys are loaded. A key that is not equal to itself (a NaN) is named in the
+// KeyErrors; one that cannot be hashed at all (a slice inside an any)
+// cannot be a map key, so the error is then the KeyErrors of the other
+// failed keys (if any) joined with an error that matches ErrInvalidKey and
+// counts those keys: errors.As and errors.Is find both.
 func (b *Batcher[K, V]) LoadMany(ctx context.Context, keys []K) (map[K]V, error) {
-	vals, errs, err := b.e.LoadMany(ctx, keys)
-	runtime.KeepAlive(b)
-	if err != nil {
-		return vals, err
+	var vals map[K]V
+	var errs map[K]error
+	var unhashable int
+	var err error
+	if b.s != nil {
+		vals, errs, unhashable, err = b.s.loadMany(ctx, keys)
+	} else {
+		vals, errs, unhashable, err = b.e.LoadMany(ctx, keys)
 	}
-	if len(errs) > 0 {
+	runtime.KeepAlive(b)
+	switch {
+	case err != nil:
+		return vals, err
+	case unhashable > 0:
+		err := fmt.Errorf("flight: LoadMany: %d keys cannot be map keys: %w", unhashable, ErrInvalidKey)
+		if len(errs) > 0 {
+			return vals, errors.Join(KeyErrors[K](errs), err)
+		}
+		return vals, err
+	case len(errs) > 0:
 		return vals, KeyErrors[K](errs)
 	}
 	return vals, nil
 }
 
+// keyErrorsOf finds the KeyErrors that fails only some keys of a batch: fn's
+// error itself, or the error it wraps through a chain of single wraps
+// (fmt.Errorf with one %w). An error that holds more than a KeyErrors
+// (errors.Join(other, ke), fmt.Errorf with two %w) is a batch-wide error:
+// every key gets it whole, so that the other error is never dropped, and
+// errors.As still finds the KeyErrors in it. It runs on the worker, with
+// fn's panic recovery.
+func keyErrorsOf[K comparable](err error) (map[K]error, bool) {
+	for err != nil {
+		if ke, ok := err.(KeyErrors[K]); ok {
+			return ke, true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return nil, false
+		}
+		err = u.Unwrap()
+	}
+	return nil, false
+}
+
 // Stats returns the batcher's counters. It takes no lock and sends no
 // message.
-func (b *Batcher[K, V]) Stats() BatchStats { return batchStatsOf(b.e.Stats()) }
+func (b *Batcher[K, V]) Stats() BatchStats {
+	if b.s != nil {
+		return batchStatsOf(b.s.e.Stats())
+	}
+	return batchStatsOf(b.e.Stats())
+}
 
 func batchStatsOf(s *batch.Stats) BatchStats {
 	return BatchStats{
@@ -289,7 +369,12 @@ func batchStatsOf(s *batch.Stats) BatchStats {
 // the shutdown is complete. Close waits for fn, so it must not be called
 // from fn.
 func (b *Batcher[K, V]) Close() error {
-	err := b.e.Close()
+	var err error
+	if b.s != nil {
+		err = b.s.e.Close()
+	} else {
+		err = b.e.Close()
+	}
 	b.tel.close()
 	return err
 }

@@ -12,7 +12,7 @@ import (
 // the keys of each dispatched batch as a histogram.
 type batchInstruments struct {
 	batches, keysTotal, loads, joins, dropped, abandoned, panics, timeouts metric.Int64ObservableCounter
-	pending, running, waiters                                              metric.Int64ObservableUpDownCounter
+	pending, running, waiters, liveKeys                                    metric.Int64ObservableUpDownCounter
 	keys                                                                   metric.Int64Histogram
 
 	observe []metric.ObserveOption
@@ -37,6 +37,8 @@ func newBatchInstruments(tc telemetryConfig) *batchInstruments {
 	in.pending = updown("flight.batch.pending", "{batch}", "Batches collecting keys or waiting for a slot now.")
 	in.running = updown("flight.batch.running", "{batch}", "Batches whose function runs now.")
 	in.waiters = updown("flight.batch.waiters", "{call}", "Loads waiting now.")
+	// BatchStats.Keys; flight.batch.keys is the histogram of keys per batch.
+	in.liveKeys = updown("flight.batch.waiting_keys", "{key}", "Keys with at least one load waiting now.")
 	in.keys = mk.intHistogram("flight.batch.keys", "{key}", "Keys in each batch, recorded when it is dispatched.")
 	var ok bool
 	if in.observe, in.record, ok = mk.attributes(tc); !ok {
@@ -65,9 +67,10 @@ func (in *batchInstruments) register(mp metric.MeterProvider, stats func() Batch
 		o.ObserveInt64(in.pending, int64(s.Pending), in.observe...)
 		o.ObserveInt64(in.running, int64(s.Running), in.observe...)
 		o.ObserveInt64(in.waiters, int64(s.Waiters), in.observe...)
+		o.ObserveInt64(in.liveKeys, int64(s.Keys), in.observe...)
 		return nil
 	}, in.batches, in.keysTotal, in.loads, in.joins, in.dropped, in.abandoned, in.panics, in.timeouts,
-		in.pending, in.running, in.waiters)
+		in.pending, in.running, in.waiters, in.liveKeys)
 }
 
 // startBatchTelemetry is startTelemetry for a Batcher: the instruments and

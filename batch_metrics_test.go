@@ -54,3 +54,24 @@ func TestBatchMetrics(t *testing.T) {
 	_, ok := m.collect(t).sum(t, "flight.batch.batches", attrs...)
 	assert.False(t, ok, "Close unregisters the observed instruments")
 }
+
+// Issue 19.9: every BatchStats field has an instrument, the Keys gauge
+// included (flight.batch.waiting_keys; flight.batch.keys is the histogram
+// of keys per batch).
+func TestBatchMetricsKeysGauge(t *testing.T) {
+	m := newMeters(t)
+	b := flight.NewBatcher(echo(nil), flight.WithMaxBatch(10), flight.WithMaxWait(hour),
+		flight.WithMeterProvider(m.provider))
+	defer b.Close()
+	a, c := b.LoadChan(context.Background(), "a"), b.LoadChan(context.Background(), "c")
+	b.LoadChan(context.Background(), "a")
+	wait.Until(t, "three loads", func() bool { return b.Stats().Loads == 3 })
+	expect(t, m.collect(t), nil, map[string]int64{
+		"flight.batch.waiting_keys": 2,
+		"flight.batch.waiters":      3,
+		"flight.batch.pending":      1,
+	})
+	require.NoError(t, b.Close())
+	assert.ErrorIs(t, (<-a).Err, flight.ErrClosed)
+	assert.ErrorIs(t, (<-c).Err, flight.ErrClosed)
+}

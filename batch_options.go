@@ -1,9 +1,12 @@
 package flight
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"time"
+
+	"github.com/actorflight/flight/coordinator"
 )
 
 // batchConfig is what the Batcher-only options set, and which options were
@@ -12,6 +15,7 @@ type batchConfig struct {
 	maxBatch      int
 	maxWait       time.Duration
 	maxConcurrent int
+	scope         func(ctx context.Context) any // WithScope (scope.go); nil: none
 
 	batcherOnly     string // the first Batcher-only option given; "": none
 	coordinatorOnly string // the first Coordinator-only option given; "": none
@@ -47,8 +51,8 @@ func WithMaxBatch(n int) Option {
 // WithMaxWait sets how long a Batcher's batch collects keys after its first
 // one before it is dispatched (unless it fills up first). The default is 1
 // ms; 0 dispatches a batch as soon as the batcher's collector handles the
-// deadline's message, with the keys that arrived meanwhile. The deadline is
-// a timer that posts a message to the collector, not a sleeping goroutine.
+// deadline's tick, with the keys that arrived meanwhile. The deadline is
+// a timer (one per Batcher, reset for each batch), not a sleeping goroutine.
 // It applies to NewBatcher only: New panics when given it. NewBatcher
 // panics if d < 0.
 func WithMaxWait(d time.Duration) Option {
@@ -92,6 +96,29 @@ var batcherFields = map[string]bool{
 	"telemetry": true, "batch": true, "tracer": true,
 }
 
+// zeroSetField applies o to c, set to a config whose fields that options may set to
+// their zero value hold a sentinel instead, and returns the name of the
+// first such field o changed ("": none). Options only set fields (or
+// panic on a bad argument, as they did when first applied), so applying
+// one twice is harmless.
+func zeroSetField(c *config, o Option) string {
+	const s = -1
+	sentinel := config{
+		retain:   coordinator.RetainConfig{TTL: s, ErrorTTL: s, RefreshAhead: s, MaxEntries: s},
+		attempts: s,
+	}
+	*c = sentinel
+	o.apply(c)
+	switch {
+	case c.retain.TTL != s, c.retain.ErrorTTL != s, c.retain.RefreshAhead != s,
+		c.retain.MaxEntries != s, c.retain.Retainable != nil:
+		return "retain"
+	case c.attempts != sentinel.attempts:
+		return "attempts"
+	}
+	return ""
+}
+
 // fieldOptions names the options behind config fields, for checkBatcher's
 // message.
 var fieldOptions = map[string]string{
@@ -108,8 +135,17 @@ var fieldOptions = map[string]string{
 // apply to a Batcher: one marked Coordinator-only, or any option that set a
 // field a Batcher does not read (so that an option added for the
 // Coordinator, retained results or retries, say, is refused rather than
-// silently ignored).
-func (c *config) checkBatcher() {
+// silently ignored). opts are probed once more for the fields an option
+// may set to their zero value (WithTTL(0)): such an option is refused too,
+// whatever its value, so that a service whose TTL comes from its
+// configuration does not start in one environment and panic in the next.
+func (c *config) checkBatcher(opts []Option) {
+	probe := new(config) // one for all options: an option's apply makes it escape
+	for _, o := range opts {
+		if f := zeroSetField(probe, o); f != "" {
+			panic(fmt.Sprintf("flight: NewBatcher: %s does not apply to a Batcher", fieldOptions[f]))
+		}
+	}
 	if name := c.batch.coordinatorOnly; name != "" {
 		panic(fmt.Sprintf("flight: %s applies to New, not to NewBatcher", name))
 	}

@@ -314,6 +314,9 @@ func TestBatchPanicAndGoexit(t *testing.T) {
 	assert.Contains(t, string(pe.Stack), "TestBatchPanicAndGoexit")
 	require.ErrorAs(t, wait.Recv(t, other).Err, &pe)
 
+	// The gauges of the last batch settle after its callers are answered:
+	// wait for them, or Waiters == 1 could be the last batch's count.
+	wait.Until(t, "idle", batchIdle(b))
 	other = b.LoadChan(context.Background(), "goexit")
 	wait.Until(t, "the first key joined", waiters(b, 1))
 	_, err = b.Load(context.Background(), "y")
@@ -465,7 +468,9 @@ func TestBatchWaitsForSlot(t *testing.T) {
 func TestBatchLoadMany(t *testing.T) {
 	bl := newBlocking()
 	b := newBatcher(t, func(ctx context.Context, keys []string) (map[string]string, error) {
-		if keys[0] == "slow" {
+		// Not keys[0]: the keys of one LoadMany go to different shards,
+		// and one drained by another goroutine just then may be overtaken.
+		if slices.Contains(keys, "slow") {
 			return bl.fn(ctx, keys)
 		}
 		return map[string]string{"a": "v:a"}, nil
@@ -546,9 +551,7 @@ func TestBatchClose(t *testing.T) {
 	assert.ErrorIs(t, err, flight.ErrClosed)
 	assert.ErrorIs(t, wait.Recv(t, b.LoadChan(context.Background(), "later")).Err, flight.ErrClosed)
 	_, err = b.LoadMany(context.Background(), []string{"later"})
-	var ke flight.KeyErrors[string]
-	require.ErrorAs(t, err, &ke)
-	assert.ErrorIs(t, ke["later"], flight.ErrClosed)
+	assert.Equal(t, flight.ErrClosed, err, "LoadMany after Close: ErrClosed itself, as Load")
 	st := b.Stats()
 	assert.Zero(t, st.Keys+st.Waiters+st.Pending+st.Running, "%+v", st)
 	assert.Equal(t, uint64(1), st.Batches, "the queued batch was never dispatched")

@@ -1,31 +1,45 @@
 // Package batch is the engine behind flight.Batcher: key shard actors that
-// own the callers of each key, and one collector actor that owns the batch
-// being collected, the batches waiting for a slot, and the batches running.
+// own the callers of each key, and one collector (a mutex-guarded state
+// machine, not an actor) that owns the batch being collected, the batches
+// waiting for a slot, and the batches running.
 //
 // It is part of flight's engine: the root package flight is the API, and
 // this package carries no compatibility promise. docs/batching.md describes
 // how a load flows through it.
 //
-// # Actors
+// # Shards and the collector
 //
 // A [shard] (one per keyspace shard, a protoactor actor on package mailbox's
 // mailbox, drained by the goroutine that posts to it) owns the keys of its
 // share of the keyspace: for each key with callers, an entry with its
-// callers. The first caller of a key makes the entry and tells the collector
-// (add); later callers join the entry, whether its key is still being
-// collected, waits for a slot, or is in a running batch, so a key is never
-// sent twice while it is wanted. When every caller of a key has left, the
-// shard detaches the entry and tells the collector (drop).
+// callers. A load is one message to its key's shard. The first caller of a
+// key makes the entry and hands it to the collector (add); later callers
+// join the entry, whether its key is still being collected, waits for a
+// slot, or is in a running batch, so a key is never sent twice while it is
+// wanted. When every caller of a key has left, the shard detaches the entry
+// and tells the collector (drop).
 //
-// The [collector] (one per Batcher, an actor on the same mailbox) owns the
-// open batch and its WithMaxWait deadline, which is a timer that posts a
-// message to it, never a sleeping goroutine; the full batches waiting for a
-// WithMaxConcurrentBatches slot; and the running ones, their contexts and
-// WithTimeout deadlines. It hands a batch to a warm worker goroutine
-// (package actor's Pool), which runs fn with panic and runtime.Goexit
-// recovery and posts the outcome back; the collector resolves it and posts
-// it to each shard that has keys in the batch, which answers the keys'
-// callers.
+// The [collector] (one per Batcher) handles its events one at a time under
+// its mutex, on the goroutine that has them: add and drop from the shards,
+// the tick of its one WithMaxWait timer (reset for each batch, never a
+// sleeping goroutine), the WithTimeout expiry of a running batch, done from
+// a worker, close. It owns the open batch, the full batches waiting for a
+// WithMaxConcurrentBatches slot, and the running ones with their contexts,
+// which are embedded in the batches (see batchCtx). It hands a batch to a
+// warm worker goroutine (package actor's Pool), which runs fn with panic and
+// runtime.Goexit recovery and hands the outcome back; the collector resolves
+// it and, once its mutex is released, sends it to each shard that has keys
+// in the batch, which answers the keys' callers.
+//
+// The shard actors are spawned by the first load, not by New: an engine
+// never used holds nothing but its struct, and closing it stops nothing.
+//
+// # Faults
+//
+// A panic in a shard's or the collector's own handling of a message is
+// contained as in the Coordinator's shards: the callers of the keys it was
+// about get the panic as an error, the keys are detached, and the engine
+// goes on serving (see shard.Receive and collector.handle).
 //
 // No goroutine exists while the Batcher is idle: the actors run on their
 // posters' goroutines, the timers are runtime timers, and the workers exit

@@ -24,6 +24,7 @@ type Errors struct {
 	Closed     error
 	NotFound   error
 	InvalidKey error
+	Recursive  error // a load from inside fn, with its ctx, of a key of its own batch
 	Goexit     error
 	Timeout    error                               // wraps context.DeadlineExceeded
 	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
@@ -50,11 +51,14 @@ type Config[K comparable, V, R any] struct {
 	// Result makes the value a caller receives.
 	Result func(val V, err error, shared bool) R
 	// OnBatch, when set (metrics), is told of each dispatched batch's key
-	// count. It runs on the collector's goroutine and must not block.
+	// count. It runs under the collector's mutex and must not block.
 	OnBatch func(keys int)
 	// Tracer makes the span of each call of fn (WithTracerProvider; see
 	// trace.go); nil: no tracing.
 	Tracer *tracing.Tracer
+	// Scope, when set (WithScope), gives a key's scope: a batch holds keys
+	// of one scope only. It must be cheap and must not panic.
+	Scope func(key K) any
 }
 
 // Stats are the engine's counters. Shards write Keys, Waiters, Loads and
@@ -76,44 +80,70 @@ type Stats struct {
 }
 
 // Engine is the engine behind flight.Batcher.
+//
+// Its actors, gates and worker pool are made on the first load, not by New:
+// a loader made per request and never used, or dropped, costs its struct
+// (see start).
 type Engine[K comparable, V, R any] struct {
 	cfg    Config[K, V, R]
 	system *actor.ActorSystem
 	ks     *keyspace.Keyspace[K]
+	stats  Stats
+
+	// Made by start, once; read only after live is seen true (or under
+	// startOnce).
 	shards []*shard[K, V, R]
 	col    *collector[K, V, R]
 	pool   *fa.Pool
 	posts  gate.Gate // timers, ctx watches, leaves and workers that may post
-	stats  Stats
 
+	startOnce sync.Once
+	live      atomic.Bool // start has made the actors
+	closed    atomic.Bool // Close has begun
 	closeOnce sync.Once
 }
 
-// New starts a batcher engine: it spawns cfg.Shards shard actors and one
-// collector actor, a few microseconds each, and starts no goroutine.
+// New returns a batcher engine. It spawns no actor and starts no goroutine:
+// the first load does (start).
 func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) {
 	ks, err := keyspace.New[K](cfg.Shards)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine[K, V, R]{
-		cfg:    cfg,
-		system: cfg.System,
-		ks:     ks,
-		pool:   fa.NewPool(fa.Linger),
-		posts:  gate.New(),
+	return &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: ks}, nil
+}
+
+// started makes the actors on the first call and reports whether they run:
+// false once Close has begun (a load then gets Errors.Closed). After the
+// first load it costs one atomic load.
+func (e *Engine[K, V, R]) started() bool {
+	if e.live.Load() {
+		return true
+	}
+	e.startOnce.Do(e.start)
+	return e.live.Load()
+}
+
+// start spawns cfg.Shards shard actors, a few microseconds each, and makes
+// the collector and the worker pool (no goroutine until the
+// first batch). It runs at most once, and never after Close has begun:
+// Close consumes startOnce, so it waits for a start under way and prevents
+// a later one.
+func (e *Engine[K, V, R]) start() {
+	if e.closed.Load() {
+		return
 	}
 	if e.system == nil {
 		e.system = coordinator.SharedSystem()
 	}
+	e.pool = fa.NewPool(fa.Linger)
+	e.posts = gate.New()
 	e.col = &collector[K, V, R]{
 		e:       e,
 		running: make(map[*batch[K, V, R]]struct{}),
 		drained: make(chan struct{}),
-		stopped: make(chan struct{}),
 	}
-	e.col.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return e.col }))
-	e.shards = make([]*shard[K, V, R], cfg.Shards)
+	e.shards = make([]*shard[K, V, R], e.cfg.Shards)
 	for i := range e.shards {
 		s := &shard[K, V, R]{
 			e:       e,
@@ -125,7 +155,7 @@ func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) 
 		s.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
 		e.shards[i] = s
 	}
-	return e, nil
+	e.live.Store(true)
 }
 
 // Load asks for key's value and waits for its batch, or for ctx. See
@@ -188,6 +218,12 @@ func (e *Engine[K, V, R]) admit(ctx context.Context, key K) (*shard[K, V, R], er
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if e.recursive(ctx, key) {
+		return nil, e.cfg.Errors.Recursive
+	}
+	if !e.started() {
+		return nil, e.cfg.Errors.Closed
+	}
 	s := e.shards[i]
 	if !s.api.Enter() {
 		return nil, e.cfg.Errors.Closed
@@ -197,19 +233,29 @@ func (e *Engine[K, V, R]) admit(ctx context.Context, key K) (*shard[K, V, R], er
 
 // LoadMany asks for every key of keys (each distinct key once, in the order
 // given) and waits for all of them, or for ctx. It returns the values it
-// got and the errors of the keys that failed (nil when none did); when ctx
-// ends first, ctxErr is ctx.Err() and vals holds the values received so far.
-func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V, errs map[K]error, ctxErr error) {
+// got and the errors of the keys that failed (nil when none did), and how
+// many keys could not be named in errs because they cannot be map keys at
+// all (an unhashable value inside an interface: they are invalid keys too).
+// err is for the whole call: ctx.Err() when ctx ends first (vals then holds
+// the values received so far), or Errors.Closed when the batcher was closed
+// before any key was posted.
+func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V, errs map[K]error, unhashable int, err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	g := &group[K, V]{vals: make(map[K]V, len(keys)), done: make(chan struct{})}
 	if err := ctx.Err(); err != nil {
-		return g.vals, nil, err
+		return g.vals, nil, 0, err
+	}
+	if e.closed.Load() {
+		return g.vals, nil, 0, e.cfg.Errors.Closed
 	}
 	type posted struct {
 		s *shard[K, V, R]
 		c *call[K, V, R]
+	}
+	if len(keys) > 0 && !e.started() {
+		return g.vals, nil, 0, e.cfg.Errors.Closed
 	}
 	calls := make([]posted, 0, len(keys))
 	seen := make(map[K]struct{}, len(keys))
@@ -217,13 +263,19 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 	for _, key := range keys {
 		i, ok := e.ks.Shard(key)
 		if !ok {
-			g.fail(key, e.cfg.Errors.InvalidKey)
+			if !g.failInvalid(key, e.cfg.Errors.InvalidKey) {
+				unhashable++
+			}
 			continue
 		}
 		if _, dup := seen[key]; dup {
 			continue
 		}
 		seen[key] = struct{}{}
+		if e.recursive(ctx, key) {
+			g.fail(key, e.cfg.Errors.Recursive)
+			continue
+		}
 		calls = append(calls, posted{e.shards[i], &call[K, V, R]{key: key, ctx: ctx, g: g}})
 	}
 	g.left = len(calls)
@@ -231,24 +283,31 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 		close(g.done)
 	}
 	var zero V
+	refused := 0
 	for _, p := range calls {
 		if !p.s.api.Enter() {
+			refused++
 			g.deliver(p.c.key, zero, e.cfg.Errors.Closed)
 			continue
 		}
 		p.s.send(p.c)
 		p.s.api.Exit()
 	}
+	if refused > 0 && refused == len(calls) {
+		// Closed before any key was posted: the call as a whole is refused,
+		// as a Load would be.
+		return map[K]V{}, nil, 0, e.cfg.Errors.Closed
+	}
 	select {
 	case <-g.done:
-		return g.vals, g.errs, nil
+		return g.vals, g.errs, unhashable, nil
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
 	select {
 	case <-g.done: // everything arrived just as ctx ended
 		g.mu.Unlock()
-		return g.vals, g.errs, nil
+		return g.vals, g.errs, unhashable, nil
 	default:
 	}
 	g.gone = true
@@ -260,7 +319,7 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 	for _, p := range calls {
 		e.post(p.s, leaveMsg[K, V, R]{p.c})
 	}
-	return out, nil, ctx.Err()
+	return out, nil, 0, ctx.Err()
 }
 
 // group collects the answers of one LoadMany.
@@ -273,7 +332,20 @@ type group[K comparable, V any] struct {
 	gone bool          // LoadMany returned early: drop later answers
 }
 
-// fail records err for key; g.mu is held.
+// failInvalid records err for an invalid key, before any call is posted,
+// and reports whether it could: a key that cannot be hashed (a slice inside
+// an interface) cannot be a key of errs, and inserting it panics.
+func (g *group[K, V]) failInvalid(key K, err error) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	g.fail(key, err)
+	return true
+}
+
+// fail records err for key; g.mu is held, or no call is posted yet.
 func (g *group[K, V]) fail(key K, err error) {
 	if g.errs == nil {
 		g.errs = make(map[K]error)
@@ -320,7 +392,13 @@ func (e *Engine[K, V, R]) logPanic(ctx context.Context, keys int, value any, sta
 // workers and the actors. It is idempotent; every call returns after the
 // shutdown has finished.
 func (e *Engine[K, V, R]) Close() error {
-	e.closeOnce.Do(e.shutdown)
+	e.closeOnce.Do(func() {
+		e.closed.Store(true)
+		e.startOnce.Do(func() {}) // wait for a start under way; prevent a later one
+		if e.live.Load() {
+			e.shutdown()
+		}
+	})
 	return nil
 }
 
@@ -351,8 +429,6 @@ func (e *Engine[K, V, R]) shutdown() {
 	e.posts.Close()
 	e.posts.Wait()
 	e.pool.Close()
-	e.system.Root.Stop(e.col.pid)
-	<-e.col.stopped
 	for _, s := range e.shards {
 		e.system.Root.Stop(s.pid)
 		<-s.stopped

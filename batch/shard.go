@@ -38,12 +38,13 @@ type entry[K comparable, V, R any] struct {
 	first context.Context // the first caller's ctx: the batch's values
 
 	// Owned by the shard actor.
-	calls   []*call[K, V, R] // every caller, answered or not
-	waiters int32            // callers not answered yet
-	joined  int32            // callers ever
-	gone    bool             // detached: answered, or every caller left
+	calls   []*call[K, V, R] // every caller, answered or not; starts in call1
+	call1   [1]*call[K, V, R]
+	waiters int32 // callers not answered yet
+	joined  int32 // callers ever
+	gone    bool  // detached: answered, or every caller left
 
-	// Owned by the collector actor.
+	// Owned by the collector (under its mutex).
 	batch   *batch[K, V, R] // the batch the key was added to
 	dropped bool            // taken out of its batch before dispatch
 }
@@ -67,26 +68,46 @@ type call[K comparable, V, R any] struct {
 // leaveMsg is posted when a caller's ctx is done before its answer.
 type leaveMsg[K comparable, V, R any] struct{ c *call[K, V, R] }
 
-// resultMsg is posted by the collector to each shard with keys in b once
+// resultMsg is sent by the collector to each shard with keys in b once
 // b's outcome is resolved.
 type resultMsg[K comparable, V, R any] struct{ b *batch[K, V, R] }
 
 func (s *shard[K, V, R]) send(msg any) { s.e.system.Root.Send(s.pid, msg) }
 
-// Receive handles one message. A panic in the shard's own code is logged
-// and the message dropped; it does not stop the actor.
+// failMsg is sent by the collector when its own handling of a key's
+// message faulted: the shard answers the key's callers with err.
+type failMsg[K comparable, V, R any] struct {
+	e   *entry[K, V, R]
+	err error
+}
+
+// testHookShard and testHookCollector, when set by a test, run at the start
+// of every message a shard or the collector handles; a panic in them stands
+// for a bug in the actor's own code.
+var testHookShard, testHookCollector func(msg any)
+
+// Receive handles one message. Supervision, as for the Coordinator's
+// shards: a panic while handling a message is contained here rather than
+// escalated to protoactor, whose strategies drop the failing message (its
+// callers would never be answered) and, after ten failures in ten seconds,
+// stop the actor (every later load of the shard would hang). Containing it
+// means: every key the message was about has all its callers answered with
+// a *PanicError and is detached, so that it is usable again at once (its
+// batch, if running, goes on and no longer answers it); every other key is
+// untouched; the shard goes on serving. See fault.
 func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 	msg := ctx.Message()
 	if _, ok := msg.(*actor.Stopped); ok {
-		close(s.stopped)
-		return
+		defer close(s.stopped) // even if handling it faults: Close waits for it
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			s.e.cfg.Logger.Error("flight: internal fault in batch shard", "panic", r,
-				"message", msg, "stack", string(debug.Stack()))
+			s.fault(msg, r, debug.Stack())
 		}
 	}()
+	if testHookShard != nil {
+		testHookShard(msg)
+	}
 	switch m := msg.(type) {
 	case *call[K, V, R]:
 		s.join(m)
@@ -94,10 +115,65 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		s.leave(m.c)
 	case resultMsg[K, V, R]:
 		s.result(m.b)
+	case failMsg[K, V, R]:
+		s.fail(m.e, m.err)
 	case *closeMsg:
 		s.close()
 		close(m.done)
 	}
+}
+
+// fault contains a panic in the shard's own handling of msg (see Receive).
+// It answers every caller still waiting for the keys msg was about with a
+// *PanicError; answer and publish skip callers already answered, so no
+// caller is answered twice whatever the handler had done before it failed.
+func (s *shard[K, V, R]) fault(msg, r any, stack []byte) {
+	err := s.e.cfg.Errors.Panic(r, stack)
+	s.e.cfg.Logger.Error("flight: internal fault in batch shard; the key's callers get a *PanicError",
+		"panic", r, "message", msg)
+	var zero V
+	switch m := msg.(type) {
+	case *call[K, V, R]:
+		if en := s.keys[m.key]; en != nil {
+			s.fail(en, err)
+		}
+		if !m.answered {
+			if m.entry == nil {
+				s.answer(m, zero, err, false) // never counted in: nothing to undo
+			} else if !m.entry.gone {
+				s.fail(m.entry, err)
+			}
+		}
+	case leaveMsg[K, V, R]:
+		if en := m.c.entry; en != nil && !en.gone {
+			s.fail(en, err) // the leaver too, if not answered yet: its one answer
+		}
+	case resultMsg[K, V, R]:
+		for _, en := range m.b.entries {
+			if en.shard == s.idx && !en.gone {
+				s.fail(en, err)
+			}
+		}
+	case failMsg[K, V, R]:
+		s.fail(m.e, err)
+	case *closeMsg:
+		// Finish closing: every caller still waiting gets ErrClosed.
+		s.close()
+		close(m.done)
+	}
+}
+
+// fail answers every caller of en still waiting with err and detaches en,
+// and tells the collector, as if its callers had left: a key not dispatched
+// yet is taken out of its batch, and a running batch none of whose keys
+// has a caller left is cancelled.
+func (s *shard[K, V, R]) fail(en *entry[K, V, R], err error) {
+	if en.gone {
+		return
+	}
+	var zero V
+	s.publish(en, zero, err)
+	s.e.col.send(dropMsg[K, V, R]{en})
 }
 
 func (s *shard[K, V, R]) join(c *call[K, V, R]) {
@@ -114,6 +190,7 @@ func (s *shard[K, V, R]) join(c *call[K, V, R]) {
 	en := s.keys[c.key]
 	if en == nil {
 		en = &entry[K, V, R]{key: c.key, shard: s.idx, first: c.ctx}
+		en.calls = en.call1[:0] // a key with one caller needs no slice of its own
 		s.keys[c.key] = en
 		st.Keys.Add(1)
 		s.e.col.send(addMsg[K, V, R]{en})
@@ -218,6 +295,9 @@ func (s *shard[K, V, R]) publish(en *entry[K, V, R], v V, err error) {
 
 // close answers every caller still waiting with Errors.Closed; later joins
 // are refused and later results ignored.
+//
+// After a fault during close, fault calls it again: the entries it had
+// answered are gone from the map already.
 func (s *shard[K, V, R]) close() {
 	s.closed = true
 	var zero V

@@ -18,8 +18,11 @@ package bench
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,3 +210,96 @@ func TestBatchLoadersAgree(t *testing.T) {
 		l.close()
 	}
 }
+
+// BenchmarkBatchResolver is issue 21's resolver workload: one long-lived
+// loader per implementation, parallel goroutines (GOMAXPROCS×32, 64 here)
+// each running requests of 100 concurrent loads of random keys among
+// 10,000, and a fetch that costs CPU per batch and per key. The peers run
+// without their cache (WithoutCache; dataloader with a no-op cache), as a
+// long-lived loader must, so all three have the same semantics. ns/op is
+// per request; it also reports ns/load, fetches/load and the p99 request
+// latency.
+func BenchmarkBatchResolver(b *testing.B) {
+	var fetches atomic.Int64
+	work := func(n int) {
+		x := 0
+		for i := range 200 + 20*n { // per batch and per key
+			x += i * i
+		}
+		sink.Add(int64(x & 1))
+	}
+	fetchMap := func(keys []int) map[int]user {
+		fetches.Add(1)
+		work(len(keys))
+		m := make(map[int]user, len(keys))
+		for _, k := range keys {
+			m[k] = userOf(k)
+		}
+		return m
+	}
+	impls := []struct {
+		name string
+		make func() (func(ctx context.Context, key int) func() (user, error), func())
+	}{
+		{"flight", func() (func(ctx context.Context, key int) func() (user, error), func()) {
+			l := flight.NewBatcher(func(_ context.Context, keys []int) (map[int]user, error) {
+				return fetchMap(keys), nil
+			}, flight.WithMaxBatch(100), flight.WithMaxWait(500*time.Nanosecond))
+			return func(ctx context.Context, key int) func() (user, error) {
+				ch := l.LoadChan(ctx, key)
+				return func() (user, error) { r := <-ch; return r.Val, r.Err }
+			}, func() { l.Close() }
+		}},
+		{"dataloadgen-nocache", func() (func(ctx context.Context, key int) func() (user, error), func()) {
+			l := dataloadgen.NewLoader(func(_ context.Context, keys []int) ([]user, []error) {
+				m := fetchMap(keys)
+				out := make([]user, len(keys))
+				for i, k := range keys {
+					out[i] = m[k]
+				}
+				return out, nil
+			}, dataloadgen.WithBatchCapacity(100), dataloadgen.WithWait(500*time.Nanosecond), dataloadgen.WithoutCache())
+			return l.LoadThunk, func() {}
+		}},
+	}
+	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) {
+			load, done := im.make()
+			defer done()
+			fetches.Store(0)
+			var mu sync.Mutex
+			var lat []time.Duration
+			b.SetParallelism(32)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
+				var mine []time.Duration
+				var ts [100]func() (user, error)
+				for pb.Next() {
+					start := time.Now()
+					for i := range ts {
+						ts[i] = load(context.Background(), rng.IntN(10000))
+					}
+					for _, t := range ts {
+						_, _ = t()
+					}
+					mine = append(mine, time.Since(start))
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			})
+			b.StopTimer()
+			loads := float64(b.N) * 100
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/loads, "ns/load")
+			b.ReportMetric(float64(fetches.Load())/loads, "fetches/load")
+			slices.Sort(lat)
+			if len(lat) > 0 {
+				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			}
+		})
+	}
+}
+
+var sink atomic.Int64

@@ -100,6 +100,9 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		if m.done != nil {
 			close(m.done)
 		}
+	case *forgetWhereMsg[K]:
+		s.forgetWhere(m)
+		close(m.done)
 	case expireMsg:
 		s.store.expire()
 	case breakerMsg:
@@ -233,6 +236,8 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 		}
 	case *refreshMsg[K, V]:
 		s.store.unclaim(m.i, m.gen)
+	case *forgetWhereMsg[K]:
+		defer close(m.done) // its keys keep their flights; ForgetWhere returns
 	case *closeMsg:
 		// Finish closing the other keys; this one is failed below.
 		s.env.Closed = true

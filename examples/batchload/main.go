@@ -4,7 +4,9 @@
 // fake database that counts its queries and gets a deadline per query
 // (WithTimeout). Then one caller of a running query leaves early: it gets
 // its ctx's error at once, and the query goes on for the 99 other callers
-// of its batch.
+// of its batch. Last, one long-lived Batcher serves two tenants with
+// WithScope: each query runs with one tenant's credentials and holds only
+// that tenant's keys, even for the same ids asked at the same time.
 //
 //	go run ./examples/batchload
 package main
@@ -78,13 +80,59 @@ func run(w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tr := tenants()
 	fmt.Fprintf(w, "%d author lookups from %d resolvers\n", r.Lookups, r.Lookups)
 	fmt.Fprintf(w, "queries: %d, keys per query: %d, every query had a deadline: %v\n",
 		r.Queries, r.Keys/r.Queries, r.WithDeadline == r.Queries)
 	fmt.Fprintf(w, "wrong or failed lookups: %d\n", r.Wrong)
 	fmt.Fprintf(w, "a caller that left early got: %v\n", r.LeaverErr)
 	fmt.Fprintf(w, "the other %d callers of its batch got their rows\n", r.Others)
+	fmt.Fprintf(w, "two tenants, the same 100 ids each: %d queries; every row read with its own tenant's token: %v\n",
+		tr.Queries, tr.RowsOfOwnTenant)
 	return nil
+}
+
+type tenantKey struct{}
+
+// TenantReport is what tenants found, for the test.
+type TenantReport struct {
+	Queries         int64
+	RowsOfOwnTenant bool // every caller got a row read with its own tenant's token
+}
+
+// tenants runs one long-lived Batcher for two tenants. The scope is the
+// tenant in the request's ctx: a batch never mixes two tenants' keys, and
+// its ctx carries a caller of its tenant, so the query runs with that
+// tenant's token (graph-gophers/dataloader#121 is what happens without it).
+func tenants() TenantReport {
+	var queries atomic.Int64
+	var mixed atomic.Bool
+	rows := func(ctx context.Context, ids []int) (map[int]string, error) {
+		queries.Add(1)
+		token, _ := ctx.Value(tenantKey{}).(string) // the query's credentials
+		out := make(map[int]string, len(ids))
+		for _, id := range ids {
+			out[id] = fmt.Sprintf("%s/row-%d", token, id)
+		}
+		return out, nil
+	}
+	users := flight.NewBatcher(rows, flight.WithMaxBatch(100), flight.WithMaxWait(time.Second),
+		flight.WithScope(func(ctx context.Context) any { return ctx.Value(tenantKey{}) }))
+	defer users.Close()
+	var wg sync.WaitGroup
+	for _, tenant := range []string{"acme", "globex"} {
+		ctx := context.WithValue(context.Background(), tenantKey{}, tenant)
+		for id := range 100 {
+			wg.Go(func() {
+				row, err := users.Load(ctx, id)
+				if err != nil || row != fmt.Sprintf("%s/row-%d", tenant, id) {
+					mixed.Store(true)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return TenantReport{Queries: queries.Load(), RowsOfOwnTenant: !mixed.Load()}
 }
 
 func resolve() (Report, error) {

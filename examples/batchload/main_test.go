@@ -24,6 +24,14 @@ func TestOneQueryPer100KeysAndALeaverFailsNobody(t *testing.T) {
 	assert.Equal(t, 99, r.Others, "the leaver failed nobody")
 }
 
+// WithScope: two tenants asking for the same ids at the same time get one
+// query each (100 keys), each run with its own tenant's token.
+func TestTwoTenantsNeverShareAQuery(t *testing.T) {
+	r := tenants()
+	assert.Equal(t, int64(2), r.Queries, "one full batch per tenant")
+	assert.True(t, r.RowsOfOwnTenant)
+}
+
 func TestOutput(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, run(&out))
@@ -32,5 +40,6 @@ queries: 10, keys per query: 100, every query had a deadline: true
 wrong or failed lookups: 0
 a caller that left early got: context canceled
 the other 99 callers of its batch got their rows
+two tenants, the same 100 ids each: 2 queries; every row read with its own tenant's token: true
 `, out.String())
 }

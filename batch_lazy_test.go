@@ -1,0 +1,59 @@
+package flight_test
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/actorflight/flight"
+)
+
+func actorsOf(sys *actor.ActorSystem) int {
+	n := 0
+	for _, m := range sys.ProcessRegistry.LocalPIDs.LocalPIDs {
+		n += m.Count()
+	}
+	return n
+}
+
+// Issue 21.2: a loader costs a struct. NewBatcher spawns no actor and
+// starts no goroutine; the first load makes the actors; Close of a Batcher
+// never used has nothing to stop; a load after Close is refused without
+// making any.
+func TestNewBatcherSpawnsNothing(t *testing.T) {
+	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
+	defer sys.Shutdown()
+	actors, goroutines := actorsOf(sys), runtime.NumGoroutine()
+	bs := make([]*flight.Batcher[string, string], 100)
+	for i := range bs {
+		bs[i] = flight.NewBatcher(echo(nil), flight.WithActorSystem(sys), flight.WithShards(2))
+	}
+	assert.Equal(t, actors, actorsOf(sys), "actors after 100 NewBatcher")
+	assert.Equal(t, goroutines, runtime.NumGoroutine(), "goroutines after 100 NewBatcher")
+	for _, b := range bs[1:] {
+		require.NoError(t, b.Close())
+	}
+	assert.Equal(t, actors, actorsOf(sys), "actors after closing unused Batchers")
+
+	b := bs[0]
+	v, err := b.Load(context.Background(), "k")
+	require.NoError(t, err)
+	assert.Equal(t, "v:k", v)
+	assert.Equal(t, actors+2, actorsOf(sys), "the first load makes the two shard actors (the collector is none)")
+	require.NoError(t, b.Close())
+	assert.Equal(t, actors, actorsOf(sys))
+
+	unused := flight.NewBatcher(echo(nil), flight.WithActorSystem(sys))
+	require.NoError(t, unused.Close())
+	_, err = unused.Load(context.Background(), "k")
+	assert.ErrorIs(t, err, flight.ErrClosed)
+	assert.ErrorIs(t, (<-unused.LoadChan(context.Background(), "k")).Err, flight.ErrClosed)
+	_, err = unused.LoadMany(context.Background(), []string{"k"})
+	assert.ErrorIs(t, err, flight.ErrClosed)
+	assert.Equal(t, actors, actorsOf(sys), "loads after Close make no actor")
+}
