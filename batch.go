@@ -190,6 +190,7 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnBatch: onBatch,
+		Tracer:  newTracer(&cfg),
 	}
 	b := &Batcher[K, V]{}
 	var stats func() *batch.Stats
