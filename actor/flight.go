@@ -80,9 +80,10 @@ type Owner[K comparable, V any] struct {
 	gone []*Flight[K, V] // forgotten flights whose fn still runs (Env.ForgetOverlaps)
 
 	// first is the owner's first flight, allocated with it: most keys have
-	// one flight in their owner's life, which then costs one allocation,
-	// not two. A later flight is allocated on its own (the first may still
-	// be read by its callers).
+	// one flight in their owner's life, which then costs no allocation of
+	// its own, and none at all when the shard reuses the owner (see
+	// Recyclable). A later flight is allocated on its own (the first may
+	// still be read by its callers).
 	first     Flight[K, V]
 	firstUsed bool
 }
@@ -111,9 +112,10 @@ type Flight[K comparable, V any] struct {
 	Broadcast[V]
 
 	key   *Owner[K, V]
-	wake  chan struct{} // the first Do caller's own wake-up channel; see Waiter.Wake
+	wake  *Waiter[K, V] // the first Do caller, woken on its own channel; see Waiter.Wake
 	fn    func(context.Context) (V, error)
-	ctx   flightCtx
+	ctx   *flightCtx  // see flightCtx for why it is not embedded
+	gen   uint32      // bumped each time the owner (with its first flight) is reused
 	timer *time.Timer // the WithTimeout deadline; nil without a timeout
 	retry *time.Timer // the backoff before the next attempt (WithRetry); nil if none yet
 
@@ -171,7 +173,14 @@ type Waiter[K comparable, V any] struct {
 	// must run itself, on its own goroutine, by calling Flight.Run (set by
 	// the shard with the join-handled token; see Owner.Join).
 	RunHere bool
+	// The result, for the flight's first Do caller (the one woken on
+	// Wake): written by the shard before the token, so that this caller
+	// never reads the Flight again, which its owner may reuse at once.
+	Val    V
+	Res    error
+	Shared bool
 
+	gen  uint32      // Flight's gen when it admitted this waiter
 	slot int         // index among Flight's subscribers
 	stop func() bool // stops the ctx watch of a DoChan caller
 	left bool
@@ -194,7 +203,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 	// one derived from it, however deep) would wait for that fn: for its
 	// flight if it joins it, or for the next flight, which runs only after
 	// fn returns. Refuse it rather than let fn wait for itself.
-	if k.exec != nil && callsFrom(w.Ctx, &k.exec.ctx) {
+	if k.exec != nil && callsFrom(w.Ctx, k.exec.ctx) {
 		k.refuse(w, env.Errors.Recursive)
 		return
 	}
@@ -229,10 +238,10 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 	f.waiters++
 	f.joined++
 	env.Stats.Waiters.Add(1)
-	w.Flight = f
+	w.Flight, w.gen = f, f.gen
 	if w.Out == nil {
 		if f.wake == nil && !f.Published() {
-			f.wake = w.Wake
+			f.wake = w
 			w.Done = w.Wake
 		} else {
 			w.Done = f.Wait()
@@ -275,12 +284,8 @@ func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	f.key, f.fn = k, w.Fn
 	// The flight keeps the first caller's values but not its cancellation:
 	// it is cancelled only when every caller has left, on its deadline, or
-	// on Close. A ctx that can never be cancelled is its own
-	// WithoutCancel (and saves the wrapper's allocation).
-	f.ctx.values = w.Ctx
-	if w.Ctx.Done() != nil {
-		f.ctx.values = context.WithoutCancel(w.Ctx)
-	}
+	// on Close (see flightCtx.Value).
+	f.ctx = &flightCtx{values: w.Ctx}
 	if env.Timeout > 0 {
 		f.ctx.setDeadline(env.Timeout)
 		post := env.Post
@@ -312,8 +317,8 @@ func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 // cancelled and detached, so the next caller starts a fresh one.
 func (k *Owner[K, V]) Leave(w *Waiter[K, V]) {
 	f := w.Flight
-	if f.Published() || w.left {
-		return // answered already; nothing to undo
+	if w.gen != f.gen || f.Published() || w.left {
+		return // answered already (or f reused since); nothing to undo
 	}
 	w.left = true
 	f.waiters--
@@ -596,7 +601,9 @@ func (k *Owner[K, V]) publish(f *Flight[K, V], val V, err error) {
 	k.env.Stats.Waiters.Add(-int64(f.waiters))
 	f.waiters = 0
 	if f.Publish(val, err, f.joined > 1) && f.wake != nil {
-		f.wake <- struct{}{} // never blocks: room for the join token and this one
+		w := f.wake
+		w.Val, w.Res, w.Shared = val, err, f.joined > 1
+		w.Wake <- struct{}{} // never blocks: room for the join token and this one
 		f.wake = nil
 	}
 }

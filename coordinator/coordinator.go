@@ -223,15 +223,19 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	} else { // cannot be cancelled: skip the select
 		<-cl.w.Done
 	}
-	v, shared, err = f.Val, f.Shared, f.Err
 	// Only the flight's first Do caller (woken on its own channel) recycles
 	// its call: the others were woken together by the broadcast, and
 	// skipping the pool keeps a stampede's fan-out to its bare wake-ups (the
-	// pool could not have supplied a thousand concurrent calls anyway).
+	// pool could not have supplied a thousand concurrent calls anyway). The
+	// first caller's result is on its own waiter, since its shard may have
+	// reused the flight already (fa.Owner.Recyclable); the others read it
+	// from the flight, which a shared flight never is.
 	if cl.w.Done == (<-chan struct{})(cl.w.Wake) {
+		v, shared, err = cl.w.Val, cl.w.Shared, cl.w.Res
 		c.putCall(cl)
+		return v, shared, err
 	}
-	return v, shared, err
+	return f.Val, f.Shared, f.Err
 }
 
 // DoChan is Do that answers on a channel. See flight.Coordinator.DoChan.

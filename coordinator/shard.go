@@ -18,6 +18,10 @@ type shard[K comparable, V, R any] struct {
 	c     *Engine[K, V, R]
 	pid   *actor.PID
 	keys  map[K]*fa.Owner[K, V] // owned by the actor
+	// free holds retired owners kept for reuse (fa.Owner.Recyclable), at
+	// most maxFree: a distinct key's flight then allocates no owner
+	// (owned by the actor).
+	free []*fa.Owner[K, V]
 	env   fa.Env[K, V]          // owned by the actor (Closed)
 	stats fa.Stats
 
@@ -161,7 +165,14 @@ func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
 func (s *shard[K, V, R]) owner(key K) *fa.Owner[K, V] {
 	k := s.keys[key]
 	if k == nil {
-		k = fa.NewOwner(key, &s.env)
+		if n := len(s.free); n > 0 {
+			k = s.free[n-1]
+			s.free[n-1] = nil
+			s.free = s.free[:n-1]
+			k.Reuse(key)
+		} else {
+			k = fa.NewOwner(key, &s.env)
+		}
 		s.keys[key] = k
 		s.stats.Keys.Add(1)
 	}
@@ -178,8 +189,17 @@ func (s *shard[K, V, R]) retireIfIdle(k *fa.Owner[K, V]) {
 		if len(s.keys) == 0 {
 			s.anchor = nil
 		}
+		if len(s.free) < maxFree && k.Recyclable() {
+			k.Recycle()
+			s.free = append(s.free, k)
+		}
 	}
 }
+
+// maxFree bounds the retired owners a shard keeps for reuse: enough for the
+// keys one shard has in flight at once under a busy load, few enough that
+// an idle coordinator holds a few kilobytes (no goroutine, no key).
+const maxFree = 64
 
 // fault contains a panic in the shard's own handling of msg (see Receive).
 func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {

@@ -1,0 +1,36 @@
+package actor
+
+// Recyclable reports whether k, retired by its shard, may be reused for
+// another key (Recycle, then Reuse), saving the allocation of an owner and its first
+// flight: the one allocation a distinct key's flight would otherwise make
+// besides its context.
+//
+// That is safe only when nothing outside the shard can still read the
+// first flight: it had at most one caller (that caller got its result on
+// its own Waiter, see Waiter.Val; later callers read a shared flight's
+// result from the Flight itself after they are woken, so a shared first
+// flight is left to the garbage collector), no WithTimeout or retry timer
+// (a timer that fired may still post about it), and no broadcast channel.
+// Messages that may still arrive about a reused first flight (a Leave
+// posted as the flight was answered) carry the flight's gen of their time
+// and are ignored. fn's context is never part of what is reused (see
+// flightCtx).
+//
+// Called by the shard only, on an idle owner.
+func (k *Owner[K, V]) Recyclable() bool {
+	f := &k.first
+	return k.Idle() && f.joined <= 1 && f.timer == nil && f.retry == nil && f.done == nil
+}
+
+// Recycle empties k, once Recyclable, for reuse: no key, no flight, no
+// reference to a value or a caller, its first flight free again under a new
+// gen. Called by the shard only.
+func (k *Owner[K, V]) Recycle() {
+	env, gen := k.env, k.first.gen+1
+	*k = Owner[K, V]{env: env}
+	k.first.key, k.first.gen = k, gen
+}
+
+// Reuse makes a recycled k the owner of key, as NewOwner(key, env) would.
+// Called by the shard only.
+func (k *Owner[K, V]) Reuse(key K) { k.Key = key }
