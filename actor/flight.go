@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"time"
+
+	"github.com/actorflight/flight/mailbox"
 )
 
 // Errors are the error values a key actor answers with. The root package
@@ -114,10 +116,12 @@ type Flight[K comparable, V any] struct {
 	key   *Owner[K, V]
 	wake  *Waiter[K, V] // the first Do caller, woken on its own channel; see Waiter.Wake
 	fn    func(context.Context) (V, error)
-	ctx   *flightCtx  // see flightCtx for why it is not embedded
-	gen   uint32      // bumped each time the owner (with its first flight) is reused
+	ctx   *flightCtx
 	timer *time.Timer // the WithTimeout deadline; nil without a timeout
 	retry *time.Timer // the backoff before the next attempt (WithRetry); nil if none yet
+
+	gen  uint32       // bumped each time the owner (with its first flight) is reused
+	node mailbox.Node // Done's link in the shard's mailbox (see DoneNode)
 
 	waiters   int32         // callers attached and not answered
 	joined    int32         // callers ever admitted
@@ -180,10 +184,13 @@ type Waiter[K comparable, V any] struct {
 	Res    error
 	Shared bool
 
-	gen  uint32      // Flight's gen when it admitted this waiter
 	slot int         // index among Flight's subscribers
 	stop func() bool // stops the ctx watch of a DoChan caller
 	left bool
+
+	gen  uint32       // Flight's gen when it admitted this waiter
+	node mailbox.Node // Leave's link in the shard's mailbox (see LeaveNode)
+	sig  signals      // see Signal and Park: a Do caller's hand-off with its shard
 }
 
 // Join admits w to the key's flight, starting one if there is none. On
@@ -603,7 +610,7 @@ func (k *Owner[K, V]) publish(f *Flight[K, V], val V, err error) {
 	if f.Publish(val, err, f.joined > 1) && f.wake != nil {
 		w := f.wake
 		w.Val, w.Res, w.Shared = val, err, f.joined > 1
-		w.Wake <- struct{}{} // never blocks: room for the join token and this one
+		w.Signal() // the second signal, after the join's
 		f.wake = nil
 	}
 }

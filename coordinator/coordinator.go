@@ -135,7 +135,8 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		}
 		// The producer returns the same shard each time: if protoactor ever
 		// restarted the actor, its keys and waiters would survive.
-		s.pid = c.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
+		s.mb = mailbox.New(s.handle)
+		s.pid = c.system.Root.Spawn(mailbox.PropsWith(func() actor.Actor { return s }, s.mb))
 		c.shards[i] = s
 	}
 	return c, nil
@@ -174,24 +175,28 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	cl := c.getCall()
 	cl.key = key
 	cl.w.Ctx, cl.w.Fn = ctx, fn
-	s.send(cl)
+	s.mb.Post(&cl.node)
 	// Wait for the shard to handle the join. The shard never blocks, so
 	// this is short unless the shard is flooded; when this goroutine drained
-	// the mailbox itself (the synchronized dispatcher), it is over already.
+	// the mailbox itself, it is over already, and Park sees it with one
+	// atomic load, without touching the channel.
 	done := ctx.Done()
-	if done == nil {
-		<-cl.w.Wake
-	} else {
-		select {
-		case <-cl.w.Wake:
-		case <-done:
-			// The join may still be queued. The Leave is posted after it,
-			// from this goroutine, so the shard handles it second: it finds
-			// the join refused (its ctx is done) or detaches the waiter.
-			// The call is not recycled: the shard still holds it.
-			s.postInternal(fa.Leave[K, V]{W: &cl.w})
-			s.api.Exit()
-			return v, false, ctx.Err()
+	if cl.w.Park(1) {
+		if done == nil {
+			<-cl.w.Wake
+		} else {
+			select {
+			case <-cl.w.Wake:
+			case <-done:
+				// The join may still be queued. The Leave is posted after
+				// it, from this goroutine, so the shard handles it second:
+				// it finds the join refused (its ctx is done) or detaches
+				// the waiter. The call is not recycled: the shard still
+				// holds it.
+				s.postInternal(fa.Leave[K, V]{W: &cl.w})
+				s.api.Exit()
+				return v, false, ctx.Err()
+			}
 		}
 	}
 	// Leave the gate before waiting for the result: a leave, if any, goes
@@ -211,7 +216,11 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	if cl.w.RunHere {
 		f.Run() // may not return: runtime.Goexit in fn ends this goroutine
 	}
-	if done != nil {
+	first := cl.w.Done == (<-chan struct{})(cl.w.Wake) // woken by its own second signal
+	switch {
+	case first && !cl.w.Park(2):
+		// answered already: fn ran here, or it was quick
+	case done != nil:
 		select {
 		case <-cl.w.Done:
 		case <-done:
@@ -220,7 +229,7 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 			s.postInternal(fa.Leave[K, V]{W: &cl.w})
 			return v, false, ctx.Err()
 		}
-	} else { // cannot be cancelled: skip the select
+	default: // cannot be cancelled: skip the select
 		<-cl.w.Done
 	}
 	// Only the flight's first Do caller (woken on its own channel) recycles
@@ -230,7 +239,7 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	// first caller's result is on its own waiter, since its shard may have
 	// reused the flight already (fa.Owner.Recyclable); the others read it
 	// from the flight, which a shared flight never is.
-	if cl.w.Done == (<-chan struct{})(cl.w.Wake) {
+	if first {
 		v, shared, err = cl.w.Val, cl.w.Shared, cl.w.Res
 		c.putCall(cl)
 		return v, shared, err
@@ -288,8 +297,9 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 		}
 	}
 	cl := &call[K, V, R]{key: key, ch: ch, mk: c.cfg.Result, anchor: anchor}
+	cl.node.Msg = cl
 	cl.w.Ctx, cl.w.Fn, cl.w.Out = ctx, fn, cl
-	s.send(cl)
+	s.mb.Post(&cl.node)
 	return ch
 }
 
@@ -399,6 +409,7 @@ func (c *Engine[K, V, R]) shutdown() {
 // when the shard has handled the join, and, if it is its flight's first Do
 // caller, a second one when the result is published (see fa.Waiter.Wake).
 type call[K comparable, V, R any] struct {
+	node   mailbox.Node // the join's link in the shard's mailbox; Msg is the call
 	key    K
 	w      fa.Waiter[K, V]
 	ch     chan R // DoChan: buffer of one, receives exactly one R
@@ -432,7 +443,9 @@ func (c *Engine[K, V, R]) getCall() *call[K, V, R] {
 	if cl, ok := c.calls.Get().(*call[K, V, R]); ok {
 		return cl
 	}
-	return &call[K, V, R]{w: fa.Waiter[K, V]{Wake: make(chan struct{}, 2)}}
+	cl := &call[K, V, R]{w: fa.Waiter[K, V]{Wake: make(chan struct{}, 2)}}
+	cl.node.Msg = cl
+	return cl
 }
 
 func (c *Engine[K, V, R]) putCall(cl *call[K, V, R]) {
