@@ -122,6 +122,9 @@ type Flight[K comparable, V any] struct {
 
 	gen  uint32       // bumped each time the owner (with its first flight) is reused
 	node mailbox.Node // Done's link in the shard's mailbox (see DoneNode)
+	// dos and dosTail are the Do callers that joined after the first, in
+	// order, each answered on its own waiter (see answerQueued).
+	dos, dosTail *Waiter[K, V]
 
 	waiters   int32         // callers attached and not answered
 	joined    int32         // callers ever admitted
@@ -166,12 +169,12 @@ type Waiter[K comparable, V any] struct {
 	Done   <-chan struct{} // Do callers: receives (or is closed) when Flight's result is published
 	Err    error           // set when the join was refused
 	// Wake is a Do caller's own channel, made by the caller with room for
-	// two tokens and reused for its next call. The shard sends one when it
-	// has handled the join (refused or admitted). The first Do caller of a
-	// flight is then woken by a second send on it, instead of by the close
-	// of a channel made for the flight: that saves the channel's allocation
-	// for the common flight with one caller. Later Do callers wait on the
-	// flight's broadcast channel.
+	// two tokens and reused for its next call; the shard sends on it only
+	// to a caller parked for a signal (see Signal). The first signal says
+	// the join was handled (refused, or admitted as the flight's first Do
+	// caller), and the first Do caller then gets a second one with the
+	// result. A later Do caller gets one signal only, with the result (see
+	// Flight.queue).
 	Wake chan struct{}
 	// RunHere tells a Do caller that its join started a flight whose fn it
 	// must run itself, on its own goroutine, by calling Flight.Run (set by
@@ -191,6 +194,11 @@ type Waiter[K comparable, V any] struct {
 	gen  uint32       // Flight's gen when it admitted this waiter
 	node mailbox.Node // Leave's link in the shard's mailbox (see LeaveNode)
 	sig  signals      // see Signal and Park: a Do caller's hand-off with its shard
+	// Answered says Val, Res and Shared hold the flight's result, written
+	// with the waiter's one signal, for a Do caller that joined a flight
+	// another Do caller started (see Flight.queue).
+	Answered bool
+	nextDo   *Waiter[K, V] // next in Flight's queue of Do joiners
 }
 
 // Join admits w to the key's flight, starting one if there is none. On
@@ -247,11 +255,14 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 	env.Stats.Waiters.Add(1)
 	w.Flight, w.gen = f, f.gen
 	if w.Out == nil {
-		if f.wake == nil && !f.Published() {
+		switch {
+		case f.Published(): // an answered flight is detached at once: not seen today
+			w.Val, w.Res, w.Shared, w.Answered = f.Val, f.Err, f.Shared, true
+		case f.wake == nil:
 			f.wake = w
 			w.Done = w.Wake
-		} else {
-			w.Done = f.Wait()
+		default:
+			f.queue(w)
 		}
 		return
 	}
@@ -607,10 +618,13 @@ func (f *Flight[K, V]) stopTimer() {
 func (k *Owner[K, V]) publish(f *Flight[K, V], val V, err error) {
 	k.env.Stats.Waiters.Add(-int64(f.waiters))
 	f.waiters = 0
-	if f.Publish(val, err, f.joined > 1) && f.wake != nil {
-		w := f.wake
+	if !f.Publish(val, err, f.joined > 1) {
+		return
+	}
+	if w := f.wake; w != nil {
 		w.Val, w.Res, w.Shared = val, err, f.joined > 1
 		w.Signal() // the second signal, after the join's
 		f.wake = nil
 	}
+	f.answerQueued(val, err, f.joined > 1)
 }

@@ -6,11 +6,10 @@ package actor
 // besides its context.
 //
 // That is safe only when nothing outside the shard can still read the
-// first flight: it had at most one caller (that caller got its result on
-// its own Waiter, see Waiter.Val; later callers read a shared flight's
-// result from the Flight itself after they are woken, so a shared first
-// flight is left to the garbage collector), no WithTimeout or retry timer
-// (a timer that fired may still post about it), and no broadcast channel.
+// first flight: its Do callers got their result on their own Waiters (see
+// Waiter.Val and Flight.queue), DoChan callers on their channels, and it
+// had no WithTimeout or retry timer (a timer that fired may still post
+// about it) and no broadcast channel.
 // Messages that may still arrive about a reused first flight (a Leave
 // posted as the flight was answered) carry the flight's gen of their time
 // and are ignored. fn's context is never part of what is reused (see
@@ -19,7 +18,7 @@ package actor
 // Called by the shard only, on an idle owner.
 func (k *Owner[K, V]) Recyclable() bool {
 	f := &k.first
-	return k.Idle() && f.joined <= 1 && f.timer == nil && f.retry == nil && f.done == nil
+	return k.Idle() && f.timer == nil && f.retry == nil && f.done == nil
 }
 
 // Recycle empties k, once Recyclable, for reuse: no key, no flight, no

@@ -82,9 +82,10 @@ func TestStaleLeaveAfterReuseIsIgnored(t *testing.T) {
 	assert.NoError(t, w2.Res)
 }
 
-// A shared first flight is never reused: its later callers read its result
-// from the flight after they are woken.
-func TestSharedFlightIsNotRecyclable(t *testing.T) {
+// A shared flight answers each Do caller on its own waiter, so it can be
+// reused too: the second caller got one signal, with the result, and never
+// reads the flight again.
+func TestSharedFlightAnswersEachWaiter(t *testing.T) {
 	s := newShardStub(t)
 	release := make(chan struct{})
 	k := NewOwner("a", &s.env)
@@ -95,12 +96,19 @@ func TestSharedFlightIsNotRecyclable(t *testing.T) {
 	w2 := &Waiter[string, int]{Ctx: ctx, Fn: fn, Wake: make(chan struct{}, 2)}
 	k.Join(w1)
 	k.Join(w2)
+	assert.False(t, w1.Queued(), "the first caller gets a join signal")
+	assert.True(t, w2.Queued(), "a joiner waits for its result")
 	close(release)
 	s.done(t, k)
 	require.True(t, k.Idle())
-	assert.False(t, k.Recyclable())
-	<-w2.Done
-	assert.Equal(t, 1, w2.Flight.Val)
+	assert.True(t, k.Recyclable())
+	assert.True(t, w2.Signalled(1))
+	assert.True(t, w2.Answered)
+	assert.Equal(t, 1, w2.Val)
+	assert.True(t, w2.Shared)
+	assert.True(t, w1.Signalled(1), "its result signal (the join signal is the shard's, not sent here)")
+	assert.Equal(t, 1, w1.Val)
+	assert.True(t, w1.Shared)
 }
 
 // fn may keep its context after it returns; it must stay cancelled and keep

@@ -60,3 +60,38 @@ func (w *Waiter[K, V]) Await(n uint32) {
 		<-w.Wake
 	}
 }
+
+// queue adds w, a Do caller that joins a flight another Do caller started,
+// to the flight's joiners. It gets no signal now: its one signal comes with
+// the result (answerQueued), so a joiner parks once, and reads its result
+// from its own waiter, never from the flight, which its owner may then
+// reuse at once.
+func (f *Flight[K, V]) queue(w *Waiter[K, V]) {
+	if f.dosTail == nil {
+		f.dos = w
+	} else {
+		f.dosTail.nextDo = w
+	}
+	f.dosTail = w
+}
+
+// Queued reports whether w was queued as a joiner (see queue): its shard
+// then gives it no join signal.
+func (w *Waiter[K, V]) Queued() bool { return w.Flight != nil && !w.Answered && w.Done == nil && w.Out == nil }
+
+// answerQueued gives every queued joiner still waiting the result and its
+// signal: one compare-and-swap each, and a wake-up for those parked — the
+// fan-out of a stampede, as cheap per waiter as x/sync's WaitGroup release.
+func (f *Flight[K, V]) answerQueued(val V, err error, shared bool) {
+	w := f.dos
+	f.dos, f.dosTail = nil, nil
+	for w != nil {
+		next := w.nextDo // read first: once signalled, w may be reused
+		w.nextDo = nil
+		if !w.left {
+			w.Val, w.Res, w.Shared, w.Answered = val, err, shared, true
+			w.Signal()
+		}
+		w = next
+	}
+}

@@ -176,32 +176,25 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	cl.key = key
 	cl.w.Ctx, cl.w.Fn = ctx, fn
 	s.mb.Post(&cl.node)
-	// Wait for the shard to handle the join. The shard never blocks, so
-	// this is short unless the shard is flooded; when this goroutine drained
-	// the mailbox itself, it is over already, and Park sees it with one
-	// atomic load, without touching the channel.
+	// Wait for the shard to handle the join (a joiner of a running flight:
+	// for its result). The shard never blocks, so this is short unless the
+	// shard is flooded or the flight runs; when this goroutine drained the
+	// mailbox itself, it is over already, and Park sees it with one atomic
+	// load, without touching the channel.
 	done := ctx.Done()
-	if cl.w.Park(1) {
-		if done == nil {
-			<-cl.w.Wake
-		} else {
-			select {
-			case <-cl.w.Wake:
-			case <-done:
-				// The join may still be queued. The Leave is posted after
-				// it, from this goroutine, so the shard handles it second:
-				// it finds the join refused (its ctx is done) or detaches
-				// the waiter. The call is not recycled: the shard still
-				// holds it.
-				s.postInternal(fa.Leave[K, V]{W: &cl.w})
-				s.api.Exit()
-				return v, false, ctx.Err()
-			}
-		}
+	if cl.w.Park(1) && !await(s, cl, done) {
+		// The join may still be queued. The Leave was posted after it, from
+		// this goroutine, so the shard handles it second: it finds the join
+		// refused (its ctx is done) or detaches the waiter. The call is not
+		// recycled: the shard still holds it.
+		s.api.Exit()
+		return v, false, ctx.Err()
 	}
-	// Leave the gate before waiting for the result: a leave, if any, goes
-	// through the shard's internal gate, and the wake-up path of a stampede
-	// stays free of a shared atomic.
+	// The join is handled: leave the gate (a leave, if any, goes through
+	// the shard's internal gate). A joiner of a running flight got no
+	// signal for its join and is here with its result already: it held the
+	// gate while it waited, which Close allows for (its close message
+	// answers every waiter before Close waits for the gate).
 	s.api.Exit()
 	if cl.hit {
 		v, err = cl.hitVal, cl.hitErr
@@ -212,39 +205,46 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		c.putCall(cl)
 		return v, false, err
 	}
-	f := cl.w.Flight
-	if cl.w.RunHere {
-		f.Run() // may not return: runtime.Goexit in fn ends this goroutine
-	}
-	first := cl.w.Done == (<-chan struct{})(cl.w.Wake) // woken by its own second signal
-	switch {
-	case first && !cl.w.Park(2):
-		// answered already: fn ran here, or it was quick
-	case done != nil:
-		select {
-		case <-cl.w.Done:
-		case <-done:
-			// The call is not recycled: the shard still holds it, and a
-			// wake-up may still arrive on its channel.
-			s.postInternal(fa.Leave[K, V]{W: &cl.w})
-			return v, false, ctx.Err()
-		}
-	default: // cannot be cancelled: skip the select
-		<-cl.w.Done
-	}
-	// Only the flight's first Do caller (woken on its own channel) recycles
-	// its call: the others were woken together by the broadcast, and
-	// skipping the pool keeps a stampede's fan-out to its bare wake-ups (the
-	// pool could not have supplied a thousand concurrent calls anyway). The
-	// first caller's result is on its own waiter, since its shard may have
-	// reused the flight already (fa.Owner.Recyclable); the others read it
-	// from the flight, which a shared flight never is.
-	if first {
+	if cl.w.Answered { // a joiner: its one signal came with the result
 		v, shared, err = cl.w.Val, cl.w.Shared, cl.w.Res
 		c.putCall(cl)
 		return v, shared, err
 	}
-	return f.Val, f.Shared, f.Err
+	// The flight's first Do caller: its second signal brings the result.
+	if cl.w.RunHere {
+		cl.w.Flight.Run() // may not return: runtime.Goexit in fn ends this goroutine
+	}
+	if cl.w.Park(2) && !await(s, cl, done) {
+		// The call is not recycled: the shard still holds it, and a wake-up
+		// may still arrive on its channel.
+		return v, false, ctx.Err()
+	}
+	// The result is on the caller's own waiter, since its shard may have
+	// reused the flight already (fa.Owner.Recyclable).
+	v, shared, err = cl.w.Val, cl.w.Shared, cl.w.Res
+	c.putCall(cl)
+	return v, shared, err
+}
+
+// await waits, parked (Park said so), for the signal a Do caller waits
+// for, or for done (its ctx; nil if it can never be done): then it posts
+// the caller's Leave and reports false. It is apart from Do, and not
+// inlined, to keep Do's frame small: a caller whose post drains its shard
+// runs the shard's handlers on top of it (see shard.handle).
+//
+//go:noinline
+func await[K comparable, V, R any](s *shard[K, V, R], cl *call[K, V, R], done <-chan struct{}) bool {
+	if done == nil { // cannot be cancelled: skip the select
+		<-cl.w.Wake
+		return true
+	}
+	select {
+	case <-cl.w.Wake:
+		return true
+	case <-done:
+		s.postInternal(fa.Leave[K, V]{W: &cl.w})
+		return false
+	}
 }
 
 // DoChan is Do that answers on a channel. See flight.Coordinator.DoChan.
@@ -405,9 +405,11 @@ func (c *Engine[K, V, R]) shutdown() {
 
 // call is one caller's request: the message a caller posts to join a flight.
 //
-// A Do caller parks on its waiter's Wake channel (buffer of two): one token
-// when the shard has handled the join, and, if it is its flight's first Do
-// caller, a second one when the result is published (see fa.Waiter.Wake).
+// A Do caller waits for its waiter's signals (fa.Waiter.Park and Signal),
+// parking on the waiter's Wake channel (buffer of two) only when it must: a
+// joiner of a running flight gets one signal, with the result; the caller
+// that starts a flight gets one when its join is handled and a second with
+// the result (see fa.Waiter.Wake).
 type call[K comparable, V, R any] struct {
 	node   mailbox.Node // the join's link in the shard's mailbox; Msg is the call
 	key    K
