@@ -71,7 +71,7 @@ type Engine[K comparable, V, R any] struct {
 	ks     *keyspace.Keyspace[K]
 	shards []*shard[K, V, R]
 	pool   *fa.Pool
-	calls  *sync.Pool // *call for Do, shared by the engines of one type (see getCall)
+	calls  sync.Pool // *call for Do, see getCall
 	// backlog bounds the DoChan calls waiting in one shard's mailbox when
 	// MaxWaiters or MaxInFlight is set: max(minBacklog, MaxWaiters,
 	// MaxInFlight), so that a burst the bounds would admit is never refused
@@ -94,7 +94,6 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		system: cfg.System,
 		ks:     ks,
 		pool:   fa.NewPool(fa.Linger),
-		calls:  callPool[K, V, R](),
 	}
 	if cfg.MaxWaiters > 0 || cfg.MaxInFlight > 0 {
 		c.backlog = int64(max(minBacklog, cfg.MaxWaiters, cfg.MaxInFlight))
@@ -437,27 +436,11 @@ func (cl *call[K, V, R]) answer(val V, err error) {
 	cl.hit, cl.hitVal, cl.hitErr = true, val, err
 }
 
-// callPools holds one pool of Do calls per instantiation of call (a
-// *call[K, V, R] value as the key), shared by every engine of those types:
-// a call holds nothing of its engine once recycled, and a process that makes
-// coordinators often (one per request or per test) still finds warm calls.
-var callPools sync.Map
-
-func callPool[K comparable, V, R any]() *sync.Pool {
-	key := (*call[K, V, R])(nil)
-	if p, ok := callPools.Load(key); ok {
-		return p.(*sync.Pool)
-	}
-	p, _ := callPools.LoadOrStore(key, new(sync.Pool))
-	return p.(*sync.Pool)
-}
-
-// getCall returns a call for Do from the pool of calls of its type. Do
-// recycles its call, with its wake-up channel, once answered: the shard no
-// longer refers to it then (a Do waiter is never subscribed, the flight
-// drops it when it publishes, and every token sent on its channel was
-// received). Recycling saves the call and the channel allocations per Do
-// (≈ 450 B), for a stampede's joiners too.
+// getCall returns a call for Do from the coordinator's pool. Do recycles its
+// call, with its wake-up channel if the shard gave it one, once answered:
+// the shard no longer refers to it then (a Do waiter is never subscribed,
+// and the flight drops its wake channel when it publishes). Recycling saves
+// the call and the channel allocations per Do (≈ 250 B).
 func (c *Engine[K, V, R]) getCall() *call[K, V, R] {
 	if cl, ok := c.calls.Get().(*call[K, V, R]); ok {
 		return cl
@@ -468,8 +451,8 @@ func (c *Engine[K, V, R]) getCall() *call[K, V, R] {
 }
 
 func (c *Engine[K, V, R]) putCall(cl *call[K, V, R]) {
-	// The wake channel is empty: the caller received every token the shard
-	// sent (see fa.Waiter.Park).
+	// The wake channel is empty: the caller received the join-handled token
+	// and, as its flight's first Do caller, the result token.
 	wake := cl.w.Wake
 	var zero K
 	cl.key = zero
