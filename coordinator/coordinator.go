@@ -213,6 +213,15 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	// The flight's first Do caller: its second signal brings the result.
 	if cl.w.RunHere {
 		cl.w.Flight.Run() // may not return: runtime.Goexit in fn ends this goroutine
+	} else if !cl.w.Signalled(2) {
+		// fn was just handed to a warm worker, which the hand-off made the
+		// next goroutine to run on this processor: yield to it once
+		// before parking. A quick fn then returns, and its result is
+		// published, before this caller looks again, which spares the
+		// parking and the wake-up of both sides of the hand-off (the
+		// select on two channels, a channel send and a goroutine made
+		// ready); a slow one costs one yield more.
+		runtime.Gosched()
 	}
 	if cl.w.Park(2) && !await(s, cl, done) {
 		// The call is not recycled: the shard still holds it, and a wake-up
