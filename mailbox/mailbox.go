@@ -108,10 +108,19 @@ func (m *Mailbox) Post(n *Node) {
 
 // PostUserMessage enqueues msg, sent the ordinary protoactor way, to be given
 // to the invoker, and, if the mailbox was idle, drains it on the calling
-// goroutine. It allocates a Node.
+// goroutine. Its Node comes from a pool and goes back once msg is taken:
+// no allocation once the pool is warm.
 func (m *Mailbox) PostUserMessage(msg any) {
-	m.Post(&Node{Msg: msg, invoke: true})
+	n, _ := userNodes.Get().(*Node)
+	if n == nil {
+		n = new(Node)
+	}
+	n.Msg, n.invoke = msg, true
+	m.Post(n)
 }
+
+// userNodes holds the Nodes of PostUserMessage between uses.
+var userNodes sync.Pool
 
 // PostSystemMessage enqueues a protoactor system message (Started, Stop,
 // Watch, Restart, Suspend/ResumeMailbox …) ahead of user messages.
@@ -215,6 +224,8 @@ func (m *Mailbox) run(poster bool) (more bool) {
 		m.userN.Add(-1)
 		msg = n.Msg
 		if n.invoke {
+			n.Msg, n.invoke = nil, false
+			userNodes.Put(n)
 			m.invoker.InvokeUserMessage(msg)
 		} else {
 			m.Handle(msg)

@@ -332,3 +332,19 @@ func TestConcurrentPostsKeepEachPostersOrder(t *testing.T) {
 	assert.Nil(t, bad.Load())
 	wait.Until(t, "idle", func() bool { return mb.status.Load() == idle })
 }
+
+// Neither way in allocates per message once warm: Post uses the message's
+// own Node, PostUserMessage a pooled one (the Batcher's actors post that
+// way).
+func TestPostsDoNotAllocate(t *testing.T) {
+	mb := New(func(any) {})
+	mb.RegisterHandlers(&recorder{onUser: func(any) {}}, nil)
+	n := newNode(1)
+	if a := testing.AllocsPerRun(1000, func() { mb.Post(&n.Node) }); a != 0 {
+		t.Errorf("Post: %v allocations per message", a)
+	}
+	msg := any(n) // a pointer: boxing it does not allocate either
+	if a := testing.AllocsPerRun(1000, func() { mb.PostUserMessage(msg) }); a != 0 {
+		t.Errorf("PostUserMessage: %v allocations per message", a)
+	}
+}
