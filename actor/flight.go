@@ -166,7 +166,7 @@ type Waiter[K comparable, V any] struct {
 	Out Subscriber[V] // DoChan callers; nil for Do
 
 	Flight *Flight[K, V]
-	Done   <-chan struct{} // Do callers: receives (or is closed) when Flight's result is published
+	Done   <-chan struct{} // the flight's first Do caller: its Wake (see Wake); nil for the others
 	Err    error           // set when the join was refused
 	// Wake is a Do caller's own channel, made by the caller with room for
 	// two tokens and reused for its next call; the shard sends on it only

@@ -427,7 +427,7 @@ type call[K comparable, V, R any] struct {
 	mk     func(V, error, bool) R
 	anchor any // DoChan: keeps the caller's coordinator reachable while queued
 
-	replied bool // owned by the shard: the join-handled token was sent
+	replied bool // owned by the shard: the join-handled signal was given
 
 	// A Do call answered by the shard from a retained result (a hit that
 	// the caller's own look-up missed): written before the join token.
