@@ -8,21 +8,16 @@ type Subscriber[V any] interface {
 	Deliver(val V, err error, shared bool)
 }
 
-// Broadcast is the one-shot result of a flight and the set of callers waiting
-// for it.
-//
-// Callers blocked in Do wait on one channel, closed once by Publish: one
-// operation wakes any number of them (measured ≈ 1.2× x/sync's WaitGroup at
-// 10,000 waiters, where a send per waiter or a goroutine per waiter was
-// slower). Callers of DoChan are Subscribers and get one Deliver each.
+// Broadcast is the one-shot result of a flight and the DoChan callers waiting
+// for it: each is a Subscriber and gets one Deliver. (Do callers are answered
+// on their own waiters, see Waiter.Signal and Flight.answerQueued: one
+// channel closed for all of them was the design before, see docs/design.md.)
 //
 // The zero value is an empty, unpublished Broadcast. It is not safe for
 // concurrent use: it belongs to the shard actor that owns the flight, and only
-// that actor calls its methods. The result fields are written once, by
-// Publish, before the channel is closed, and may be read by anyone who has
-// received from Wait's channel.
+// that actor calls its methods and reads its result fields, written once by
+// Publish.
 type Broadcast[V any] struct {
-	done chan struct{}   // made on first Wait; closed by Publish
 	subs []Subscriber[V] // DoChan callers still waiting
 
 	// Written once by Publish, before done is closed.
@@ -31,25 +26,6 @@ type Broadcast[V any] struct {
 	Shared bool
 
 	published bool
-}
-
-var closedChan = func() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}()
-
-// Wait returns the channel that is closed when the result is published. The
-// channel is made on the first call, so a flight that only DoChan callers wait
-// for never allocates one.
-func (b *Broadcast[V]) Wait() <-chan struct{} {
-	if b.published {
-		return closedChan
-	}
-	if b.done == nil {
-		b.done = make(chan struct{})
-	}
-	return b.done
 }
 
 // Subscribe adds s and returns its slot, to be given back to Unsubscribe.
@@ -75,8 +51,7 @@ func (b *Broadcast[V]) Unsubscribe(slot int) (moved Subscriber[V]) {
 // Published reports whether Publish has run.
 func (b *Broadcast[V]) Published() bool { return b.published }
 
-// Publish records the result, wakes every waiter of Wait and delivers to every
-// subscriber. It reports false, and does nothing, when the result was already
+// Publish records the result and delivers it to every subscriber. It reports false, and does nothing, when the result was already
 // published: a flight is answered exactly once.
 func (b *Broadcast[V]) Publish(val V, err error, shared bool) bool {
 	if b.published {
@@ -84,9 +59,6 @@ func (b *Broadcast[V]) Publish(val V, err error, shared bool) bool {
 	}
 	b.published = true
 	b.Val, b.Err, b.Shared = val, err, shared
-	if b.done != nil {
-		close(b.done)
-	}
 	subs := b.subs
 	b.subs = nil
 	for _, s := range subs {

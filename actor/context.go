@@ -7,10 +7,13 @@ import (
 	"time"
 )
 
-// flightCtx is the context fn runs with. It is embedded in its Flight, so a
-// flight costs no context allocation beyond context.WithoutCancel's, and its
-// Done channel is made only if fn asks for it: cheaper than
-// context.WithCancel(context.WithoutCancel(ctx)), which allocates twice.
+// flightCtx is the context fn runs with: one small allocation per flight
+// (cheaper than context.WithCancel(context.WithoutCancel(ctx)), which
+// allocates three times), and its Done channel is made only if fn asks for
+// it. It is allocated apart from its Flight, never pooled, because fn may
+// keep it after it returns (a goroutine fn started, say): it must then stay
+// cancelled, and carry its own caller's values, even after the Flight has
+// been reused for another key.
 //
 // It carries the first caller's values but not its cancellation, and is
 // cancelled by the shard (every caller left, Close) or by the WithTimeout
@@ -18,7 +21,7 @@ import (
 // on a parent ("afterFuncer"), so contexts that fn derives from it are
 // cancelled with it without a goroutine each, as with a stdlib parent.
 type flightCtx struct {
-	values   context.Context // context.WithoutCancel(first caller's ctx)
+	values   context.Context // the first caller's ctx: only its values are used (see Value)
 	deadline time.Duration   // since epoch (monotonic); 0: none
 
 	mu     sync.Mutex // protects the fields below
@@ -100,12 +103,38 @@ func (c *flightCtx) Err() error {
 // key actor can tell a call made from inside fn (see Owner.Join).
 type selfKey struct{}
 
+// Value returns the first caller's value for key. It is what
+// context.WithoutCancel(first caller's ctx).Value would return, without the
+// allocation of that wrapper: the one key package context itself looks up
+// to find a parent's cancellation (its unexported cancelCtxKey, used by
+// context.Cause and by WithCancel's propagation) is answered with nil, as
+// WithoutCancel answers it, so the caller's cancellation never shows
+// through.
 func (c *flightCtx) Value(key any) any {
-	if key == (selfKey{}) {
+	switch key {
+	case selfKey{}:
 		return c
+	case cancelCtxKey:
+		return nil
 	}
 	return c.values.Value(key)
 }
+
+// cancelCtxKey is package context's unexported key for a context's
+// cancelCtx, learnt once from the one call that looks it up on a context
+// of ours: context.Cause asks a cancelled context's Value for it.
+var cancelCtxKey = func() (key any) {
+	context.Cause(keyProbe{func(k any) { key = k }})
+	return key
+}()
+
+// keyProbe is a context whose Value records the key it is asked for.
+type keyProbe struct{ seen func(any) }
+
+func (keyProbe) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (keyProbe) Done() <-chan struct{}       { return nil }
+func (keyProbe) Err() error                  { return context.Canceled }
+func (p keyProbe) Value(key any) any         { p.seen(key); return nil }
 
 // callsFrom reports whether ctx is, or derives from, target: a flight's
 // context. It walks the chain of flight contexts ctx descends from (fn

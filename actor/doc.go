@@ -26,5 +26,8 @@
 //
 // Every Owner and Flight field belongs to the shard actor, except the ones a
 // worker writes before it posts Done (documented on Flight). Callers touch a
-// Waiter only before posting it and after the shard has answered it.
+// Waiter only before posting it and after the shard has signalled it (the
+// signal word, Waiter.Signal and Park, orders the shard's writes before the
+// caller's reads); no caller reads a Flight after it is woken, which is what
+// lets a shard reuse an owner and its first flight (Owner.Recyclable).
 package actor

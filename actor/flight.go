@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/actorflight/flight/internal/tracing"
+	"github.com/actorflight/flight/mailbox"
 )
 
 // Errors are the error values a key actor answers with. The root package
@@ -109,9 +110,10 @@ type Owner[K comparable, V any] struct {
 	parked []*Flight[K, V]
 
 	// first is the owner's first flight, allocated with it: most keys have
-	// one flight in their owner's life, which then costs one allocation,
-	// not two. A later flight is allocated on its own (the first may still
-	// be read by its callers).
+	// one flight in their owner's life, which then costs no allocation of
+	// its own, and none at all when the shard reuses the owner (see
+	// Recyclable). A later flight is allocated on its own (the first may
+	// still be read by its callers).
 	first     Flight[K, V]
 	firstUsed bool
 }
@@ -142,11 +144,17 @@ type Flight[K comparable, V any] struct {
 	Broadcast[V]
 
 	owner *Owner[K, V]
-	wake  chan struct{} // the first Do caller's own wake-up channel; see Waiter.Wake
+	wake  *Waiter[K, V] // the first Do caller, woken on its own channel; see Waiter.Wake
 	fn    func(context.Context) (V, error)
-	ctx   flightCtx
+	ctx   *flightCtx
 	timer *time.Timer // the WithTimeout deadline; nil without a timeout
 	retry *time.Timer // the backoff before the next attempt (WithRetry); nil if none yet
+
+	gen  uint32       // bumped each time the owner (with its first flight) is reused
+	node mailbox.Node // Done's link in the shard's mailbox (see DoneNode)
+	// dos and dosTail are the Do callers that joined after the first, in
+	// order, each answered on its own waiter (see answerQueued).
+	dos, dosTail *Waiter[K, V]
 
 	waiters   int32         // callers attached and not answered
 	joined    int32         // callers ever admitted
@@ -189,24 +197,39 @@ type Waiter[K comparable, V any] struct {
 	Out Subscriber[V] // DoChan callers; nil for Do
 
 	Flight *Flight[K, V]
-	Done   <-chan struct{} // Do callers: receives (or is closed) when Flight's result is published
+	Done   <-chan struct{} // the flight's first Do caller: its Wake (see Wake); nil for the others
 	Err    error           // set when the join was refused
 	// Wake is a Do caller's own channel, made by the caller with room for
-	// two tokens and reused for its next call. The shard sends one when it
-	// has handled the join (refused or admitted). The first Do caller of a
-	// flight is then woken by a second send on it, instead of by the close
-	// of a channel made for the flight: that saves the channel's allocation
-	// for the common flight with one caller. Later Do callers wait on the
-	// flight's broadcast channel.
+	// two tokens and reused for its next call; the shard sends on it only
+	// to a caller parked for a signal (see Signal). The first signal says
+	// the join was handled (refused, or admitted as the flight's first Do
+	// caller), and the first Do caller then gets a second one with the
+	// result. A later Do caller gets one signal only, with the result (see
+	// Flight.queue).
 	Wake chan struct{}
 	// RunHere tells a Do caller that its join started a flight whose fn it
 	// must run itself, on its own goroutine, by calling Flight.Run (set by
 	// the shard with the join-handled token; see Owner.Join).
 	RunHere bool
+	// The result, for the flight's first Do caller (the one woken on
+	// Wake): written by the shard before the token, so that this caller
+	// never reads the Flight again, which its owner may reuse at once.
+	Val    V
+	Res    error
+	Shared bool
 
 	slot int         // index among Flight's subscribers
 	stop func() bool // stops the ctx watch of a DoChan caller
 	left bool
+
+	gen  uint32       // Flight's gen when it admitted this waiter
+	node mailbox.Node // Leave's link in the shard's mailbox (see LeaveNode)
+	sig  signals      // see Signal and Park: a Do caller's hand-off with its shard
+	// Answered says Val, Res and Shared hold the flight's result, written
+	// with the waiter's one signal, for a Do caller that joined a flight
+	// another Do caller started (see Flight.queue).
+	Answered bool
+	nextDo   *Waiter[K, V] // next in Flight's queue of Do joiners
 }
 
 // Join admits w to the key's flight, starting one if there is none. On
@@ -226,7 +249,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 	// one derived from it, however deep) would wait for that fn: for its
 	// flight if it joins it, or for the next flight, which runs only after
 	// fn returns. Refuse it rather than let fn wait for itself.
-	if k.exec != nil && callsFrom(w.Ctx, &k.exec.ctx) {
+	if k.exec != nil && callsFrom(w.Ctx, k.exec.ctx) {
 		k.refuse(w, env.Errors.Recursive)
 		return
 	}
@@ -274,13 +297,16 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 	f.waiters++
 	f.joined++
 	env.Stats.Waiters.Add(1)
-	w.Flight = f
+	w.Flight, w.gen = f, f.gen
 	if w.Out == nil {
-		if f.wake == nil && !f.Published() {
-			f.wake = w.Wake
+		switch {
+		case f.Published(): // an answered flight is detached at once: not seen today
+			w.Val, w.Res, w.Shared, w.Answered = f.Val, f.Err, f.Shared, true
+		case f.wake == nil:
+			f.wake = w
 			w.Done = w.Wake
-		} else {
-			w.Done = f.Wait()
+		default:
+			f.queue(w)
 		}
 		return
 	}
@@ -320,12 +346,8 @@ func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	f.owner, f.fn = k, w.Fn
 	// The flight keeps the first caller's values but not its cancellation:
 	// it is cancelled only when every caller has left, on its deadline, or
-	// on Close. A ctx that can never be cancelled is its own
-	// WithoutCancel (and saves the wrapper's allocation).
-	f.ctx.values = w.Ctx
-	if w.Ctx.Done() != nil {
-		f.ctx.values = context.WithoutCancel(w.Ctx)
-	}
+	// on Close (see flightCtx.Value).
+	f.ctx = &flightCtx{values: w.Ctx}
 	k.traceNew(f) // tracing hook (trace.go)
 	if env.Timeout > 0 {
 		f.ctx.setDeadline(env.Timeout)
@@ -359,8 +381,8 @@ func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 // cancelled and detached, so the next caller starts a fresh one.
 func (k *Owner[K, V]) Leave(w *Waiter[K, V]) {
 	f := w.Flight
-	if f.Published() || w.left {
-		return // answered already; nothing to undo
+	if w.gen != f.gen || f.Published() || w.left {
+		return // answered already (or f reused since); nothing to undo
 	}
 	w.left = true
 	f.waiters--
@@ -425,7 +447,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	case fnPanicked:
 		env.Stats.Panics.Add(1)
 		if env.OnPanic != nil {
-			env.OnPanic(&f.ctx, k.Key, f.panic.value, f.panic.stack)
+			env.OnPanic(f.ctx, k.Key, f.panic.value, f.panic.stack)
 		}
 		err = env.Errors.Panic(f.panic.value, f.panic.stack)
 	case fnExited:
@@ -548,7 +570,7 @@ func (k *Owner[K, V]) askRetry(f *Flight[K, V], err error) (d time.Duration, aga
 			stack := debug.Stack()
 			env.Stats.Panics.Add(1)
 			if env.OnPanic != nil {
-				env.OnPanic(&f.ctx, k.Key, r, stack)
+				env.OnPanic(f.ctx, k.Key, r, stack)
 			}
 			d, again, failed = 0, false, env.Errors.Panic(r, stack)
 		}
@@ -767,8 +789,13 @@ func (f *Flight[K, V]) stopTimer() {
 func (k *Owner[K, V]) publish(f *Flight[K, V], val V, err error) {
 	k.env.Stats.Waiters.Add(-int64(f.waiters))
 	f.waiters = 0
-	if f.Publish(val, err, f.joined > 1) && f.wake != nil {
-		f.wake <- struct{}{} // never blocks: room for the join token and this one
+	if !f.Publish(val, err, f.joined > 1) {
+		return
+	}
+	if w := f.wake; w != nil {
+		w.Val, w.Res, w.Shared = val, err, f.joined > 1
+		w.Signal() // the second signal, after the join's
 		f.wake = nil
 	}
+	f.answerQueued(val, err, f.joined > 1)
 }

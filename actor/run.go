@@ -38,7 +38,7 @@ func (f *Flight[K, V]) Run() {
 				}
 			}
 		}()
-		f.val, f.err = f.fn(&f.ctx)
+		f.val, f.err = f.fn(f.ctx)
 		normal = true
 	}()
 	if !normal {

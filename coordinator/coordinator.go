@@ -158,7 +158,8 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		}
 		// The producer returns the same shard each time: if protoactor ever
 		// restarted the actor, its keys and waiters would survive.
-		s.pid = c.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
+		s.mb = mailbox.New(s.handle)
+		s.pid = c.system.Root.Spawn(mailbox.PropsWith(func() actor.Actor { return s }, s.mb))
 		c.shards[i] = s
 	}
 	return c, nil
@@ -209,29 +210,26 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	cl := c.getCall()
 	cl.key = key
 	cl.w.Ctx, cl.w.Fn = ctx, fn
-	s.send(cl)
-	// Wait for the shard to handle the join. The shard never blocks, so
-	// this is short unless the shard is flooded; when this goroutine drained
-	// the mailbox itself (the synchronized dispatcher), it is over already.
+	s.mb.Post(&cl.node)
+	// Wait for the shard to handle the join (a joiner of a running flight:
+	// for its result). The shard never blocks, so this is short unless the
+	// shard is flooded or the flight runs; when this goroutine drained the
+	// mailbox itself, it is over already, and Park sees it with one atomic
+	// load, without touching the channel.
 	done := ctx.Done()
-	if done == nil {
-		<-cl.w.Wake
-	} else {
-		select {
-		case <-cl.w.Wake:
-		case <-done:
-			// The join may still be queued. The Leave is posted after it,
-			// from this goroutine, so the shard handles it second: it finds
-			// the join refused (its ctx is done) or detaches the waiter.
-			// The call is not recycled: the shard still holds it.
-			s.postInternal(fa.Leave[K, V]{W: &cl.w})
-			s.api.Exit()
-			return v, false, ctx.Err()
-		}
+	if cl.w.Park(1) && !await(s, cl, done) {
+		// The join may still be queued. The Leave was posted after it, from
+		// this goroutine, so the shard handles it second: it finds the join
+		// refused (its ctx is done) or detaches the waiter. The call is not
+		// recycled: the shard still holds it.
+		s.api.Exit()
+		return v, false, ctx.Err()
 	}
-	// Leave the gate before waiting for the result: a leave, if any, goes
-	// through the shard's internal gate, and the wake-up path of a stampede
-	// stays free of a shared atomic.
+	// The join is handled: leave the gate (a leave, if any, goes through
+	// the shard's internal gate). A joiner of a running flight got no
+	// signal for its join and is here with its result already: it held the
+	// gate while it waited, which Close allows for (its close message
+	// answers every waiter before Close waits for the gate).
 	s.api.Exit()
 	if cl.hit {
 		v, shared, err = cl.hitVal, cl.hitShared, cl.hitErr
@@ -245,34 +243,61 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		c.putCall(cl)
 		return v, false, err
 	}
-	f := cl.w.Flight
-	if cl.w.RunHere {
-		f.Run() // may not return: runtime.Goexit in fn ends this goroutine
-	}
-	if done != nil {
-		select {
-		case <-cl.w.Done:
-		case <-done:
-			// The call is not recycled: the shard still holds it, and a
-			// wake-up may still arrive on its channel.
-			s.postInternal(fa.Leave[K, V]{W: &cl.w})
-			return v, false, ctx.Err()
+	if cl.w.Answered { // a joiner: its one signal came with the result
+		v, shared, err = cl.w.Val, cl.w.Shared, cl.w.Res
+		if err != nil && err == c.cfg.Errors.Stale {
+			err = nil // a stale value answered a failed flight (WithStaleIfError)
 		}
-	} else { // cannot be cancelled: skip the select
-		<-cl.w.Done
+		c.putCall(cl)
+		return v, shared, err
 	}
-	v, shared, err = f.Val, f.Shared, f.Err
+	// The flight's first Do caller: its second signal brings the result.
+	if cl.w.RunHere {
+		cl.w.Flight.Run() // may not return: runtime.Goexit in fn ends this goroutine
+	} else if !cl.w.Signalled(2) {
+		// fn was just handed to a warm worker, which the hand-off made the
+		// next goroutine to run on this processor: yield to it once
+		// before parking. A quick fn then returns, and its result is
+		// published, before this caller looks again, which spares the
+		// parking and the wake-up of both sides of the hand-off (the
+		// select on two channels, a channel send and a goroutine made
+		// ready); a slow one costs one yield more.
+		runtime.Gosched()
+	}
+	if cl.w.Park(2) && !await(s, cl, done) {
+		// The call is not recycled: the shard still holds it, and a wake-up
+		// may still arrive on its channel.
+		return v, false, ctx.Err()
+	}
+	// The result is on the caller's own waiter, since its shard may have
+	// reused the flight already (fa.Owner.Recyclable).
+	v, shared, err = cl.w.Val, cl.w.Shared, cl.w.Res
 	if err != nil && err == c.cfg.Errors.Stale {
 		err = nil // a stale value answered a failed flight (WithStaleIfError)
 	}
-	// Only the flight's first Do caller (woken on its own channel) recycles
-	// its call: the others were woken together by the broadcast, and
-	// skipping the pool keeps a stampede's fan-out to its bare wake-ups (the
-	// pool could not have supplied a thousand concurrent calls anyway).
-	if cl.w.Done == (<-chan struct{})(cl.w.Wake) {
-		c.putCall(cl)
-	}
+	c.putCall(cl)
 	return v, shared, err
+}
+
+// await waits, parked (Park said so), for the signal a Do caller waits
+// for, or for done (its ctx; nil if it can never be done): then it posts
+// the caller's Leave and reports false. It is apart from Do, and not
+// inlined, to keep Do's frame small: a caller whose post drains its shard
+// runs the shard's handlers on top of it (see shard.handle).
+//
+//go:noinline
+func await[K comparable, V, R any](s *shard[K, V, R], cl *call[K, V, R], done <-chan struct{}) bool {
+	if done == nil { // cannot be cancelled: skip the select
+		<-cl.w.Wake
+		return true
+	}
+	select {
+	case <-cl.w.Wake:
+		return true
+	case <-done:
+		s.postInternal(fa.Leave[K, V]{W: &cl.w})
+		return false
+	}
 }
 
 // DoChan is Do that answers on a channel. See flight.Coordinator.DoChan.
@@ -331,8 +356,9 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 		}
 	}
 	cl := &call[K, V, R]{key: key, ch: ch, mk: c.cfg.Result, anchor: anchor}
+	cl.node.Msg = cl
 	cl.w.Ctx, cl.w.Fn, cl.w.Out = ctx, fn, cl
-	s.send(cl)
+	s.mb.Post(&cl.node)
 	return ch
 }
 
@@ -448,17 +474,20 @@ func (c *Engine[K, V, R]) shutdown() {
 
 // call is one caller's request: the message a caller posts to join a flight.
 //
-// A Do caller parks on its waiter's Wake channel (buffer of two): one token
-// when the shard has handled the join, and, if it is its flight's first Do
-// caller, a second one when the result is published (see fa.Waiter.Wake).
+// A Do caller waits for its waiter's signals (fa.Waiter.Park and Signal),
+// parking on the waiter's Wake channel (buffer of two) only when it must: a
+// joiner of a running flight gets one signal, with the result; the caller
+// that starts a flight gets one when its join is handled and a second with
+// the result (see fa.Waiter.Wake).
 type call[K comparable, V, R any] struct {
+	node   mailbox.Node // the join's link in the shard's mailbox; Msg is the call
 	key    K
 	w      fa.Waiter[K, V]
 	ch     chan R // DoChan: buffer of one, receives exactly one R
 	mk     func(V, error, bool) R
 	anchor any // DoChan: keeps the caller's coordinator reachable while queued
 
-	replied bool // owned by the shard: the join-handled token was sent
+	replied bool // owned by the shard: the join-handled signal was given
 
 	// A Do call answered by the shard from a retained result (a hit that
 	// the caller's own look-up missed): written before the join token.
@@ -488,7 +517,9 @@ func (c *Engine[K, V, R]) getCall() *call[K, V, R] {
 	if cl, ok := c.calls.Get().(*call[K, V, R]); ok {
 		return cl
 	}
-	return &call[K, V, R]{w: fa.Waiter[K, V]{Wake: make(chan struct{}, 2)}}
+	cl := &call[K, V, R]{w: fa.Waiter[K, V]{Wake: make(chan struct{}, 2)}}
+	cl.node.Msg = cl
+	return cl
 }
 
 func (c *Engine[K, V, R]) putCall(cl *call[K, V, R]) {

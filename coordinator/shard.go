@@ -9,16 +9,24 @@ import (
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/internal/gate"
+	"github.com/actorflight/flight/mailbox"
 )
 
 // shard is a supervisor actor: it owns the key actors of its share of the
-// keyspace and handles every message about them, one at a time, on
-// protoactor's synchronized dispatcher (see package mailbox).
+// keyspace and handles every message about them, one at a time, drained by
+// the goroutine that posts to it (see package mailbox). Its own messages are
+// posted to its mailbox directly (Do, DoChan, send, postInternal); protoactor's
+// lifecycle messages reach it through Receive.
 type shard[K comparable, V, R any] struct {
-	c     *Engine[K, V, R]
-	pid   *actor.PID
-	keys  map[K]*fa.Owner[K, V] // owned by the actor
-	env   fa.Env[K, V]          // owned by the actor (Closed)
+	c    *Engine[K, V, R]
+	pid  *actor.PID
+	mb   *mailbox.Mailbox
+	keys map[K]*fa.Owner[K, V] // owned by the actor
+	// free holds retired owners kept for reuse (fa.Owner.Recyclable), at
+	// most maxFree: a distinct key's flight then allocates no owner
+	// (owned by the actor).
+	free  []*fa.Owner[K, V]
+	env   fa.Env[K, V] // owned by the actor (Closed)
 	stats fa.Stats
 
 	drainedClosed bool // owned by the actor
@@ -52,8 +60,15 @@ var testHookReceive func(msg any)
 // every waiter answered with a *PanicError and loses its flights, so it is
 // usable again at once; every other key is untouched; the shard goes on
 // serving — protoactor's Resume directive, applied to one key.
-func (s *shard[K, V, R]) Receive(ctx actor.Context) {
-	msg := ctx.Message()
+func (s *shard[K, V, R]) Receive(ctx actor.Context) { s.handle(ctx.Message()) }
+
+// handle handles one message: the mailbox's Handle for the messages posted
+// directly, and Receive's body for protoactor's. It is kept small, with the
+// rare messages in handleRare: a caller whose post finds its shard idle runs
+// it on its own goroutine, and a deep stack there would make every such
+// caller grow its stack (measured: a fifth of a 10,000-caller stampede's
+// CPU went to copying stacks).
+func (s *shard[K, V, R]) handle(msg any) {
 	if _, ok := msg.(*actor.Stopped); ok {
 		defer close(s.stopped) // even if handling it faults: Close waits for it
 	}
@@ -79,6 +94,17 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 		k := m.W.Flight.Owner()
 		k.Leave(m.W)
 		s.retireIfIdle(k)
+	default:
+		s.handleRare(msg)
+	}
+}
+
+// handleRare handles the messages that are not a flight's join, return or
+// leave (handle's recover covers it).
+//
+//go:noinline
+func (s *shard[K, V, R]) handleRare(msg any) {
+	switch m := msg.(type) {
 	case fa.Expired[K, V]:
 		k := m.F.Owner()
 		k.Expire(m.F)
@@ -167,12 +193,13 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 	s.replyTo(cl)
 }
 
-// replyTo tells a Do caller that its join was handled: one token on its
-// Wake channel, which has room for it (see call).
+// replyTo tells a Do caller that its join was handled: its first signal
+// (see fa.Waiter.Signal), unless it was queued as a joiner of a running
+// flight, whose one signal comes with the result.
 func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
-	if cl.ch == nil && !cl.replied {
+	if cl.ch == nil && !cl.replied && !cl.w.Queued() {
 		cl.replied = true
-		cl.w.Wake <- struct{}{}
+		cl.w.Signal()
 	}
 }
 
@@ -180,7 +207,14 @@ func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
 func (s *shard[K, V, R]) owner(key K) *fa.Owner[K, V] {
 	k := s.keys[key]
 	if k == nil {
-		k = fa.NewOwner(key, &s.env)
+		if n := len(s.free); n > 0 {
+			k = s.free[n-1]
+			s.free[n-1] = nil
+			s.free = s.free[:n-1]
+			k.Reuse(key)
+		} else {
+			k = fa.NewOwner(key, &s.env)
+		}
 		s.keys[key] = k
 		s.stats.Keys.Add(1)
 	}
@@ -197,8 +231,17 @@ func (s *shard[K, V, R]) retireIfIdle(k *fa.Owner[K, V]) {
 		if len(s.keys) == 0 {
 			s.anchor = nil
 		}
+		if len(s.free) < maxFree && k.Recyclable() {
+			k.Recycle()
+			s.free = append(s.free, k)
+		}
 	}
 }
+
+// maxFree bounds the retired owners a shard keeps for reuse: enough for the
+// keys one shard has in flight at once under a busy load, few enough that
+// an idle coordinator holds a few kilobytes (no goroutine, no key).
+const maxFree = 64
 
 // fault contains a panic in the shard's own handling of msg (see Receive).
 func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
@@ -254,16 +297,27 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 	}
 }
 
-// send posts msg to the shard. Callers must be inside one of its gates (or
-// be Close, which stops the actor only after both gates are drained).
+// send posts msg to the shard's mailbox directly, in a node of its own (an
+// allocation: for the rare messages; the hot ones carry their node, see
+// post). Callers must be inside one of its gates (or be Close, which stops
+// the actor only after both gates are drained).
 func (s *shard[K, V, R]) send(msg any) {
-	s.c.system.Root.Send(s.pid, msg)
+	s.mb.Post(&mailbox.Node{Msg: msg})
 }
 
-// postInternal is how timers, ctx watches and workers reach the shard.
+// postInternal is how timers, ctx watches and workers reach the shard. fn's
+// return (Done) and a caller leaving (Leave) are posted in the node their
+// flight or waiter carries: no allocation.
 func (s *shard[K, V, R]) postInternal(msg any) {
 	if s.posts.Enter() {
-		s.send(msg)
+		switch m := msg.(type) {
+		case fa.Done[K, V]:
+			s.mb.Post(m.F.DoneNode())
+		case fa.Leave[K, V]:
+			s.mb.Post(m.W.LeaveNode())
+		default:
+			s.send(msg)
+		}
 		s.posts.Exit()
 	}
 }

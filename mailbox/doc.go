@@ -19,4 +19,12 @@
 // handler runs on whichever goroutine posted, so shard handlers must never
 // block: they only touch maps and counters, close channels, send once on
 // channels with a free buffer slot, and hand fn to a worker goroutine.
+//
+// # Posting directly
+//
+// A shard's hot messages are posted with [Mailbox.Post], in a [Node] the
+// message carries inside itself: one compare-and-swap, no protoactor send
+// path, no allocation. Messages sent the protoactor way (RootContext.Send)
+// enter the same FIFO. The drainer takes every posted message at once and
+// handles them in posting order (see [Mailbox]).
 package mailbox

@@ -10,34 +10,76 @@ import (
 
 // Mailbox is the shard actors' protoactor mailbox: it implements
 // actor.Mailbox, so a shard is an ordinary protoactor actor (spawned from
-// props, in the process registry, sent to with RootContext.Send, stopped
-// with Stop), but its mailbox is drained the way the synchronized
-// dispatcher drains one — by the goroutine that posts to it while it is
-// idle — without that dispatcher's costs.
+// props, in the process registry, supervised, stopped with Stop, and
+// reachable with RootContext.Send), but its mailbox is drained the way the
+// synchronized dispatcher drains one — by the goroutine that posts to it
+// while it is idle — without that dispatcher's costs.
 //
-// Why not protoactor's own: its defaultMailbox makes a closure each time it
-// goes from idle to busy (twice per flight), checks every message for
-// batches and envelopes and loops over its middlewares, and its lock-free
-// queue allocates a node per message. This one has one mutex-guarded ring
-// per queue, allocates nothing per message once its rings have grown, and
-// keeps protoactor's semantics: system messages first,
+// # Two ways in, one queue
+//
+// The shard's hot messages (a caller's join, fn's return, a caller leaving)
+// do not take protoactor's send path: their poster calls [Mailbox.Post]
+// with a [Node] that the message carries inside itself (a call, a flight,
+// a waiter), so a post is one compare-and-swap on the queue's head — no PID
+// look-up, no envelope, no middleware, no allocation — and the drainer
+// hands the node's message to the shard's handler (Handle) directly, not
+// through protoactor's actor context. Anything sent the ordinary way
+// (PostUserMessage, from RootContext.Send) is wrapped in a Node of its own
+// and given to the invoker as protoactor would. Both go into the same FIFO,
+// so every poster's messages are handled in the order it posted them
+// (a Forget before a Do, a join before its leave).
+//
+// The queue is a lock-free stack of nodes: a post pushes; the drainer takes
+// the whole stack with one swap, reverses it into posting order and handles
+// every message it found in that one pass before it looks again.
+//
+// # What it keeps of protoactor's mailbox
+//
+// System messages first (checked before each user message),
 // Suspend/ResumeMailbox honoured, a panic in a handler escalated to the
 // invoker (EscalateFailure) as protoactor's mailbox does, a bounded number
-// of messages between yields. (Figures in bench/README.md.)
+// of messages between yields. Why not protoactor's own: its defaultMailbox
+// makes a closure each time it goes from idle to busy (twice per flight),
+// checks every message for batches and envelopes and loops over its
+// middlewares, and its lock-free queue allocates a node per message.
+// (Figures in bench/README.md.) It does not unpack MessageBatch messages
+// (shards never receive any) and runs no MailboxMiddleware.
 //
-// It does not unpack MessageBatch messages (shards never receive any) and
-// runs no MailboxMiddleware.
+// Make one with [New]; the zero value is not usable. Post, PostUserMessage
+// and PostSystemMessage are safe for concurrent use; Handle is set before
+// the first post and never changed.
 type Mailbox struct {
-	status    atomic.Int32 // idle or running
-	userN     atomic.Int32 // messages in user
+	head   atomic.Pointer[Node] // posted and not yet taken, newest first
+	userN  atomic.Int32         // user messages posted and not yet handled
+	status atomic.Int32         // idle or running
+
 	sysN      atomic.Int32 // messages in system
 	suspended atomic.Bool
+	held      atomic.Bool // taken messages left unhandled in local (while suspended)
 
-	mu     sync.Mutex // protects user and system
-	user   ring
+	mu     sync.Mutex // protects system
 	system ring
 
+	// local is the FIFO remainder of the last batch taken from head; only
+	// the goroutine holding the running status touches it.
+	local *Node
+
+	// Handle is the handler of the messages posted with Post. It runs on
+	// the draining goroutine, one message at a time.
+	Handle func(msg any)
+
 	invoker actor.MessageInvoker
+}
+
+// Node is the queue link of a message posted with [Mailbox.Post]: a struct
+// that is posted often embeds one, sets Msg once (to itself, or to a
+// one-pointer value naming it, which an interface holds without an
+// allocation) and posts &node each time. A Node must not be posted again
+// before its message has been handled.
+type Node struct {
+	next   *Node
+	Msg    any  // what Handle (or the invoker) gets
+	invoke bool // from PostUserMessage: deliver through the invoker
 }
 
 const (
@@ -47,18 +89,38 @@ const (
 
 var _ actor.Mailbox = (*Mailbox)(nil)
 
-// newMailbox returns an empty Mailbox.
-func newMailbox() *Mailbox { return &Mailbox{} }
+// New returns an empty Mailbox whose Post messages go to handle.
+func New(handle func(msg any)) *Mailbox { return &Mailbox{Handle: handle} }
 
-// PostUserMessage enqueues msg and, if the mailbox was idle, drains it on the
-// calling goroutine.
-func (m *Mailbox) PostUserMessage(msg any) {
-	m.mu.Lock()
-	m.user.push(msg)
-	m.mu.Unlock()
+// Post enqueues n and, if the mailbox was idle, drains it on the calling
+// goroutine. It allocates nothing.
+func (m *Mailbox) Post(n *Node) {
 	m.userN.Add(1)
+	for {
+		old := m.head.Load()
+		n.next = old
+		if m.head.CompareAndSwap(old, n) {
+			break
+		}
+	}
 	m.schedule()
 }
+
+// PostUserMessage enqueues msg, sent the ordinary protoactor way, to be given
+// to the invoker, and, if the mailbox was idle, drains it on the calling
+// goroutine. Its Node comes from a pool and goes back once msg is taken:
+// no allocation once the pool is warm.
+func (m *Mailbox) PostUserMessage(msg any) {
+	n, _ := userNodes.Get().(*Node)
+	if n == nil {
+		n = new(Node)
+	}
+	n.Msg, n.invoke = msg, true
+	m.Post(n)
+}
+
+// userNodes holds the Nodes of PostUserMessage between uses.
+var userNodes sync.Pool
 
 // PostSystemMessage enqueues a protoactor system message (Started, Stop,
 // Watch, Restart, Suspend/ResumeMailbox …) ahead of user messages.
@@ -101,10 +163,11 @@ func (m *Mailbox) drain(poster bool) {
 			go m.drain(false) // the status stays running: it is handed over
 			return
 		}
+		m.held.Store(m.local != nil)
 		m.status.Store(idle)
 		// A message posted after run saw the queues empty, but before the
 		// store, found the mailbox running: take it over if nobody did.
-		if m.sysN.Load() == 0 && (m.suspended.Load() || m.userN.Load() == 0) {
+		if m.sysN.Load() == 0 && (m.suspended.Load() || (m.head.Load() == nil && !m.held.Load())) {
 			return
 		}
 		if !m.status.CompareAndSwap(idle, running) {
@@ -126,7 +189,7 @@ func (m *Mailbox) run(poster bool) (more bool) {
 	}()
 	for i := 0; ; i++ {
 		if i == throughput {
-			if poster && (m.sysN.Load() > 0 || (!m.suspended.Load() && m.userN.Load() > 0)) {
+			if poster && (m.sysN.Load() > 0 || (!m.suspended.Load() && (m.local != nil || m.head.Load() != nil))) {
 				return true
 			}
 			i = 0
@@ -147,20 +210,46 @@ func (m *Mailbox) run(poster bool) (more bool) {
 			}
 			continue
 		}
-		if m.suspended.Load() || m.userN.Load() == 0 {
+		if m.suspended.Load() {
 			return false
 		}
-		m.mu.Lock()
-		msg = m.user.pop()
-		m.mu.Unlock()
+		n := m.local
+		if n == nil {
+			if n = m.take(); n == nil {
+				return false
+			}
+		}
+		m.local = n.next
+		n.next = nil
 		m.userN.Add(-1)
-		m.invoker.InvokeUserMessage(msg)
+		msg = n.Msg
+		if n.invoke {
+			n.Msg, n.invoke = nil, false
+			userNodes.Put(n)
+			m.invoker.InvokeUserMessage(msg)
+		} else {
+			m.Handle(msg)
+		}
 	}
 }
 
-// ring is a FIFO of messages that grows by doubling and never shrinks below
-// its initial size; a shard's rings stop allocating once they have grown
-// to its peak backlog.
+// take empties head and returns what it held in posting order (oldest
+// first), or nil.
+func (m *Mailbox) take() *Node {
+	if m.head.Load() == nil {
+		return nil
+	}
+	var fifo *Node
+	for n := m.head.Swap(nil); n != nil; {
+		next := n.next
+		n.next = fifo
+		fifo, n = n, next
+	}
+	return fifo
+}
+
+// ring is a FIFO of system messages that grows by doubling and never
+// shrinks below its initial size.
 type ring struct {
 	buf        []any
 	head, size int

@@ -40,7 +40,7 @@ func (r *recorder) EscalateFailure(reason, m any) {
 }
 
 func TestMailboxDrainsOnPosterInOrder(t *testing.T) {
-	mb := newMailbox()
+	mb := New(nil)
 	r := &recorder{}
 	mb.RegisterHandlers(r, nil)
 	for i := range 1000 {
@@ -56,7 +56,7 @@ func TestMailboxDrainsOnPosterInOrder(t *testing.T) {
 // A message posted by a handler (re-entrant post) is handled after the
 // current one, in the same drain, and system messages go first.
 func TestMailboxReentrantAndSystemFirst(t *testing.T) {
-	mb := newMailbox()
+	mb := New(nil)
 	r := &recorder{}
 	r.onUser = func(m any) {
 		if m == "first" {
@@ -71,7 +71,7 @@ func TestMailboxReentrantAndSystemFirst(t *testing.T) {
 }
 
 func TestMailboxSuspendResume(t *testing.T) {
-	mb := newMailbox()
+	mb := New(nil)
 	r := &recorder{}
 	mb.RegisterHandlers(r, nil)
 	mb.PostSystemMessage(&actor.SuspendMailbox{})
@@ -85,7 +85,7 @@ func TestMailboxSuspendResume(t *testing.T) {
 }
 
 func TestMailboxEscalatesPanics(t *testing.T) {
-	mb := newMailbox()
+	mb := New(nil)
 	r := &recorder{}
 	r.onUser = func(m any) {
 		if m == "boom" {
@@ -102,7 +102,7 @@ func TestMailboxEscalatesPanics(t *testing.T) {
 // Many goroutines post at once: every message is handled exactly once, by
 // one goroutine at a time.
 func TestMailboxConcurrentPosts(t *testing.T) {
-	mb := newMailbox()
+	mb := New(nil)
 	var inside, overlaps int32
 	var mu sync.Mutex
 	r := &recorder{}
@@ -177,7 +177,7 @@ func TestRingGrowsAndWraps(t *testing.T) {
 // its own and returns, so that no caller is kept draining a flood for
 // others; that goroutine exits once the mailbox is empty.
 func TestPosterHandsOverAFlood(t *testing.T) {
-	mb := newMailbox()
+	mb := New(nil)
 	block := make(chan struct{})
 	r := &recorder{}
 	first := true
@@ -224,4 +224,127 @@ func TestPosterHandsOverAFlood(t *testing.T) {
 		return int64(len(r.user)) == n.Load()+1
 	})
 	wait.Until(t, "idle", func() bool { return mb.status.Load() == idle })
+}
+
+// node is a message posted with Post, carrying its own link.
+type node struct {
+	Node
+	id int
+}
+
+func newNode(id int) *node {
+	n := &node{id: id}
+	n.Msg = n
+	return n
+}
+
+// Messages posted with Post go to Handle, those sent the protoactor way to
+// the invoker, and both keep one FIFO order.
+func TestPostAndUserMessagesShareOneOrder(t *testing.T) {
+	var order []any
+	mb := New(func(m any) { order = append(order, m.(*node).id) })
+	r := &recorder{onUser: func(m any) { order = append(order, m) }}
+	mb.RegisterHandlers(r, nil)
+	first := true
+	mb.Handle = func(m any) {
+		order = append(order, m.(*node).id)
+		if first { // queue a mix while the mailbox is busy
+			first = false
+			for i := 1; i < 10; i++ {
+				if i%3 == 0 {
+					mb.PostUserMessage(i)
+				} else {
+					mb.Post(&newNode(i).Node)
+				}
+			}
+		}
+	}
+	mb.Post(&newNode(0).Node)
+	assert.Equal(t, []any{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, order)
+	assert.Equal(t, 0, mb.UserMessageCount())
+}
+
+// A Suspend that arrives while a batch taken from the queue is being
+// handled holds the rest of that batch until Resume.
+func TestSuspendHoldsTheRestOfABatch(t *testing.T) {
+	var got []int
+	mb := New(nil)
+	mb.RegisterHandlers(&recorder{}, nil)
+	mb.Handle = func(m any) {
+		id := m.(*node).id
+		got = append(got, id)
+		switch id {
+		case 0: // queued behind 0, taken together in one batch
+			mb.Post(&newNode(1).Node)
+			mb.Post(&newNode(2).Node)
+		case 1:
+			mb.PostSystemMessage(&actor.SuspendMailbox{})
+		}
+	}
+	mb.Post(&newNode(0).Node)
+	assert.Equal(t, []int{0, 1}, got, "2 handled while suspended")
+	assert.Equal(t, 1, mb.UserMessageCount())
+	mb.Post(&newNode(3).Node)
+	assert.Equal(t, []int{0, 1}, got)
+	mb.PostSystemMessage(&actor.ResumeMailbox{})
+	assert.Equal(t, []int{0, 1, 2, 3}, got)
+	assert.Equal(t, int32(idle), mb.status.Load())
+}
+
+// Many goroutines Post at once: each message is handled once, one at a
+// time, and each poster's messages in its order.
+func TestConcurrentPostsKeepEachPostersOrder(t *testing.T) {
+	const posters, each = 8, 2000
+	var mu sync.Mutex
+	last := make([]int, posters)
+	for i := range last {
+		last[i] = -1
+	}
+	var handled atomic.Int64
+	var inside atomic.Int32
+	var bad atomic.Value
+	mb := New(func(m any) {
+		if inside.Add(1) != 1 {
+			bad.Store("two handlers at once")
+		}
+		n := m.(*node)
+		p, i := n.id/each, n.id%each
+		mu.Lock()
+		if last[p] != i-1 {
+			bad.Store("out of order")
+		}
+		last[p] = i
+		mu.Unlock()
+		inside.Add(-1)
+		handled.Add(1)
+	})
+	mb.RegisterHandlers(&recorder{}, nil)
+	var wg sync.WaitGroup
+	for p := range posters {
+		wg.Go(func() {
+			for i := range each {
+				mb.Post(&newNode(p*each + i).Node)
+			}
+		})
+	}
+	wg.Wait()
+	wait.Until(t, "every message handled", func() bool { return handled.Load() == posters*each })
+	assert.Nil(t, bad.Load())
+	wait.Until(t, "idle", func() bool { return mb.status.Load() == idle })
+}
+
+// Neither way in allocates per message once warm: Post uses the message's
+// own Node, PostUserMessage a pooled one (the Batcher's actors post that
+// way).
+func TestPostsDoNotAllocate(t *testing.T) {
+	mb := New(func(any) {})
+	mb.RegisterHandlers(&recorder{onUser: func(any) {}}, nil)
+	n := newNode(1)
+	if a := testing.AllocsPerRun(1000, func() { mb.Post(&n.Node) }); a != 0 {
+		t.Errorf("Post: %v allocations per message", a)
+	}
+	msg := any(n) // a pointer: boxing it does not allocate either
+	if a := testing.AllocsPerRun(1000, func() { mb.PostUserMessage(msg) }); a != 0 {
+		t.Errorf("PostUserMessage: %v allocations per message", a)
+	}
 }
