@@ -3,15 +3,30 @@ package flight
 import (
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/actorflight/flight/internal/hooks"
 	"github.com/actorflight/flight/internal/tracing"
 )
+
+func init() {
+	hooks.TracerProvider = func(opts []any) trace.TracerProvider {
+		var cfg config // the options only write it: applying them to a blank one is harmless
+		for _, o := range opts {
+			if o, ok := o.(Option); ok {
+				o.apply(&cfg)
+			}
+		}
+		return cfg.tracer
+	}
+}
 
 // TracerName is the instrumentation scope name of the tracer a Coordinator
 // or a Batcher gets from the provider given with WithTracerProvider.
 const TracerName = tracing.ScopeName
 
-// WithTracerProvider makes a Coordinator (New) or a Batcher (NewBatcher)
-// trace its executions with OpenTelemetry spans from tp. Without it, the
+// WithTracerProvider makes a Coordinator (New), a Batcher (NewBatcher) or
+// a cluster loader (cluster.Register: the owner's span of an execution
+// also links the callers on other members) trace its executions with
+// OpenTelemetry spans from tp. Without it, the
 // default, nothing is traced, the global provider is never used, and no
 // call allocates more. New and NewBatcher panic if tp is nil.
 //
