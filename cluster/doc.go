@@ -56,6 +56,14 @@
 // result lives at most as long as the key's grain on its owner (see
 // Register).
 //
+// # Tracing
+//
+// Register accepts flight.WithTracerProvider: each call of Do runs under a
+// flight.run span on its member, whose W3C Trace Context travels in the
+// Join, and the owner's flight.run span for the execution is a child of
+// the call that started it and links the other members' calls (see
+// Register).
+//
 // # Deployment
 //
 // Config.Host is where a member listens and Config.AdvertisedHost where

@@ -9,6 +9,7 @@ import (
 
 	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/cluster/internal/wire"
+	"github.com/actorflight/flight/internal/tracing"
 )
 
 // grain is the virtual actor that owns the flight of one (loader, key)
@@ -94,7 +95,13 @@ func (g *grain) join(ctx actor.Context, m *wire.Join) {
 		return
 	}
 	ctx.CancelReceiveTimeout()
-	cctx, cancel := context.WithCancel(context.Background())
+	base := context.Background()
+	if g.entry.traced {
+		// The caller's span context, remote: the owner's flight.run is its
+		// child if this call starts the flight, and links it otherwise.
+		base = tracing.WithRemoteCaller(base, m.Traceparent, m.Tracestate)
+	}
+	cctx, cancel := context.WithCancel(base)
 	ch := g.entry.owner.DoChan(cctx, g.key, g.entry.load(g.key))
 	call, self, system, max := m.Call, ctx.Self(), ctx.ActorSystem(), int(m.MaxValueSize)
 	started := g.node.track(func() {

@@ -8,8 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/cluster/internal/wire"
+	"github.com/actorflight/flight/internal/hooks"
 )
 
 // LoaderFunc loads the value of one key. It runs on the member that owns
@@ -54,10 +57,14 @@ type entry struct {
 	// fingerprint describes the registration (name, value type, codec
 	// type): members must agree on it for a key's value to decode.
 	fingerprint string
-	owner       *flight.Coordinator[string, []byte]
-	load        func(key string) flight.Func[[]byte]
-	closeFront  func()
-	grains      atomic.Int64 // grains active on this member
+	// traced: Register was given flight.WithTracerProvider. Then this
+	// member's Joins carry the span context of its call for the key, and
+	// its grains give the owner coordinator the callers' span contexts.
+	traced     bool
+	owner      *flight.Coordinator[string, []byte]
+	load       func(key string) flight.Func[[]byte]
+	closeFront func()
+	grains     atomic.Int64 // grains active on this member
 }
 
 // fingerprint describes a registration; the owner of a key compares the
@@ -87,7 +94,7 @@ func typeName(t reflect.Type) string {
 //
 // opts configure the in-process coordinators that run fn on this member
 // (flight.WithTimeout, WithMaxWaiters, WithMaxInFlight, WithShards,
-// WithLogger); WithMaxWaiters counts the members waiting on a key, not
+// WithLogger, WithTracerProvider); WithMaxWaiters counts the members waiting on a key, not
 // their callers, when applied to cluster calls. The options must be valid
 // (flight.New panics otherwise). name must be non-empty and contain no '/'.
 //
@@ -107,6 +114,18 @@ func typeName(t reflect.Type) string {
 // closes. Loader.Forget drops it on the owner. DoLocal retains its own
 // results on each member with the same options.
 //
+// Tracing: with flight.WithTracerProvider, the member traces its calls and
+// the executions it owns. A call of Do runs under this member's flight.run
+// span for the key (a child of the first local caller's span, linked to the
+// other local callers', as flight.Coordinator does), and its Join carries
+// that span's W3C Trace Context (traceparent, tracestate) to the owner. The
+// owner's execution runs under a flight.run span that is a child of the
+// call that started it, on whichever member, and links every other
+// member's call. The format is always W3C Trace Context, whatever global
+// propagator the process sets. Give every member the option (with its own
+// provider): a member without it sends no trace context and, as the owner,
+// makes no span.
+//
 // Register returns flight.ErrNilFunc for a nil fn, an error wrapping
 // ErrNoLoader for a bad or duplicate name, ErrStarted after Start and
 // flight.ErrClosed after Close.
@@ -118,17 +137,23 @@ func Register[V any](node *Node, name string, fn LoaderFunc[V], codec Codec[V], 
 		codec = JSON[V]()
 	}
 	opts = append(opts[:len(opts):len(opts)], flight.WithActorSystem(node.system))
+	frontOpts := []flight.Option{flight.WithActorSystem(node.system)}
+	tp := tracerProvider(opts)
+	if tp != nil {
+		frontOpts = append(frontOpts, flight.WithTracerProvider(tp))
+	}
 	l := &Loader[V]{
 		node:  node,
 		fn:    fn,
 		codec: codec,
-		front: flight.New[string, answer[V]](flight.WithActorSystem(node.system)),
+		front: flight.New[string, answer[V]](frontOpts...),
 		local: flight.New[string, V](opts...),
 	}
 	l.entry = &entry{
 		name:        name,
 		kind:        kindPrefix + name,
 		fingerprint: fingerprint[V](name, codec),
+		traced:      tp != nil,
 		owner:       flight.New[string, []byte](opts...),
 		load:        l.encoded,
 		closeFront: func() {
@@ -143,6 +168,16 @@ func Register[V any](node *Node, name string, fn LoaderFunc[V], codec Codec[V], 
 		return nil, err
 	}
 	return l, nil
+}
+
+// tracerProvider returns the provider opts set with
+// flight.WithTracerProvider, or nil.
+func tracerProvider(opts []flight.Option) trace.TracerProvider {
+	anys := make([]any, len(opts))
+	for i, o := range opts {
+		anys[i] = o
+	}
+	return hooks.TracerProvider(anys)
 }
 
 // encoded returns the function the owner coordinator runs for key: fn, then

@@ -10,6 +10,7 @@ import (
 
 	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/cluster/internal/wire"
+	"github.com/actorflight/flight/internal/tracing"
 )
 
 // errLost marks an attempt whose owner went away before answering.
@@ -74,13 +75,19 @@ func (n *Node) send(ctx context.Context, e *entry, key string) (*wire.Reply, err
 	}
 	out := make(chan outcome, 1)
 	call := n.system.Address() + "#" + strconv.FormatUint(n.calls.Add(1), 36)
+	join := &wire.Join{
+		Call:         call,
+		Loader:       e.name,
+		Fingerprint:  e.fingerprint,
+		MaxValueSize: int64(n.cfg.MaxValueSize),
+	}
+	if e.traced {
+		// ctx is the context of this member's flight for the key: its span
+		// is that flight's flight.run, which links this member's callers.
+		join.Traceparent, join.Tracestate = tracing.TraceParent(ctx)
+	}
 	req := n.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
-		return &requester{grain: pid, call: call, out: out, join: &wire.Join{
-			Call:         call,
-			Loader:       e.name,
-			Fingerprint:  e.fingerprint,
-			MaxValueSize: int64(n.cfg.MaxValueSize),
-		}}
+		return &requester{grain: pid, call: call, out: out, join: join}
 	}, inline...))
 	select {
 	case o := <-out:

@@ -1,8 +1,11 @@
 // Package hooks lets the module's own packages reach behaviour of package
 // flight that its public API does not offer: package compat/singleflight,
-// built on the public API, needs two of x/sync's behaviours. Package flight sets each hook
-// in its init, so a package that imports flight finds them set.
+// built on the public API, needs two of x/sync's behaviours, and package
+// cluster needs to know whether its options trace. Package flight sets each
+// hook in its init, so a package that imports flight finds them set.
 package hooks
+
+import "go.opentelemetry.io/otel/trace"
 
 // ForgetOverlaps returns a flight.Option (as any, since this package cannot
 // import flight) under which Forget lets the key's next flight start at
@@ -16,3 +19,10 @@ var ForgetOverlaps func() any
 // *flight.PanicError: package compat/singleflight panics in every Do caller
 // with one error of x/sync's shape.
 var PanicErrors func(mk func(value any, stack []byte) error) any
+
+// TracerProvider returns the trace.TracerProvider that opts (flight.Options,
+// as any) set with flight.WithTracerProvider, or nil when none does.
+// Package cluster gives it to the coordinator of a loader's callers as well
+// as to the ones Register makes from opts, and carries trace context in its
+// Joins only when it is set.
+var TracerProvider func(opts []any) trace.TracerProvider

@@ -167,11 +167,13 @@ func (r *Run) LinkSpanContext(sc trace.SpanContext) {
 // Start starts the span of the flight's next execution, linked to the
 // callers so far.
 func (r *Run) Start() {
+	// No span kind is passed: internal is the default (the API's and the
+	// SDK's), and an option less is a little less work per span.
 	var sp trace.Span
 	if r.links == nil || len(r.links.list) == 0 {
-		_, sp = r.t.t.Start(r.Context, RunSpan, internalOnly...)
+		_, sp = r.t.t.Start(r.Context, RunSpan)
 	} else {
-		_, sp = r.t.t.Start(r.Context, RunSpan, internal, trace.WithLinks(r.links.list...))
+		_, sp = r.t.t.Start(r.Context, RunSpan, trace.WithLinks(r.links.list...))
 	}
 	r.mu.Lock()
 	r.span, r.running = sp, true
@@ -222,10 +224,7 @@ var firstAttempts = func() (a [65][]attribute.KeyValue) {
 	return a
 }()
 
-var (
-	internal     = trace.WithSpanKind(trace.SpanKindInternal)
-	internalOnly = []trace.SpanStartOption{internal} // passed as is: no slice per span
-)
+var internal = trace.WithSpanKind(trace.SpanKindInternal)
 
 // Value answers the span key with the latest execution's span (or, before
 // the first, the first caller's); any other key gets the first caller's

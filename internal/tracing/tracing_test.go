@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
@@ -79,3 +80,40 @@ func TestRemoteCaller(t *testing.T) {
 		t.Fatal("no span context, no traceparent")
 	}
 }
+
+// BenchmarkRun is what a Run adds to the SDK's own work on a flight.run
+// span (start, the three attributes in one call, end) on one goroutine,
+// without the flight around it: run - span-attrs is the cost of the
+// tracing record and its bookkeeping (bench/: BenchmarkTracing measures the
+// whole traced flight).
+func BenchmarkRun(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(nopProcessor{}))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	ctx := context.Background()
+	b.Run("span-attrs", func(b *testing.B) {
+		tr := tp.Tracer(ScopeName)
+		b.ReportAllocs()
+		for b.Loop() {
+			_, sp := tr.Start(ctx, RunSpan)
+			sp.SetAttributes(runAttrs(1, false, 1)...)
+			sp.End()
+		}
+	})
+	b.Run("run", func(b *testing.B) {
+		t := New(tp)
+		b.ReportAllocs()
+		for b.Loop() {
+			r := t.NewRun(ctx)
+			r.Start()
+			r.End(nil, nil, 1, false, 1)
+		}
+	})
+}
+
+type nopProcessor struct{}
+
+func (nopProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (nopProcessor) OnEnd(sdktrace.ReadOnlySpan)                     {}
+func (nopProcessor) Shutdown(context.Context) error                  { return nil }
+func (nopProcessor) ForceFlush(context.Context) error                { return nil }
