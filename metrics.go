@@ -34,7 +34,7 @@ const MeterName = "github.com/actorflight/flight"
 // without metrics.
 //
 // Histogram buckets are the SDK's unless a View sets them: durations are in
-// seconds, so set boundaries that suit your fn with an SDK View.
+// seconds, so set boundaries that suit your fn.
 // Coordinators reporting to one provider with the same attributes add up;
 // tell them apart with WithMetricAttributes.
 func WithMeterProvider(mp metric.MeterProvider) Option {
