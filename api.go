@@ -17,8 +17,11 @@ import (
 )
 
 // Func is the function a flight runs. Its context carries the values of the
-// caller that started the flight and is cancelled when every caller has
-// left, when the WithTimeout deadline passes, or on Close.
+// caller that started the flight (context.WithoutCancel) and is cancelled
+// when every caller has left, when the WithTimeout deadline passes, or on
+// Close. A flight whose every caller has left is abandoned: it is detached
+// from its key at once, so the next caller starts a new flight and never
+// joins one being cancelled (Stats.Abandoned counts it).
 type Func[V any] func(ctx context.Context) (V, error)
 
 // Result is what DoChan delivers: the flight's value and error, and whether
@@ -37,10 +40,12 @@ type Result[V any] struct {
 // every other caller of that key waits for it and shares its result.
 //
 // Create one with [New]; the zero value is not usable. All methods are safe
-// for concurrent use. A Coordinator that is no longer needed should be
+// for concurrent use: make one per kind of work (its key and value types)
+// and share it. A Coordinator that is no longer needed should be
 // closed: Close waits for running functions and stops the coordinator's
 // actors. An idle Coordinator (no flight running) holds no goroutine and no
-// per-key memory. Only Close closes a Coordinator while it is in use: a call
+// per-key memory, closed or not: fn's worker goroutines exit a few
+// milliseconds after their last flight. Only Close closes a Coordinator while it is in use: a call
 // in progress, an unanswered DoChan and a running fn keep it reachable. One
 // that is dropped without Close is closed, its log route and metrics
 // registration removed, once the garbage collector finds it unreachable.
@@ -48,8 +53,11 @@ type Result[V any] struct {
 // Cost: a flight for a fresh key costs a few microseconds (a message to the
 // key's shard actor, a hand-off of fn to a warm worker goroutine, a message
 // back); a caller joining a running flight costs about one message and one
-// wake-up. See docs/performance.md for figures against
-// golang.org/x/sync/singleflight.
+// wake-up. An unshared flight costs about half a microsecond with a ctx that
+// can never be done, about a microsecond with a cancellable one: it matters
+// when the deduplicated work takes microseconds, not when it is a database
+// or network call. Figures against golang.org/x/sync/singleflight:
+// https://github.com/actorflight/flight/blob/main/docs/performance.md.
 type Coordinator[K comparable, V any] struct {
 	c   *coordinator.Engine[K, V, Result[V]] // nil with WithScope
 	s   *scopedCoordinator[K, V]             // WithScope (scope.go); nil without
@@ -60,8 +68,9 @@ type Coordinator[K comparable, V any] struct {
 // are gauges: they return to 0 when the coordinator is idle. Entries and
 // Open are gauges too, which return to 0 once retained results (stale
 // values included) and breaker states have been dropped (by their timers,
-// Forget or Close). The other fields count since New. Each field is exact;
-// a Stats is not an atomic snapshot of all of them together. The zero
+// Forget or Close). All gauges are final once Close has returned. The other
+// fields count since New. Each field is exact; a Stats is not an atomic
+// snapshot of all of them together. The zero
 // Stats is an idle coordinator that never ran a flight.
 type Stats struct {
 	Keys       int    // keys that currently own a live actor

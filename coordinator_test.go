@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -168,6 +169,48 @@ func TestContextAlreadyDone(t *testing.T) {
 	assert.Equal(t, uint64(0), c.Stats().Flights)
 }
 
+// A Do whose ctx ends while its call is still queued at the shard returns
+// at once: with a steady DoChan flood on its one shard, a Do with a 2 ms
+// ctx must not wait for the shard to get to its call.
+func TestDoLeavesWhileItsCallIsQueued(t *testing.T) {
+	c := newC[int](t, flight.WithShards(1))
+	stop := make(chan struct{})
+	var flood sync.WaitGroup
+	for range 2 {
+		flood.Add(1)
+		go func() {
+			defer flood.Done()
+			// At most `outstanding` unanswered calls per flooder: enough to
+			// keep the shard's mailbox long (a Do must not wait behind
+			// them), bounded so that memory is too.
+			const outstanding = 200_000
+			ring := make([]<-chan flight.Result[int], outstanding)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if old := ring[i%outstanding]; old != nil {
+					<-old
+				}
+				ring[i%outstanding] = c.DoChan(context.Background(), "flood", func(context.Context) (int, error) { return i, nil })
+			}
+		}()
+	}
+	defer func() { close(stop); flood.Wait() }()
+	worst := time.Duration(0)
+	for range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
+		start := time.Now()
+		_, _, _ = c.Do(ctx, "other", func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() })
+		worst = max(worst, time.Since(start))
+		cancel()
+	}
+	t.Logf("slowest of 50 Do calls with a 2 ms ctx: %v", worst)
+	assert.Less(t, worst, 400*time.Millisecond, "a Do with a 2ms ctx took this long to return")
+}
+
 type ctxKey struct{}
 
 // Rule 3: fn's ctx keeps the first caller's values and is cancelled when
@@ -259,6 +302,58 @@ func TestTimeoutHonouredByFn(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	wait.Until(t, "idle", idle(c))
 	assert.Equal(t, uint64(1), c.Stats().Timeouts)
+}
+
+// WithTimeout(math.MaxInt64), a common "no limit", gives fn a deadline in
+// the far future, never one in the past, and a timeout derived from it
+// fires.
+func TestHugeTimeoutDoesNotOverflow(t *testing.T) {
+	c := newC[time.Time](t, flight.WithTimeout(math.MaxInt64))
+	dl, _, err := c.Do(context.Background(), "k", func(ctx context.Context) (time.Time, error) {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return time.Time{}, errors.New("no deadline")
+		}
+		sub, cancel := context.WithTimeout(ctx, time.Millisecond)
+		defer cancel()
+		select {
+		case <-sub.Done():
+		case <-time.After(hang):
+			return dl, errors.New("a timeout derived from fn's ctx never fired")
+		}
+		return dl, nil
+	})
+	require.NoError(t, err)
+	assert.True(t, dl.After(time.Now().Add(100*365*24*time.Hour)), "deadline %v is not in the far future", dl)
+}
+
+// Once a flight's deadline has passed, every waiter's error matches
+// context.DeadlineExceeded, even when fn returned its own error first.
+func TestTimedOutWaiterNeverGetsFnError(t *testing.T) {
+	c := newC[int](t, flight.WithTimeout(2*time.Millisecond))
+	own := errors.New("fn's own error")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	bad := 0
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				_, _, err := c.Do(context.Background(), string(rune('a'+g))+string(rune(i)), func(ctx context.Context) (int, error) {
+					<-ctx.Done()
+					return 0, own
+				})
+				if !errors.Is(err, context.DeadlineExceeded) {
+					mu.Lock()
+					bad++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Zero(t, bad, "waiters whose error did not match context.DeadlineExceeded")
 }
 
 // Rule 4: Forget detaches the live flight; waiters keep the old result; the
@@ -379,6 +474,46 @@ func TestNilContextIsBackground(t *testing.T) {
 	//lint:ignore SA1012 testing the documented nil-ctx behaviour
 	v, _, err := c.Do(nil, "k", func(ctx context.Context) (int, error) { //nolint:staticcheck
 		require.NotNil(t, ctx)
+		return 1, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1, v)
+}
+
+// fn calling Do or DoChan on its own key with its own ctx gets
+// ErrRecursiveCall at once instead of waiting for itself.
+func TestRecursiveCallOnOwnKey(t *testing.T) {
+	c := newC[int](t)
+	v, _, err := c.Do(context.Background(), "k", func(ctx context.Context) (int, error) {
+		_, _, err := c.Do(ctx, "k", func(context.Context) (int, error) { return 2, nil })
+		if !errors.Is(err, flight.ErrRecursiveCall) {
+			return 0, err
+		}
+		sub, cancel := context.WithCancel(ctx) // a ctx derived from fn's
+		defer cancel()
+		r := <-c.DoChan(sub, "k", func(context.Context) (int, error) { return 3, nil })
+		if !errors.Is(r.Err, flight.ErrRecursiveCall) {
+			return 0, r.Err
+		}
+		// Another key is fine.
+		v, _, err := c.Do(ctx, "other", func(context.Context) (int, error) { return 4, nil })
+		return v, err
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 4, v)
+	wait.Until(t, "idle", idle(c))
+}
+
+// The same when the flight was forgotten while fn runs: the next flight of
+// the key would wait for fn, which waits for it.
+func TestRecursiveCallAfterForget(t *testing.T) {
+	c := newC[int](t)
+	v, _, err := c.Do(context.Background(), "k", func(ctx context.Context) (int, error) {
+		c.Forget("k")
+		_, _, err := c.Do(ctx, "k", func(context.Context) (int, error) { return 2, nil })
+		if !errors.Is(err, flight.ErrRecursiveCall) {
+			return 0, err
+		}
 		return 1, nil
 	})
 	require.NoError(t, err)

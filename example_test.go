@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,15 +13,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
-
-// until yields until cond holds. The examples wait on the coordinator's
-// own counters with it, never on a timer.
-func until(cond func() bool) {
-	for !cond() {
-		runtime.Gosched()
-	}
-}
 
 // Three callers ask for the same key while its function runs: it runs once
 // and they all get its result.
@@ -46,7 +38,7 @@ func ExampleCoordinator_Do() {
 			results[i] = fmt.Sprintf("%s shared=%v err=%v", v, shared, err)
 		})
 	}
-	until(func() bool { return c.Stats().Waiters == 3 }) // all three are waiting
+	wait.For(wait.Hang, func() bool { return c.Stats().Waiters == 3 }) // all three are waiting
 	close(release)
 	wg.Wait()
 	for _, r := range results {
@@ -74,7 +66,7 @@ func ExampleCoordinator_DoChan() {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	impatient := c.DoChan(ctx, "report", slow)
-	until(func() bool { return c.Stats().Waiters == 2 })
+	wait.For(wait.Hang, func() bool { return c.Stats().Waiters == 2 })
 	cancel() // this caller's budget is spent
 	select {
 	case r := <-impatient:
@@ -163,7 +155,7 @@ func ExampleWithMaxWaiters() {
 	hold := func(context.Context) (int, error) { <-release; return 1, nil }
 	a := c.DoChan(context.Background(), "hot", hold)
 	b := c.DoChan(context.Background(), "hot", hold)
-	until(func() bool { return c.Stats().Waiters == 2 })
+	wait.For(wait.Hang, func() bool { return c.Stats().Waiters == 2 })
 	_, _, err := c.Do(context.Background(), "hot", hold)
 	fmt.Println(err)
 	close(release)
@@ -182,11 +174,11 @@ func ExampleWithMaxInFlight() {
 	release := make(chan struct{})
 	hold := func(context.Context) (int, error) { <-release; return 1, nil }
 	a := c.DoChan(context.Background(), "a", hold)
-	until(func() bool { return c.Stats().InFlight == 1 })
+	wait.For(wait.Hang, func() bool { return c.Stats().InFlight == 1 })
 	_, _, err := c.Do(context.Background(), "b", hold)
 	fmt.Println("b:", err)
 	joined := c.DoChan(context.Background(), "a", hold)
-	until(func() bool { return c.Stats().Waiters == 2 })
+	wait.For(wait.Hang, func() bool { return c.Stats().Waiters == 2 })
 	close(release)
 	fmt.Println("a:", (<-a).Val, (<-joined).Val)
 	// Output:
@@ -227,7 +219,7 @@ func ExampleWithMeterProvider() {
 	for _, k := range []string{"a", "b"} {
 		c.Do(context.Background(), k, func(context.Context) (int, error) { return 0, nil })
 	}
-	until(func() bool { return c.Stats().Keys == 0 })
+	wait.For(wait.Hang, func() bool { return c.Stats().Keys == 0 })
 
 	var rm metricdata.ResourceMetrics
 	reader.Collect(context.Background(), &rm)

@@ -21,8 +21,10 @@ const MeterName = "github.com/actorflight/flight"
 // WithMeterProvider makes the coordinator report OpenTelemetry metrics to
 // mp: its Stats as observable counters and up-down counters, read from
 // Stats only when mp collects, and two histograms, recorded as each
-// execution of fn returns: its duration and its number of callers. The
-// docs/observability.md lists the instruments. Close unregisters the observable ones.
+// execution of fn returns: its duration and its number of callers (their
+// names, units and attributes:
+// https://github.com/actorflight/flight/blob/main/docs/observability.md).
+// Close unregisters the observable ones.
 //
 // Without this option, the default, the coordinator reports nothing and
 // pays nothing; the global OpenTelemetry provider is never used. With it, a
@@ -32,7 +34,7 @@ const MeterName = "github.com/actorflight/flight"
 // without metrics.
 //
 // Histogram buckets are the SDK's unless a View sets them: durations are in
-// seconds, so set boundaries that suit your fn (docs/observability.md).
+// seconds, so set boundaries that suit your fn.
 // Coordinators reporting to one provider with the same attributes add up;
 // tell them apart with WithMetricAttributes.
 func WithMeterProvider(mp metric.MeterProvider) Option {

@@ -19,7 +19,7 @@ import (
 )
 
 // TestModel checks the coordinator against a plain sequential model of its
-// rules (README, "How it behaves", and docs/design.md: executions of
+// rules (as the godoc states them, and docs/design.md: executions of
 // one key never overlap, WithTimeout counts from flight creation, Close
 // answers waiters with ErrClosed). A generated sequence of operations — Do,
 // DoChan, cancelling a caller, Forget, fn returning a value / an error /

@@ -363,3 +363,239 @@ func TestForgetFromFnWithTTL(t *testing.T) {
 		c.Forget("k")
 	}
 }
+
+// WithMaxEntries is a bound: neither Forget (whose removed entries must
+// leave the eviction ring, or eviction would "reuse" them without freeing a
+// counted entry) nor refreshes that replace entries push Entries past it.
+func TestMaxEntriesIsABound(t *testing.T) {
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	t.Run("forget", func(t *testing.T) {
+		c := newCInt(t, flight.WithTTL(time.Hour), flight.WithMaxEntries(10))
+		for i := range 100 {
+			_, _, err := c.Do(ctx, i, fn)
+			require.NoError(t, err)
+			c.Forget(i)
+		}
+		require.Zero(t, c.Stats().Entries)
+		for i := range 100 {
+			_, _, err := c.Do(ctx, 1000+i, fn)
+			require.NoError(t, err)
+			require.LessOrEqual(t, c.Stats().Entries, 10, "after key %d", i)
+		}
+		assert.Equal(t, 10, c.Stats().Entries)
+	})
+	t.Run("refresh", func(t *testing.T) {
+		bubble(t, func(t *testing.T) {
+			c := flight.New[int, int](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second),
+				flight.WithMaxEntries(5), flight.WithShards(1))
+			defer c.Close()
+			for round := range 20 {
+				for i := range 5 {
+					_, _, err := c.Do(ctx, round*5+i, fn)
+					require.NoError(t, err)
+				}
+				time.Sleep(2 * time.Second)
+				for i := range 5 { // hits that refresh, each replacing its entry
+					_, _, _ = c.Do(ctx, round*5+i, fn)
+				}
+				synctest.Wait()
+				require.LessOrEqual(t, c.Stats().Entries, 5, "round %d", round)
+			}
+		})
+	})
+}
+
+// WithMaxEntries bounds the memory the retained results hold, not only
+// their count: evicted, forgotten and replaced results are not kept
+// referenced (they were, by the shard's expiry queue, until their own TTL).
+func TestMaxEntriesBoundsMemory(t *testing.T) {
+	const keys, size = 20_000, 4 << 10
+	ctx, cancel := context.WithCancel(context.Background()) // fn on a worker, as a server's calls
+	defer cancel()
+	bc := flight.New[int, []byte](flight.WithTTL(time.Hour), flight.WithMaxEntries(100))
+	defer bc.Close()
+	run := func(from, to int) {
+		for i := from; i < to; i++ {
+			_, _, err := bc.Do(ctx, i, func(context.Context) ([]byte, error) { return make([]byte, size), nil })
+			require.NoError(t, err)
+			if i%3 == 0 {
+				bc.Forget(i)
+			}
+			if i%7 == 0 {
+				bc.Forget(i - 50)
+			}
+			require.LessOrEqual(t, bc.Stats().Entries, 100)
+		}
+	}
+	run(0, keys/10) // the store, the maps and the pools at their working size
+	before := heap()
+	run(keys/10, keys)
+	grown := int64(heap()) - int64(before)
+	t.Logf("heap growth over %d more keys of %d B with WithMaxEntries(100): %d KiB", keys-keys/10, size, grown>>10)
+	assert.Less(t, grown, int64(1<<20), "the heap grows with the keys seen, not with the retained results")
+}
+
+// heap returns the live heap after a full collection.
+func heap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// WithMaxEntries is global, and a shard whose keys had nothing retained
+// still retains a new result (by evicting another shard's): with more shards
+// than entries, every key's result is retained for its next call.
+func TestMaxEntriesWithMoreShardsThanEntries(t *testing.T) {
+	c := newCInt(t, flight.WithTTL(time.Hour), flight.WithMaxEntries(2), flight.WithShards(64))
+	ctx := context.Background()
+	var n atomic.Int32
+	fn := func(context.Context) (int, error) { n.Add(1); return 1, nil }
+	missed := 0
+	for i := range 200 {
+		_, _, _ = c.Do(ctx, i, fn)
+		before := n.Load()
+		if _, shared, _ := c.Do(ctx, i, fn); !shared || n.Load() != before {
+			missed++
+		}
+		require.LessOrEqual(t, c.Stats().Entries, 2)
+	}
+	assert.Zero(t, missed, "calls right after their key's flight that ran fn again")
+	assert.Equal(t, 2, c.Stats().Entries)
+}
+
+// Forget during a background refresh: the refresh has no caller, so it is
+// cancelled (nothing else would ever cancel it but WithTimeout or Close),
+// and the key's next flight runs its fn.
+func TestForgetCancelsARefresh(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
+		defer c.Close()
+		ctx := context.Background()
+		_, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) { return "v1", nil })
+		time.Sleep(2 * time.Second)
+		refreshCtx := make(chan context.Context, 1)
+		hang := func(ctx context.Context) (string, error) {
+			refreshCtx <- ctx
+			<-ctx.Done()
+			return "", ctx.Err()
+		}
+		v, _, _ := c.Do(ctx, "k", hang) // a hit: starts the refresh
+		assert.Equal(t, "v1", v)
+		rctx := <-refreshCtx
+		c.Forget("k")
+		synctest.Wait()
+		assert.Error(t, rctx.Err(), "the forgotten refresh, which nobody waits for, is cancelled")
+		assert.Equal(t, 0, c.Stats().InFlight)
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		v, _, err := c.Do(wctx, "k", func(context.Context) (string, error) { return "v2", nil })
+		require.NoError(t, err, "the key is wedged behind the forgotten refresh")
+		assert.Equal(t, "v2", v)
+	})
+}
+
+// A failing refresh-ahead is not started again on every hit: each retained
+// result is refreshed at most once; after a failed refresh it is served
+// until its TTL, and the next call then runs fn.
+func TestFailedRefreshIsNotRepeated(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
+		defer c.Close()
+		ctx := context.Background()
+		_, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) { return "v1", nil })
+		time.Sleep(2 * time.Second)
+		var refreshes atomic.Int32
+		boom := func(context.Context) (string, error) { refreshes.Add(1); panic("down") }
+		for range 5 {
+			v, _, err := c.Do(ctx, "k", boom)
+			require.NoError(t, err)
+			assert.Equal(t, "v1", v)
+			synctest.Wait()
+		}
+		assert.Equal(t, int32(1), refreshes.Load(), "refreshes of one result")
+		st := c.Stats()
+		assert.Equal(t, uint64(1), st.Refreshes)
+		assert.Equal(t, uint64(1), st.Panics)
+	})
+}
+
+// A caller that misses (the TTL has passed) while a background refresh of
+// its key runs does not join the refresh, which nobody asked for: the
+// refresh is cancelled and the caller's own fn runs.
+func TestMissSupersedesARefresh(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithTTL(10*time.Second), flight.WithRefreshAhead(time.Second))
+		defer c.Close()
+		ctx := context.Background()
+		_, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) { return "v1", nil })
+		time.Sleep(9 * time.Second)
+		refreshCtx := make(chan context.Context, 1)
+		v, _, _ := c.Do(ctx, "k", func(ctx context.Context) (string, error) {
+			refreshCtx <- ctx
+			<-ctx.Done()
+			return "refresh", ctx.Err()
+		})
+		assert.Equal(t, "v1", v)
+		rctx := <-refreshCtx
+		time.Sleep(time.Second) // past the TTL; the refresh still runs
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		v, shared, err := c.Do(wctx, "k", func(context.Context) (string, error) { return "mine", nil })
+		require.NoError(t, err, "the caller waited for a refresh it never asked for")
+		assert.Equal(t, "mine", v)
+		assert.False(t, shared)
+		assert.Error(t, rctx.Err(), "the superseded refresh is cancelled")
+		v, _, _ = c.Do(ctx, "k", func(context.Context) (string, error) { return "third", nil })
+		assert.Equal(t, "mine", v, "the caller's result is retained, not the refresh's")
+	})
+}
+
+// WithErrorTTL never retains what its doc excludes, matched as WithRetry's
+// default matches it (errors.As for *PanicError): an fn that returns a
+// *PanicError it got from another flight, wrapped or not, is not retained.
+func TestErrorTTLExclusionsMatchedLikeRetry(t *testing.T) {
+	inner := newCInt(t)
+	_, _, innerErr := inner.Do(t.Context(), 1, func(context.Context) (int, error) { panic("inner") })
+	var pe *flight.PanicError
+	require.ErrorAs(t, innerErr, &pe)
+	c := newCInt(t, flight.WithErrorTTL(time.Hour))
+	for i, err := range []error{innerErr, fmt.Errorf("wrapped: %w", innerErr), errors.Join(errTransient, innerErr),
+		flight.ErrGoexit, flight.ErrOverloaded, flight.ErrRecursiveCall, context.DeadlineExceeded} {
+		var n atomic.Int32
+		for range 2 {
+			_, _, got := c.Do(context.Background(), i, func(context.Context) (int, error) { n.Add(1); return 0, err })
+			assert.ErrorIs(t, got, err)
+		}
+		assert.Equal(t, int32(2), n.Load(), "error %d (%v) was retained", i, err)
+	}
+	assert.Zero(t, c.Stats().Entries)
+}
+
+// A miss that retains its result allocates nothing for it once the store
+// has reached WithMaxEntries: results live in a reused slab of slots, with
+// no pointer when the key and value have none (so the garbage collector
+// does not scan a live store on every cycle).
+func TestRetainedMissAllocatesNoEntry(t *testing.T) {
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	miss := func(c *flight.Coordinator[int, int]) float64 {
+		next := 0
+		for range 5000 { // warm: the store full and evicting, maps and pools at their size
+			next++
+			_, _, _ = c.Do(ctx, next, fn)
+		}
+		return testing.AllocsPerRun(2000, func() {
+			next++
+			if _, shared, _ := c.Do(ctx, next, fn); shared {
+				panic("a fresh key was shared")
+			}
+		})
+	}
+	without := miss(newCInt(t, flight.WithShards(1)))
+	with := miss(newCInt(t, flight.WithShards(1), flight.WithTTL(time.Hour), flight.WithMaxEntries(1000)))
+	t.Logf("allocations per miss: %.2f without WithTTL, %.2f with", without, with)
+	assert.LessOrEqual(t, with, without+0.05)
+}

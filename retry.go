@@ -83,17 +83,11 @@ func defaultRetryable(err error) bool {
 // ExponentialBackoff returns a backoff for WithRetry with exponential growth
 // and full jitter: before attempt n+1 it waits a uniformly random duration
 // in [0, min(max, base·2^(n-1))] (n < 1 counts as 1; the product saturates
-// at max, never overflows). Full jitter spreads the retries of many flights
-// that failed together, so that they do not hit a recovering upstream in
-// waves. It panics unless 0 < base ≤ max; every such pair, up to
-// math.MaxInt64, and every n are valid. The returned function is safe for
-// concurrent use and allocates nothing.
-//
-// It is written here rather than taken from a backoff library: the
-// libraries' exponential backoffs are stateful objects (one per retry
-// loop, with an elapsed-time cap of their own) and jitter around the
-// interval rather than over all of it, where WithRetry needs a pure function
-// of n.
+// at max, never overflows), which spreads the retries of many flights that
+// failed together over the whole interval. It panics unless
+// 0 < base ≤ max; every such pair, up to math.MaxInt64, and every n are
+// valid. The returned function is safe for concurrent use and allocates
+// nothing.
 func ExponentialBackoff(base, max time.Duration) func(n int) time.Duration {
 	if base <= 0 || max < base {
 		panic(fmt.Sprintf("flight: ExponentialBackoff(%v, %v): need 0 < base ≤ max", base, max))

@@ -278,3 +278,175 @@ func TestRetryOptionsValidated(t *testing.T) {
 	fn := func(context.Context, []int) (map[int]int, error) { return nil, nil }
 	assert.Panics(t, func() { flight.NewBatcher(fn, flight.WithRetry(2, nil)) })
 }
+
+// Forget during a retry's backoff: the next flight does not wait for the
+// forgotten flight's backoff (no fn runs during it); the forgotten flight
+// keeps its callers and its remaining attempts, which run after it, one
+// execution of the key at a time.
+func TestForgetDuringBackoff(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, string](flight.WithRetry(3, func(int) time.Duration { return time.Hour }))
+		defer c.Close()
+		var attempts atomic.Int32
+		old := c.DoChan(context.Background(), "k", func(context.Context) (string, error) {
+			if attempts.Add(1) < 3 {
+				return "", errTransient
+			}
+			return "old", nil
+		})
+		synctest.Wait()
+		require.Equal(t, int32(1), attempts.Load())
+		c.Forget("k")
+		start := time.Now()
+		v, _, err := c.Do(context.Background(), "k", func(context.Context) (string, error) { return "new", nil })
+		require.NoError(t, err)
+		assert.Equal(t, "new", v)
+		assert.Zero(t, time.Since(start), "the new flight waited for the forgotten flight's backoff")
+		r := <-old
+		assert.Equal(t, "old", r.Val, "the forgotten flight's callers get its outcome after its retries")
+		assert.Equal(t, 2*time.Hour, time.Since(start))
+		assert.Equal(t, int32(3), attempts.Load())
+	})
+}
+
+// Stats.InFlight counts flights whose fn is running now: not one waiting
+// between two attempts.
+func TestInFlightDuringBackoff(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		c := flight.New[string, int](flight.WithRetry(2, func(int) time.Duration { return time.Minute }))
+		defer c.Close()
+		var calls atomic.Int32
+		ch := c.DoChan(context.Background(), "k", flaky(&calls, 1, 7))
+		synctest.Wait()
+		st := c.Stats()
+		assert.Equal(t, 0, st.InFlight, "no fn runs during the backoff")
+		assert.Equal(t, 1, st.Waiters)
+		assert.Equal(t, 1, st.Keys)
+		assert.Equal(t, 7, (<-ch).Val)
+		synctest.Wait() // the waiter is answered before the flight is retired
+		assert.Equal(t, flight.Stats{Flights: 2, Retries: 1}, c.Stats())
+	})
+}
+
+// A panic of the backoff function or of the WithRetryIf predicate is a
+// panic like fn's: counted in Stats.Panics, logged, and every waiter gets a
+// *PanicError with its value.
+func TestRetryHookPanics(t *testing.T) {
+	for name, opts := range map[string][]flight.Option{
+		"backoff":   {flight.WithRetry(3, func(int) time.Duration { panic("backoff down") })},
+		"retryable": {flight.WithRetry(3, nil), flight.WithRetryIf(func(error) bool { panic("retryable down") })},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := newCInt(t, opts...)
+			ch1 := c.DoChan(context.Background(), 1, func(context.Context) (int, error) { return 0, errTransient })
+			r := wait.Recv(t, ch1)
+			var pe *flight.PanicError
+			require.ErrorAs(t, r.Err, &pe)
+			assert.Equal(t, name+" down", pe.Value)
+			assert.Equal(t, uint64(1), c.Stats().Panics)
+			wait.Until(t, "idle", idle(c))
+			v, _, err := c.Do(context.Background(), 1, func(context.Context) (int, error) { return 5, nil })
+			require.NoError(t, err, "the key is usable again")
+			assert.Equal(t, 5, v)
+		})
+	}
+}
+
+// ExponentialBackoff over its whole documented domain: every 0 < base ≤ max
+// and every n, including max = math.MaxInt64, which made it panic (rand.N of
+// max+1, an overflow) inside the flight that asked.
+func TestExponentialBackoffEdges(t *testing.T) {
+	for _, bm := range [][2]time.Duration{{1, 1}, {1, math.MaxInt64}, {math.MaxInt64, math.MaxInt64}, {time.Second, time.Hour}, {3, 1 << 62}} {
+		b := flight.ExponentialBackoff(bm[0], bm[1])
+		for _, n := range []int{math.MinInt, -1, 0, 1, 2, 30, 62, 63, 64, 1000, math.MaxInt} {
+			d := b(n)
+			assert.GreaterOrEqual(t, d, time.Duration(0), "base %v max %v n %d", bm[0], bm[1], n)
+			assert.LessOrEqual(t, d, bm[1], "base %v max %v n %d", bm[0], bm[1], n)
+		}
+	}
+	// Used by a flight: the backoff's panic would have reached the waiters.
+	c := newCInt(t, flight.WithRetry(2, flight.ExponentialBackoff(time.Nanosecond, math.MaxInt64)))
+	var calls atomic.Int32
+	_, _, err := c.Do(t.Context(), 1, func(context.Context) (int, error) {
+		if calls.Add(1) == 1 {
+			return 0, errTransient
+		}
+		return 1, nil
+	})
+	_ = err // the wait may be anything up to the maximum: only that it did not panic matters
+	assert.Zero(t, c.Stats().Panics)
+}
+
+// FuzzExponentialBackoff: for any valid base and max and any n, the wait is
+// in [0, min(max, base·2^(n-1))] (base for n < 1), and it never panics.
+func FuzzExponentialBackoff(f *testing.F) {
+	f.Add(int64(1), int64(1), 0)
+	f.Add(int64(1), int64(math.MaxInt64), 64)
+	f.Add(int64(time.Millisecond), int64(time.Second), 5)
+	f.Fuzz(func(t *testing.T, base, max int64, n int) {
+		if base <= 0 || max < base {
+			assert.Panics(t, func() { flight.ExponentialBackoff(time.Duration(base), time.Duration(max)) })
+			return
+		}
+		d := flight.ExponentialBackoff(time.Duration(base), time.Duration(max))(n)
+		ceil := time.Duration(max)
+		switch {
+		case n < 1:
+			ceil = time.Duration(base)
+		case n <= 63:
+			if c := new(big).lsh(base, n-1); c < max {
+				ceil = time.Duration(c)
+			}
+		}
+		if d < 0 || d > ceil {
+			t.Fatalf("ExponentialBackoff(%d, %d)(%d) = %d, want [0, %d]", base, max, n, d, ceil)
+		}
+	})
+}
+
+// big computes base·2^k saturated at math.MaxInt64, the reference the fuzz
+// test checks against.
+type big struct{}
+
+func (big) lsh(base int64, k int) int64 {
+	for range k {
+		if base > math.MaxInt64/2 {
+			return math.MaxInt64
+		}
+		base *= 2
+	}
+	return base
+}
+
+// The extreme valid values of every option of retained results and retries
+// run flights without a panic and with their documented meaning.
+func TestRetainRetryOptionExtremes(t *testing.T) {
+	ctx := t.Context() // fn on a worker, so that a panic would reach the waiters, not this goroutine
+	c := newCInt(t, flight.WithTTL(math.MaxInt64), flight.WithErrorTTL(math.MaxInt64),
+		flight.WithRefreshAhead(math.MaxInt64-1), flight.WithMaxEntries(math.MaxInt),
+		flight.WithRetry(math.MaxInt, func(n int) time.Duration {
+			if n%2 == 0 {
+				return math.MinInt64
+			}
+			return 0
+		}))
+	var calls atomic.Int32
+	v, _, err := c.Do(ctx, 1, flaky(&calls, 3, 9))
+	require.NoError(t, err)
+	assert.Equal(t, 9, v)
+	assert.Equal(t, int32(4), calls.Load(), "negative and zero waits retry at once")
+	v, shared, err := c.Do(ctx, 1, flaky(&calls, 0, 10))
+	require.NoError(t, err)
+	assert.Equal(t, 9, v, "retained for ~292 years")
+	assert.True(t, shared)
+	assert.Zero(t, c.Stats().Panics)
+	assert.Equal(t, 1, c.Stats().Entries)
+
+	tiny := newCInt(t, flight.WithTTL(time.Nanosecond), flight.WithErrorTTL(time.Nanosecond),
+		flight.WithMaxEntries(1), flight.WithRetry(2, flight.ExponentialBackoff(1, 1)))
+	var tinyCalls atomic.Int32
+	_, _, err = tiny.Do(ctx, 1, flaky(&tinyCalls, 1, 1))
+	require.NoError(t, err)
+	assert.Equal(t, int32(2), tinyCalls.Load())
+	wait.Until(t, "a 1 ns result expired", func() bool { return tiny.Stats().Entries == 0 })
+}

@@ -13,9 +13,9 @@ import (
 	"github.com/actorflight/flight/internal/wait"
 )
 
-// Issue 21.5 (DESIGN §7.3): a Coordinator with WithScope keeps one flight
-// per (scope, key): two tenants asking for one key at once run fn twice,
-// each with its own tenant's ctx; callers of one tenant share.
+// A Coordinator with WithScope keeps one flight per (scope, key): two
+// tenants asking for one key at once run fn twice, each with its own
+// tenant's ctx; callers of one tenant share.
 func TestCoordinatorScopeOneFlightPerScopeAndKey(t *testing.T) {
 	c := flight.New[string, string](flight.WithScope(tenantOf))
 	defer c.Close()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	fa "github.com/actorflight/flight/actor"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 func noop(context.Context) (int, error) { return 1, nil }
@@ -235,7 +236,7 @@ func (s *stampedeRound) fn(context.Context) (int, error) {
 	if st, ok := s.g.(statser); ok {
 		cheap = func() bool { return st.Stats().Waiters == s.n }
 	}
-	if !waitFor(30*time.Second, func() bool { return cheap() && s.probe.joined() >= s.n }) {
+	if !wait.For(30*time.Second, func() bool { return cheap() && s.probe.joined() >= s.n }) {
 		s.failed.set("callers did not join within 30 s (%d arrived)", s.arrived.Load())
 	}
 	s.t0 = time.Since(s.base)
@@ -554,7 +555,7 @@ func inFlightRound(im impl, keys []string) (heapPerKey, stackPerKey, goroutinesP
 			}
 		}()
 	}
-	ok := waitFor(60*time.Second, func() bool { return running.Load() == int64(n) })
+	ok := wait.For(60*time.Second, func() bool { return running.Load() == int64(n) })
 	h1, s1 := heapAfterGC()
 	g1 := runtime.NumGoroutine()
 	close(release)
@@ -607,7 +608,7 @@ func BenchmarkIdle(b *testing.B) {
 					settle = max(settle, time.Since(end))
 				}
 				if st, ok := g.(statser); ok {
-					if !waitFor(5*time.Second, func() bool {
+					if !wait.For(5*time.Second, func() bool {
 						s := st.Stats()
 						return s.Keys == 0 && s.InFlight == 0 && s.Waiters == 0
 					}) {

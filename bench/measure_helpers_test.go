@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // The benchmarks and these tests leave no goroutine behind (flight's idle
@@ -55,7 +57,7 @@ func TestJoinProbeCountsParkedCallers(t *testing.T) {
 			for i := range n {
 				go stampedeCaller(s, i)
 			}
-			if !waitFor(10*time.Second, func() bool { return probe.joined() == n }) {
+			if !wait.For(10*time.Second, func() bool { return probe.joined() == n }) {
 				t.Fatalf("joined() = %d, want %d", probe.joined(), n)
 			}
 			// It stays at n: nothing else is counted.
@@ -72,7 +74,7 @@ func TestJoinProbeCountsParkedCallers(t *testing.T) {
 			if e := s.execs.Load(); e != 1 {
 				t.Fatalf("fn ran %d times", e)
 			}
-			if !waitFor(10*time.Second, func() bool { return probe.joined() == 0 }) {
+			if !wait.For(10*time.Second, func() bool { return probe.joined() == 0 }) {
 				t.Fatalf("joined() = %d after the callers returned", probe.joined())
 			}
 		})
@@ -93,7 +95,7 @@ func TestJoinProbeSkipsMutexWaiters(t *testing.T) {
 		probe.scan(func(g goroutine) { found = found || (g.isCaller && g.inMutex && g.parked) })
 		return found
 	}
-	if !waitFor(10*time.Second, parkedOnMutex) {
+	if !wait.For(10*time.Second, parkedOnMutex) {
 		t.Fatal("the goroutine never parked on the mutex")
 	}
 	if n := probe.joined(); n != 0 {
@@ -121,12 +123,12 @@ func TestLiveKeys(t *testing.T) {
 			done := make(chan struct{})
 			go func() { defer close(done); g.Do(context.Background(), "k") }()
 			<-started
-			if !waitFor(5*time.Second, func() bool { return g.LiveKeys() == 1 }) {
+			if !wait.For(5*time.Second, func() bool { return g.LiveKeys() == 1 }) {
 				t.Fatalf("LiveKeys() = %d during a flight, want 1", g.LiveKeys())
 			}
 			close(release)
 			<-done
-			if !waitFor(5*time.Second, func() bool { return g.LiveKeys() == 0 }) {
+			if !wait.For(5*time.Second, func() bool { return g.LiveKeys() == 0 }) {
 				t.Fatalf("LiveKeys() = %d after the flight, want 0", g.LiveKeys())
 			}
 		})
@@ -252,7 +254,7 @@ func TestShareFnWaitsForLastCaller(t *testing.T) {
 		done <- time.Since(start)
 	}()
 	// Past the hold, with a caller still missing, fn is still running.
-	if !waitFor(10*time.Second, func() bool { return time.Since(start) > 2*shareHold }) {
+	if !wait.For(10*time.Second, func() bool { return time.Since(start) > 2*shareHold }) {
 		t.Fatal("unreachable")
 	}
 	select {

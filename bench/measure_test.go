@@ -165,20 +165,6 @@ func heapAfterGC() (heap, stacks uint64) {
 	return ms.HeapAlloc, ms.StackInuse
 }
 
-// waitFor polls cond every 50 µs until it holds or limit passes, and
-// reports whether it held. It is for conditions that are observable only by
-// polling (Stats gauges, goroutine counts); limit only catches a hang.
-func waitFor(limit time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
-	return true
-}
-
 // errs collects the first error of many goroutines.
 type errs struct {
 	mu    sync.Mutex

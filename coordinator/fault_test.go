@@ -297,8 +297,8 @@ func TestFaultOnJoin(t *testing.T) {
 // rather than hanging.
 //
 // The waiters' contexts are cancelled on cleanup, before Close: if they are
-// never answered (the bug this test found, see the report), the test fails
-// after prompt instead of hanging Close, which waits for its callers.
+// never answered, the test fails after prompt instead of hanging Close,
+// which waits for its callers.
 func TestFaultOnDone(t *testing.T) {
 	c := newTest(t, 0)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -456,8 +456,7 @@ func TestFaultOnClose(t *testing.T) {
 
 // A fault while the shard handles its own Stopped message (the last step of
 // Close) must not hang Close. The coordinator is not closed on cleanup: if
-// Close hangs (the bug this test found), a second Close would wait for the
-// first forever.
+// Close hangs, a second Close would wait for the first forever.
 func TestFaultOnStopped(t *testing.T) {
 	c, err := New[string, string, result](testConfig(0))
 	if err != nil {

@@ -6,13 +6,13 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // protoactorThrottle ignores the one goroutine protoactor may leave behind
@@ -98,9 +98,5 @@ func TestDeadLetterStartsTheThrottle(t *testing.T) {
 	assert.NoError(t, goleak.Find(protoactorThrottle...), "and it is the only goroutine left")
 
 	// It is not a leak: it returns after the throttle interval (1 s).
-	deadline := time.Now().Add(5 * time.Second)
-	for goleak.Find() != nil {
-		require.True(t, time.Now().Before(deadline), "the throttle goroutine did not end")
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(t, "the throttle goroutine to end", func() bool { return goleak.Find() == nil })
 }

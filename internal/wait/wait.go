@@ -1,6 +1,7 @@
-// Package wait holds the waiting helpers the project's tests share: they
-// order events on channels and on the coordinator's own counters, and use a
-// time limit only to call a hang a hang (it never delays a passing test).
+// Package wait holds the waiting helpers the project's tests, examples and
+// benchmarks share: they order events on channels and on the coordinator's
+// own counters, and use a time limit only to call a hang a hang (it never
+// delays a passing test).
 package wait
 
 import (
@@ -17,14 +18,24 @@ const Hang = 10 * time.Second
 // that matters) until it holds, and fails the test after Hang.
 func Until(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(Hang)
+	if !For(Hang, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// For polls cond as Until does until it holds or limit passes, and reports
+// whether it held. It is for waits outside a test (runnable examples and
+// example programs) and for those where a miss is not a failure (bench).
+func For(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
 		runtime.Gosched()
 		time.Sleep(50 * time.Microsecond)
 	}
+	return true
 }
 
 // Recv receives one value from ch, or fails the test after Hang.

@@ -1,6 +1,6 @@
 package flight_test
 
-// The Batcher keeps the rules it states (trust round 3): bad keys in a
+// The errors a Batcher returns, each to the callers it concerns: bad keys in a
 // LoadMany, a BatchFunc loading its own keys, a batch error that is more
 // than a KeyErrors, LoadMany after Close, options for retained results or
 // retries given their zero value.
@@ -26,7 +26,7 @@ import (
 // prompt bounds a wait for an answer that needs nothing to be released.
 const prompt = 2 * time.Second
 
-// Issue 19.5: a LoadMany with an unhashable key (a slice inside an any)
+// A LoadMany with an unhashable key (a slice inside an any)
 // answers the other keys and fails that one with ErrInvalidKey, instead of
 // panicking on the caller's goroutine.
 func TestBatchLoadManyInvalidKeys(t *testing.T) {
@@ -72,7 +72,7 @@ func TestBatchLoadManyInvalidKeys(t *testing.T) {
 	assert.False(t, errors.As(err, &ke))
 }
 
-// Issue 19.6: a BatchFunc that loads a key of its own batch with its own
+// A BatchFunc that loads a key of its own batch with its own
 // ctx (or one derived from it, or through another batch of the same
 // Batcher) gets ErrRecursiveCall at once instead of waiting for itself
 // until Close. A key outside its batch still loads.
@@ -141,7 +141,7 @@ func TestBatchRecursiveLoad(t *testing.T) {
 	assert.Equal(t, "x", v)
 }
 
-// Issue 19.6, a chain: the batch of a loads b with its ctx; b's batch loads
+// A chain: the batch of a loads b with its ctx; b's batch loads
 // a with its own ctx. Each waits for the other: the second load is refused.
 func TestBatchRecursiveLoadChain(t *testing.T) {
 	inner := make(chan error, 1)
@@ -163,7 +163,7 @@ func TestBatchRecursiveLoadChain(t *testing.T) {
 	require.NoError(t, wait.Within(t, done, prompt, "the outer load"))
 }
 
-// Issue 19.10: a batch error that joins a KeyErrors with another error is a
+// A batch error that joins a KeyErrors with another error is a
 // batch-wide error: every key gets it whole (the other error is not
 // dropped, and errors.As still finds the KeyErrors in it). A KeyErrors
 // wrapped alone (fmt.Errorf %w) still fails only the keys it names.
@@ -197,7 +197,7 @@ func TestBatchJoinedKeyErrorsIsBatchWide(t *testing.T) {
 	assert.Equal(t, "v:b", r.Val)
 }
 
-// Issue 19.10: LoadMany after Close returns ErrClosed itself, as Load does,
+// LoadMany after Close returns ErrClosed itself, as Load does,
 // not a KeyErrors of ErrClosed.
 func TestBatchLoadManyAfterClose(t *testing.T) {
 	b := flight.NewBatcher(echo(nil))
@@ -210,7 +210,7 @@ func TestBatchLoadManyAfterClose(t *testing.T) {
 	assert.Equal(t, flight.ErrClosed, err)
 }
 
-// Issue 19.10: an option for retained results or retries is refused by
+// An option for retained results or retries is refused by
 // NewBatcher whatever its value, WithTTL(0) included: a service whose TTL
 // comes from its configuration must not work in one environment and panic
 // in the next.

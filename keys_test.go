@@ -1,5 +1,9 @@
 package flight_test
 
+// Keys: which key values the coordinator accepts, and that a key that
+// cannot be hashed or is not equal to itself gets ErrInvalidKey on every
+// path and leaves nothing behind.
+
 import (
 	"context"
 	"errors"
@@ -11,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // hostileKey is a generated key: the value handed to the coordinator and
@@ -195,4 +202,58 @@ func TestHostileKeys(t *testing.T) {
 	if grown := int64(settledHeap()) - int64(base); grown > 8<<20 {
 		t.Errorf("the heap grew by %.1f MiB over the runs", float64(grown)/(1<<20))
 	}
+}
+
+type nanHolder struct {
+	Name string
+	F    float64
+}
+
+// Keys that cannot be hashed, or that are not equal to themselves, get
+// ErrInvalidKey on every path, never reach a shard and leave nothing behind;
+// Forget of such a key does nothing. The coordinator goes on serving.
+func TestInvalidKeys(t *testing.T) {
+	for _, shards := range []int{1, 4} {
+		c := flight.New[any, int](flight.WithShards(shards))
+		fn := func(context.Context) (int, error) { return 1, nil }
+		bad := []any{
+			[]int{1}, map[string]int{}, func() {},
+			math.NaN(), float32(math.NaN()), complex(math.NaN(), 0),
+			nanHolder{"x", math.NaN()}, [2]float64{1, math.NaN()},
+			struct{ A any }{[]int{1}}, [1]any{map[int]int{}},
+		}
+		for _, k := range bad {
+			for range 11 {
+				c.Forget(k) // must not fault the shard
+			}
+			_, _, err := c.Do(context.Background(), k, fn)
+			require.ErrorIs(t, err, flight.ErrInvalidKey, "Do(%#v), %d shards", k, shards)
+			r := wait.Recv(t, c.DoChan(context.Background(), k, fn))
+			require.ErrorIs(t, r.Err, flight.ErrInvalidKey, "DoChan(%#v)", k)
+		}
+		st := c.Stats()
+		assert.Zero(t, st.Keys+st.InFlight+st.Waiters, "%+v", st)
+		assert.Zero(t, st.Flights, "no invalid key ran fn")
+		// Valid keys of the same types still work.
+		for _, k := range []any{1.5, "s", nanHolder{"x", 1}, [2]float64{1, 2}, struct{ A any }{1}} {
+			v, _, err := c.Do(context.Background(), k, fn)
+			require.NoError(t, err, "%#v", k)
+			require.Equal(t, 1, v)
+		}
+		require.NoError(t, c.Close())
+	}
+}
+
+// A float key that is NaN can never be shared: 200,000 calls leave no key
+// actor behind.
+func TestNaNKeysLeaveNothing(t *testing.T) {
+	c := flight.New[float64, int]()
+	defer c.Close()
+	for range 200_000 {
+		_, _, err := c.Do(context.Background(), math.NaN(), func(context.Context) (int, error) { return 1, nil })
+		require.ErrorIs(t, err, flight.ErrInvalidKey)
+	}
+	st := c.Stats()
+	assert.Zero(t, st.Keys, "%+v", st)
+	assert.Zero(t, st.Flights, "%+v", st)
 }
