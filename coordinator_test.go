@@ -208,7 +208,9 @@ func TestDoLeavesWhileItsCallIsQueued(t *testing.T) {
 		cancel()
 	}
 	t.Logf("slowest of 50 Do calls with a 2 ms ctx: %v", worst)
-	assert.Less(t, worst, 400*time.Millisecond, "a Do with a 2ms ctx took this long to return")
+	// A Do kept draining the flood for others would take seconds or hang;
+	// 1 s leaves room for a loaded 2-core machine (411 ms seen under load).
+	assert.Less(t, worst, time.Second, "a Do with a 2ms ctx took this long to return")
 }
 
 type ctxKey struct{}
