@@ -23,6 +23,11 @@ import (
 type flightCtx struct {
 	values   context.Context // the first caller's ctx: only its values are used (see Value)
 	deadline time.Duration   // since epoch (monotonic); 0: none
+	// began is when the flight's current attempt of fn started, since
+	// epoch; only with Env.OnFinish. The flight's, not the context's: kept
+	// here, by and for the shard, because a context's 64-byte size class
+	// had room for it and a flight's did not (see Flight).
+	began time.Duration
 
 	mu     sync.Mutex // protects the fields below
 	state  uint8      // ctxLive, ctxCanceled or ctxExpired

@@ -103,19 +103,50 @@ type Owner[K comparable, V any] struct {
 	env  *Env[K, V]
 	open *Flight[K, V]   // the flight new callers join; nil if none
 	exec *Flight[K, V]   // the flight whose fn runs now; nil if none
-	gone []*Flight[K, V] // forgotten flights whose fn still runs (Env.ForgetOverlaps)
-	// parked are forgotten flights between two attempts (WithRetry): their
-	// callers wait for their outcome, their next attempt waits for its
-	// backoff and then for the key's exec to be free.
-	parked []*Flight[K, V]
+	det  *detached[K, V] // forgotten flights still to end; nil until the first
 
 	// first is the owner's first flight, allocated with it: most keys have
 	// one flight in their owner's life, which then costs no allocation of
 	// its own, and none at all when the shard reuses the owner (see
 	// Recyclable). A later flight is allocated on its own (the first may
 	// still be read by its callers).
-	first     Flight[K, V]
-	firstUsed bool
+	// It is in use once it has a context (newFlight gives every flight
+	// one; Recycle clears it): no flag of its own, which would take the
+	// owner past its size class of 256 bytes (TestOwnerSize).
+	first Flight[K, V]
+}
+
+// detached holds an owner's forgotten flights that have not ended, apart
+// from the owner because few keys ever have one: an owner (with its first
+// flight) is one of the objects every key in flight holds.
+type detached[K comparable, V any] struct {
+	gone []*Flight[K, V] // forgotten flights whose fn still runs (Env.ForgetOverlaps)
+	// parked are forgotten flights between two attempts (WithRetry): their
+	// callers wait for their outcome, their next attempt waits for its
+	// backoff and then for the key's exec to be free.
+	parked []*Flight[K, V]
+}
+
+func (k *Owner[K, V]) gone() []*Flight[K, V] {
+	if k.det == nil {
+		return nil
+	}
+	return k.det.gone
+}
+
+func (k *Owner[K, V]) parked() []*Flight[K, V] {
+	if k.det == nil {
+		return nil
+	}
+	return k.det.parked
+}
+
+// dets returns k.det, made on first use.
+func (k *Owner[K, V]) dets() *detached[K, V] {
+	if k.det == nil {
+		k.det = new(detached[K, V])
+	}
+	return k.det
 }
 
 // NewOwner returns the owner of key k.
@@ -128,7 +159,7 @@ func (f *Flight[K, V]) Owner() *Owner[K, V] { return f.owner }
 
 // Idle reports whether the key has no flight left, so that its shard retires it.
 func (k *Owner[K, V]) Idle() bool {
-	return k.open == nil && k.exec == nil && len(k.gone) == 0 && len(k.parked) == 0
+	return k.open == nil && k.exec == nil && len(k.gone()) == 0 && len(k.parked()) == 0
 }
 
 // Flight is one execution of a key's fn and the callers that share it.
@@ -150,24 +181,25 @@ type Flight[K comparable, V any] struct {
 	timer *time.Timer // the WithTimeout deadline; nil without a timeout
 	retry *time.Timer // the backoff before the next attempt (WithRetry); nil if none yet
 
-	gen  uint32       // bumped each time the owner (with its first flight) is reused
 	node mailbox.Node // Done's link in the shard's mailbox (see DoneNode)
 	// dos and dosTail are the Do callers that joined after the first, in
 	// order, each answered on its own waiter (see answerQueued).
 	dos, dosTail *Waiter[K, V]
 
-	waiters   int32         // callers attached and not answered
-	joined    int32         // callers ever admitted
-	began     time.Duration // when fn started, since epoch; only with Env.OnFinish
+	gen       uint32 // bumped each time the owner (with its first flight) is reused
+	waiters   int32  // callers attached and not answered
+	joined    int32  // callers ever admitted
+	attempts  int32  // attempts of fn started (WithRetry)
 	started   bool
-	refresh   bool  // a background refresh (WithRefreshAhead): no caller started it
-	backoff   bool  // between two attempts: fn is not running (not counted in InFlight)
-	due       bool  // in backoff, whose wait is over: the next attempt waits for the key's exec
-	attempts  int32 // attempts of fn started (WithRetry)
-	finished  bool  // fn has returned
+	refresh   bool // a background refresh (WithRefreshAhead): no caller started it
+	backoff   bool // between two attempts: fn is not running (not counted in InFlight)
+	due       bool // in backoff, whose wait is over: the next attempt waits for the key's exec
+	finished  bool // fn has returned
 	abandoned bool
 	timedOut  bool
 	outcome   outcome // written by the worker
+	// The small fields are together: a flight, inside its owner, is one of
+	// the objects every key in flight holds (TestOwnerSize).
 
 	// Written by the worker.
 	val   V
@@ -180,7 +212,7 @@ type panicInfo struct {
 	stack []byte
 }
 
-// epoch is the origin of Flight.began: a monotonic reading, so durations are
+// epoch is the origin of flightCtx.began: a monotonic reading, so durations are
 // immune to wall-clock steps.
 var epoch = time.Now()
 
@@ -189,7 +221,7 @@ var epoch = time.Now()
 // broadcast and forwards the one delivery to Out.
 //
 // Ctx, Fn and Out are set by the caller before it posts the Waiter; the shard
-// sets the rest while it handles the join, and the caller reads Flight, Done
+// sets the rest while it handles the join, and the caller reads Flight
 // and Err only after the shard has signalled that the join was handled.
 type Waiter[K comparable, V any] struct {
 	Ctx context.Context
@@ -197,8 +229,7 @@ type Waiter[K comparable, V any] struct {
 	Out Subscriber[V] // DoChan callers; nil for Do
 
 	Flight *Flight[K, V]
-	Done   <-chan struct{} // the flight's first Do caller: its Wake (see Wake); nil for the others
-	Err    error           // set when the join was refused
+	Err    error // set when the join was refused
 	// Wake is a Do caller's own channel, made by the caller with room for
 	// two tokens and reused for its next call; the shard sends on it only
 	// to a caller parked for a signal (see Signal). The first signal says
@@ -207,29 +238,32 @@ type Waiter[K comparable, V any] struct {
 	// result. A later Do caller gets one signal only, with the result (see
 	// Flight.queue).
 	Wake chan struct{}
+	// The result, for the flight's first Do caller (the one woken on
+	// Wake): written by the shard before the token, so that this caller
+	// never reads the Flight again, which its owner may reuse at once.
+	Val V
+	Res error
+
+	slot   int           // index among Flight's subscribers
+	stop   func() bool   // stops the ctx watch of a DoChan caller
+	node   mailbox.Node  // Leave's link in the shard's mailbox (see LeaveNode)
+	nextDo *Waiter[K, V] // next in Flight's queue of Do joiners
+
+	gen uint32  // Flight's gen when it admitted this waiter
+	sig signals // see Signal and Park: a Do caller's hand-off with its shard
 	// RunHere tells a Do caller that its join started a flight whose fn it
 	// must run itself, on its own goroutine, by calling Flight.Run (set by
 	// the shard with the join-handled token; see Owner.Join).
 	RunHere bool
-	// The result, for the flight's first Do caller (the one woken on
-	// Wake): written by the shard before the token, so that this caller
-	// never reads the Flight again, which its owner may reuse at once.
-	Val    V
-	Res    error
-	Shared bool
-
-	slot int         // index among Flight's subscribers
-	stop func() bool // stops the ctx watch of a DoChan caller
-	left bool
-
-	gen  uint32       // Flight's gen when it admitted this waiter
-	node mailbox.Node // Leave's link in the shard's mailbox (see LeaveNode)
-	sig  signals      // see Signal and Park: a Do caller's hand-off with its shard
+	Shared  bool // with Val and Res
 	// Answered says Val, Res and Shared hold the flight's result, written
 	// with the waiter's one signal, for a Do caller that joined a flight
 	// another Do caller started (see Flight.queue).
 	Answered bool
-	nextDo   *Waiter[K, V] // next in Flight's queue of Do joiners
+	left     bool
+	first    bool // the flight's first Do caller, woken on Wake for the result too (Flight.wake)
+	// The small fields are last, together: a Waiter is part of the call
+	// every key in flight holds (see coordinator's TestCallSize).
 }
 
 // Join admits w to the key's flight, starting one if there is none. On
@@ -304,7 +338,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 			w.Val, w.Res, w.Shared, w.Answered = f.Val, f.Err, f.Shared, true
 		case f.wake == nil:
 			f.wake = w
-			w.Done = w.Wake
+			w.first = true
 		default:
 			f.queue(w)
 		}
@@ -337,8 +371,7 @@ func (k *Owner[K, V]) refuse(w *Waiter[K, V], err error) {
 func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	env := k.env
 	var f *Flight[K, V]
-	if !k.firstUsed {
-		k.firstUsed = true
+	if k.first.ctx == nil {
 		f = &k.first
 	} else {
 		f = new(Flight[K, V])
@@ -364,7 +397,7 @@ func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 	env := k.env
 	f.started = true
 	if env.OnFinish != nil {
-		f.began = time.Since(epoch)
+		f.ctx.began = time.Since(epoch)
 	}
 	k.exec = f
 	f.attempts = 1
@@ -461,7 +494,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 		if again {
 			callers = 0 // the flight goes on: its callers are counted at its end
 		}
-		env.OnFinish(time.Since(epoch)-f.began, callers)
+		env.OnFinish(time.Since(epoch)-f.ctx.began, callers)
 	}
 	if again {
 		k.runNext() // the wait frees the key's exec
@@ -541,14 +574,15 @@ func (k *Owner[K, V]) retryAfter(f *Flight[K, V], err error) (bool, error) {
 	if k.exec == f {
 		k.exec = nil
 	}
-	if k.open != f && !slices.Contains(k.parked, f) {
+	if k.open != f && !slices.Contains(k.parked(), f) {
 		// Forgotten while its fn ran: parked from now on, as if forgotten
 		// during the wait (a ForgetOverlaps flight too: its next attempt no
 		// longer overlaps the key's flights).
-		if i := slices.Index(k.gone, f); i >= 0 {
-			k.gone = slices.Delete(k.gone, i, i+1)
+		d := k.dets()
+		if i := slices.Index(d.gone, f); i >= 0 {
+			d.gone = slices.Delete(d.gone, i, i+1)
 		}
-		k.parked = append(k.parked, f)
+		d.parked = append(d.parked, f)
 	}
 	f.val, f.err = *new(V), nil
 	post := env.Post
@@ -607,7 +641,7 @@ func (k *Owner[K, V]) attempt(f *Flight[K, V]) {
 	env.Stats.Flights.Add(1)
 	env.Stats.InFlight.Add(1)
 	if env.OnFinish != nil {
-		f.began = time.Since(epoch)
+		f.ctx.began = time.Since(epoch)
 	}
 	env.Pool.Go(f)
 }
@@ -619,7 +653,7 @@ func (k *Owner[K, V]) runNext() {
 	if k.exec != nil || k.env.Closed {
 		return
 	}
-	for _, p := range k.parked {
+	for _, p := range k.parked() {
 		if p.due {
 			k.attempt(p)
 			return
@@ -687,11 +721,13 @@ func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
 	if k.open == f {
 		k.open = nil
 	}
-	if i := slices.Index(k.gone, f); i >= 0 {
-		k.gone = slices.Delete(k.gone, i, i+1)
-	}
-	if i := slices.Index(k.parked, f); i >= 0 {
-		k.parked = slices.Delete(k.parked, i, i+1)
+	if d := k.det; d != nil {
+		if i := slices.Index(d.gone, f); i >= 0 {
+			d.gone = slices.Delete(d.gone, i, i+1)
+		}
+		if i := slices.Index(d.parked, f); i >= 0 {
+			d.parked = slices.Delete(d.parked, i, i+1)
+		}
 	}
 	f.stopTimer()
 	f.ctx.cancel(ctxCanceled)
@@ -721,10 +757,12 @@ func (k *Owner[K, V]) Forget() bool {
 	case f.waiters == 0:
 		k.abandon(f)
 	case f.backoff:
-		k.parked = append(k.parked, f)
+		d := k.dets()
+		d.parked = append(d.parked, f)
 	case k.env.ForgetOverlaps && k.exec == f:
 		k.exec = nil
-		k.gone = append(k.gone, f)
+		d := k.dets()
+		d.gone = append(d.gone, f)
 	}
 	return true
 }
@@ -733,7 +771,7 @@ func (k *Owner[K, V]) Forget() bool {
 // drops a flight that has not started. A running fn goes on until it returns
 // (Finish then retires it). The shard sets env.Closed first.
 func (k *Owner[K, V]) Close(err error) {
-	for _, f := range slices.Concat([]*Flight[K, V]{k.exec, k.open}, k.gone, k.parked) {
+	for _, f := range slices.Concat([]*Flight[K, V]{k.exec, k.open}, k.gone(), k.parked()) {
 		if f == nil || f.finished {
 			continue
 		}

@@ -78,7 +78,7 @@ func (f *Flight[K, V]) queue(w *Waiter[K, V]) {
 // Queued reports whether w was queued as a joiner (see queue): its shard
 // then gives it no join signal.
 func (w *Waiter[K, V]) Queued() bool {
-	return w.Flight != nil && !w.Answered && w.Done == nil && w.Out == nil
+	return w.Flight != nil && !w.Answered && !w.first && w.Out == nil
 }
 
 // answerQueued gives every queued joiner still waiting the result and its

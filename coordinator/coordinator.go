@@ -232,7 +232,7 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	// answers every waiter before Close waits for the gate).
 	s.api.Exit()
 	if cl.hit {
-		v, shared, err = cl.hitVal, cl.hitShared, cl.hitErr
+		v, shared, err = cl.w.Val, cl.w.Shared, cl.w.Res
 		c.putCall(cl)
 		if err != nil && err == c.cfg.Errors.Stale {
 			err = nil
@@ -489,12 +489,13 @@ type call[K comparable, V, R any] struct {
 
 	replied bool // owned by the shard: the join-handled signal was given
 
-	// A Do call answered by the shard from a retained result (a hit that
-	// the caller's own look-up missed): written before the join token.
-	hit       bool
-	hitShared bool
-	hitVal    V
-	hitErr    error
+	// hit: a Do call answered by the shard from a retained result (a hit
+	// that the caller's own look-up missed), whose value, error and shared
+	// flag are then in w.Val, w.Res and w.Shared (the waiter never joined a
+	// flight): written before the join token. The call is in the size class
+	// of 256 bytes (TestCallSize), one of the objects every key in flight
+	// holds.
+	hit bool
 }
 
 // answer gives the caller a retained result (shared, as every hit is), or
@@ -505,7 +506,7 @@ func (cl *call[K, V, R]) answer(val V, err error, shared bool) {
 		cl.ch <- cl.mk(val, err, shared)
 		return
 	}
-	cl.hit, cl.hitShared, cl.hitVal, cl.hitErr = true, shared, val, err
+	cl.hit, cl.w.Shared, cl.w.Val, cl.w.Res = true, shared, val, err
 }
 
 // getCall returns a call for Do from the coordinator's pool. Do recycles its
@@ -530,7 +531,7 @@ func (c *Engine[K, V, R]) putCall(cl *call[K, V, R]) {
 	cl.key = zero
 	cl.w = fa.Waiter[K, V]{Wake: wake}
 	cl.replied = false
-	cl.hit, cl.hitShared, cl.hitVal, cl.hitErr = false, false, *new(V), nil
+	cl.hit = false
 	c.calls.Put(cl)
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -515,4 +516,73 @@ func TestForgetLetsNextCallRunWhileOldHangs(t *testing.T) {
 	close(release)
 	assert.Equal(t, "old", wait.Recv(t, old).Val)
 	idle(t)
+}
+
+// TestDoAllocs: a Do that starts its own flight allocates only fn's context
+// (the adapter around fn is reused; it was a closure per call).
+func TestDoAllocs(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("the race detector allocates")
+	}
+	var g singleflight.Group
+	fn := func() (any, error) { return 1, nil }
+	g.Do("warm", fn)
+	if n := testing.AllocsPerRun(1000, func() { g.Do("a", fn) }); n > 1 {
+		t.Errorf("Do allocates %v times per call, want at most 1", n)
+	}
+}
+
+// TestAdapterReuse: callers that joined another's flight, whose fn never ran,
+// and callers that ran theirs, reuse adapters without ever running another
+// call's fn.
+func TestAdapterReuse(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var g singleflight.Group
+	release := make(chan struct{})
+	leader := doAsync(&g, "k", func() (any, error) { <-release; return "leader", nil })
+	waiters(t, 1)
+	var joiners []<-chan singleflight.Result
+	for i := 0; i < 8; i++ {
+		joiners = append(joiners, doAsync(&g, "k", func() (any, error) { return "joiner", nil }))
+	}
+	waiters(t, 9)
+	close(release)
+	for _, ch := range append(joiners, leader) {
+		r := <-ch
+		assert.Equal(t, "leader", r.Val)
+		assert.True(t, r.Shared)
+	}
+	// Later flights, each with its own fn, on adapters just recycled.
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprint(i)
+			for j := 0; j < 50; j++ {
+				want := fmt.Sprint(i, "/", j)
+				v, err, _ := g.Do(key, func() (any, error) { return want, nil })
+				if err != nil || v != want {
+					t.Errorf("Do(%s) = %v, %v; want %s", key, v, err, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	idle(t)
+}
+
+// raceEnabled reports whether the test binary was built with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
 }

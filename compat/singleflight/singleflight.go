@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/internal/hooks"
@@ -44,7 +45,9 @@ type Result struct {
 // the panic value and fn's stack; if fn calls runtime.Goexit, every Do
 // caller of the flight calls runtime.Goexit.
 func (g *Group) Do(key string, fn func() (interface{}, error)) (v interface{}, err error, shared bool) {
-	v, shared, err = engine().Do(context.Background(), groupKey{g, key}, adapt(fn))
+	a := getAdapter(fn)
+	v, shared, err = engine().Do(context.Background(), groupKey{g, key}, a.run)
+	a.release()
 	if err != nil {
 		if p, ok := err.(*panicError); ok {
 			panic(p)
@@ -117,6 +120,50 @@ type groupKey struct {
 // it panics in x/sync's doCall.
 func adapt(fn func() (interface{}, error)) func(context.Context) (interface{}, error) {
 	return func(context.Context) (interface{}, error) { return fn() }
+}
+
+// An adapter is adapt's closure for Do, reusable: Do would otherwise
+// allocate a closure per call (half of its allocations on distinct keys).
+// run is the method value a.call, bound once when the adapter is made.
+//
+// Do puts its adapter back only once fn has started (started is set after
+// run has read fn, so the next Do may overwrite it). A Do that joined
+// another caller's flight never runs its fn, and a Do answered before its
+// fn started (a fault in a shard's handler answers the waiters while the
+// flight's fn may still be to run) must not hand an adapter that a flight
+// still holds to another call: in both cases the adapter is dropped.
+type adapter struct {
+	fn      func() (interface{}, error)
+	run     func(context.Context) (interface{}, error)
+	started atomic.Bool
+}
+
+var adapters sync.Pool
+
+func getAdapter(fn func() (interface{}, error)) *adapter {
+	a, _ := adapters.Get().(*adapter)
+	if a == nil {
+		a = new(adapter)
+		a.run = a.call
+	}
+	a.fn = fn
+	return a
+}
+
+func (a *adapter) call(context.Context) (interface{}, error) {
+	fn := a.fn
+	a.started.Store(true)
+	return fn()
+}
+
+// release recycles a once its fn has started (it is not reached when fn
+// panicked, or called runtime.Goexit, on the caller's goroutine).
+func (a *adapter) release() {
+	if a.started.Load() {
+		a.fn = nil
+		a.started.Store(false)
+		adapters.Put(a)
+	}
 }
 
 // engine returns the process-wide coordinator, starting it on first use.

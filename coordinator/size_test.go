@@ -1,0 +1,25 @@
+package coordinator
+
+import (
+	"testing"
+	"unsafe"
+
+	fa "github.com/actorflight/flight/actor"
+)
+
+// TestCallSize and TestOwnerSize keep the two objects that every key in
+// flight holds (a Do caller's call, the key's owner with its first flight)
+// within the 256-byte size class, for a string key and a word-sized value
+// (bench's BenchmarkInFlight): the next class is 288 bytes. A field added to
+// either must come with one taken out, or a note here of the cost.
+func TestCallSize(t *testing.T) {
+	if n := unsafe.Sizeof(call[string, int, int]{}); n > 256 {
+		t.Errorf("a call is %d bytes, want at most 256", n)
+	}
+}
+
+func TestOwnerSize(t *testing.T) {
+	if n := unsafe.Sizeof(fa.Owner[string, int]{}); n > 256 {
+		t.Errorf("an owner is %d bytes, want at most 256", n)
+	}
+}
