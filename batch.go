@@ -102,6 +102,10 @@ type BatchStats struct {
 	Abandoned   uint64 // running batches cancelled because every caller of every key left, ever
 	Panics      uint64 // calls of fn that panicked or called runtime.Goexit, ever
 	Timeouts    uint64 // batches answered with the WithTimeout error, ever
+	Entries     int    // results retained now (WithTTL, WithErrorTTL; stale values of WithStaleIfError too); never above WithMaxEntries
+	Hits        uint64 // calls answered from a retained result, without a message or a batch, ever (each key of LoadMany counts)
+	Refreshes   uint64 // WithRefreshAhead loads started, ever (each also counts in Loads as a load of its key)
+	Stale       uint64 // calls answered with a stale value (WithStaleIfError), ever
 }
 
 // ErrNotFound is the error of a key that fn's map has no value for.
@@ -184,28 +188,36 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			Goexit:     ErrGoexit,
 			Timeout:    &timeoutError{cfg.timeout},
 			Panic:      newPanicError,
+			Stale:      errStale,
 		},
 		KeyErrors: keyErrorsOf[K],
 		Result: func(v V, err error, shared bool) Result[V] {
+			if err == errStale {
+				return Result[V]{Val: v, Shared: shared, Stale: true}
+			}
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnBatch: onBatch,
 	}
+	if cfg.retain.TTL > 0 || cfg.retain.ErrorTTL > 0 {
+		bc.Retain = &cfg.retain
+	}
 	b := &Batcher[K, V]{}
 	var stats func() *batch.Stats
+	var entries func() int
 	var closeEngine func() error
 	if cfg.batch.scope != nil {
 		b.s = newScopedBatcher(fn, &cfg, bc)
-		stats, closeEngine = b.s.e.Stats, b.s.e.Close
+		stats, entries, closeEngine = b.s.e.Stats, b.s.e.Entries, b.s.e.Close
 	} else {
 		e, err := batch.New(bc)
 		if err != nil {
 			panic(err) // unreachable: the options validated the shard count
 		}
 		b.e = e
-		stats, closeEngine = e.Stats, e.Close
+		stats, entries, closeEngine = e.Stats, e.Entries, e.Close
 	}
-	b.tel = attach(func() BatchStats { return batchStatsOf(stats()) })
+	b.tel = attach(func() BatchStats { return batchStatsOf(stats(), entries()) })
 	// As for a Coordinator (see New): the actors hold the engine, not b,
 	// except while a LoadChan is pending; once b is unreachable nothing can
 	// call it or wait for it, and the collector's cleanup closes the engine
@@ -234,6 +246,8 @@ func batcherConfig(opts []Option) config {
 	if cfg.logger == nil {
 		cfg.logger = discard
 	}
+	checkRetain(&cfg)
+	checkResilience(&cfg)
 	return cfg
 }
 
@@ -339,13 +353,17 @@ func keyErrorsOf[K comparable](err error) (map[K]error, bool) {
 // message.
 func (b *Batcher[K, V]) Stats() BatchStats {
 	if b.s != nil {
-		return batchStatsOf(b.s.e.Stats())
+		return batchStatsOf(b.s.e.Stats(), b.s.e.Entries())
 	}
-	return batchStatsOf(b.e.Stats())
+	return batchStatsOf(b.e.Stats(), b.e.Entries())
 }
 
-func batchStatsOf(s *batch.Stats) BatchStats {
+func batchStatsOf(s *batch.Stats, entries int) BatchStats {
 	return BatchStats{
+		Entries:     entries,
+		Hits:        s.Hits.Load(),
+		Refreshes:   s.Refreshes.Load(),
+		Stale:       s.Stale.Load(),
 		Keys:        int(s.Keys.Load()),
 		Waiters:     int(s.Waiters.Load()),
 		Pending:     int(s.Pending.Load()),
