@@ -51,9 +51,13 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 // another goroutine is draining may be overtaken by a key posted just
 // after it to another shard; with WithShards(1), the order of the calls).
 // It is dispatched when full or WithMaxWait after its first key, once a
-// WithMaxConcurrentBatches slot is free. Results are not kept: a key loaded
-// again after its batch answered goes into a new batch, and so does a key
-// whose callers all left (its old batch, if running, no longer answers it).
+// WithMaxConcurrentBatches slot is free. Without WithTTL results are not
+// kept: a key loaded again after its batch answered goes into a new batch,
+// and so does a key whose callers all left (its old batch, if running, no
+// longer answers it). With WithTTL (and WithErrorTTL, WithRefreshAhead,
+// WithMaxEntries, WithStaleIfError) a key's result is retained: a load of it
+// is answered at once on the caller's goroutine, with no message and no
+// batch; see those options.
 //
 // Create one with [NewBatcher]; the zero value is not usable. All methods
 // are safe for concurrent use. A Batcher that is no longer needed should be
@@ -152,12 +156,14 @@ func (ke KeyErrors[K]) Unwrap() []error {
 //
 // It accepts WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches,
 // WithScope, WithTimeout (a deadline on each call of fn), WithShards (the key shard
-// actors), WithActorSystem, WithLogger, WithMeterProvider and
-// WithMetricAttributes and WithTracerProvider. Any other option (WithMaxWaiters, WithMaxInFlight,
-// and options for retained results or retries) does not apply to a
-// Batcher: NewBatcher panics, naming it, whatever its value (WithTTL(0)
-// too, so that a TTL read from configuration cannot pass in one environment
-// and panic in the next). It panics with ErrNilFunc if fn is
+// actors), WithActorSystem, WithLogger, WithMeterProvider,
+// WithMetricAttributes, WithTracerProvider and the options of retained
+// results: WithTTL, WithErrorTTL, WithRefreshAhead, WithMaxEntries and
+// WithStaleIfError, validated as New validates them. Any other option
+// (WithMaxWaiters, WithMaxInFlight, WithBreaker, and the options for
+// retries) does not apply to a Batcher: NewBatcher panics, naming it,
+// whatever its value (WithRetry(1, nil) too, so that a setting read from
+// configuration cannot pass in one environment and panic in the next). It panics with ErrNilFunc if fn is
 // nil, and if an option has an invalid value (each option says which): a
 // programming error, found the first time the code runs.
 //
