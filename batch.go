@@ -204,6 +204,7 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnBatch: onBatch,
+		Tracer:  newTracer(&cfg),
 	}
 	if cfg.retain.TTL > 0 || cfg.retain.ErrorTTL > 0 {
 		bc.Retain = &cfg.retain
