@@ -329,3 +329,17 @@ func TestBatchRetainClose(t *testing.T) {
 	_, err = b.LoadMany(context.Background(), []string{"a"})
 	assert.ErrorIs(t, err, flight.ErrClosed)
 }
+
+// An idle Batcher that retains results holds no goroutine: the expiry is a
+// runtime timer, and the workers exit after their linger.
+func TestBatchRetainIdleHoldsNoGoroutine(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var c counting
+	b := flight.NewBatcher(c.fn, flight.WithTTL(time.Hour), flight.WithRefreshAhead(time.Minute))
+	_, err := b.LoadMany(context.Background(), []string{"a", "b"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return b.Stats().Entries == 2 }, 5*time.Second, time.Millisecond)
+	goleak.VerifyNone(t) // retries until the workers' linger has passed
+	assert.Equal(t, 2, b.Stats().Entries)
+	require.NoError(t, b.Close())
+}
