@@ -51,9 +51,13 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 // another goroutine is draining may be overtaken by a key posted just
 // after it to another shard; with WithShards(1), the order of the calls).
 // It is dispatched when full or WithMaxWait after its first key, once a
-// WithMaxConcurrentBatches slot is free. Results are not kept: a key loaded
-// again after its batch answered goes into a new batch, and so does a key
-// whose callers all left (its old batch, if running, no longer answers it).
+// WithMaxConcurrentBatches slot is free. Without WithTTL results are not
+// kept: a key loaded again after its batch answered goes into a new batch,
+// and so does a key whose callers all left (its old batch, if running, no
+// longer answers it). With WithTTL (and WithErrorTTL, WithRefreshAhead,
+// WithMaxEntries, WithStaleIfError) a key's result is retained: a load of it
+// is answered at once on the caller's goroutine, with no message and no
+// batch; see those options.
 //
 // Create one with [NewBatcher]; the zero value is not usable. All methods
 // are safe for concurrent use. A Batcher that is no longer needed should be
@@ -102,6 +106,10 @@ type BatchStats struct {
 	Abandoned   uint64 // running batches cancelled because every caller of every key left, ever
 	Panics      uint64 // calls of fn that panicked or called runtime.Goexit, ever
 	Timeouts    uint64 // batches answered with the WithTimeout error, ever
+	Entries     int    // results retained now (WithTTL, WithErrorTTL; stale values of WithStaleIfError too); never above WithMaxEntries
+	Hits        uint64 // calls answered from a retained result, without a message or a batch, ever (each key of LoadMany counts)
+	Refreshes   uint64 // WithRefreshAhead loads started, ever (each also counts in Loads as a load of its key)
+	Stale       uint64 // calls answered with a stale value (WithStaleIfError), ever
 }
 
 // ErrNotFound is the error of a key that fn's map has no value for.
@@ -148,12 +156,14 @@ func (ke KeyErrors[K]) Unwrap() []error {
 //
 // It accepts WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches,
 // WithScope, WithTimeout (a deadline on each call of fn), WithShards (the key shard
-// actors), WithActorSystem, WithLogger, WithMeterProvider and
-// WithMetricAttributes and WithTracerProvider. Any other option (WithMaxWaiters, WithMaxInFlight,
-// and options for retained results or retries) does not apply to a
-// Batcher: NewBatcher panics, naming it, whatever its value (WithTTL(0)
-// too, so that a TTL read from configuration cannot pass in one environment
-// and panic in the next). It panics with ErrNilFunc if fn is
+// actors), WithActorSystem, WithLogger, WithMeterProvider,
+// WithMetricAttributes, WithTracerProvider and the options of retained
+// results: WithTTL, WithErrorTTL, WithRefreshAhead, WithMaxEntries and
+// WithStaleIfError, validated as New validates them. Any other option
+// (WithMaxWaiters, WithMaxInFlight, WithBreaker, and the options for
+// retries) does not apply to a Batcher: NewBatcher panics, naming it,
+// whatever its value (WithRetry(1, nil) too, so that a setting read from
+// configuration cannot pass in one environment and panic in the next). It panics with ErrNilFunc if fn is
 // nil, and if an option has an invalid value (each option says which): a
 // programming error, found the first time the code runs.
 //
@@ -184,29 +194,37 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 			Goexit:     ErrGoexit,
 			Timeout:    &timeoutError{cfg.timeout},
 			Panic:      newPanicError,
+			Stale:      errStale,
 		},
 		KeyErrors: keyErrorsOf[K],
 		Result: func(v V, err error, shared bool) Result[V] {
+			if err == errStale {
+				return Result[V]{Val: v, Shared: shared, Stale: true}
+			}
 			return Result[V]{Val: v, Err: err, Shared: shared}
 		},
 		OnBatch: onBatch,
 		Tracer:  newTracer(&cfg),
 	}
+	if cfg.retain.TTL > 0 || cfg.retain.ErrorTTL > 0 {
+		bc.Retain = &cfg.retain
+	}
 	b := &Batcher[K, V]{}
 	var stats func() *batch.Stats
+	var entries func() int
 	var closeEngine func() error
 	if cfg.batch.scope != nil {
 		b.s = newScopedBatcher(fn, &cfg, bc)
-		stats, closeEngine = b.s.e.Stats, b.s.e.Close
+		stats, entries, closeEngine = b.s.e.Stats, b.s.e.Entries, b.s.e.Close
 	} else {
 		e, err := batch.New(bc)
 		if err != nil {
 			panic(err) // unreachable: the options validated the shard count
 		}
 		b.e = e
-		stats, closeEngine = e.Stats, e.Close
+		stats, entries, closeEngine = e.Stats, e.Entries, e.Close
 	}
-	b.tel = attach(func() BatchStats { return batchStatsOf(stats()) })
+	b.tel = attach(func() BatchStats { return batchStatsOf(stats(), entries()) })
 	// As for a Coordinator (see New): the actors hold the engine, not b,
 	// except while a LoadChan is pending; once b is unreachable nothing can
 	// call it or wait for it, and the collector's cleanup closes the engine
@@ -235,6 +253,8 @@ func batcherConfig(opts []Option) config {
 	if cfg.logger == nil {
 		cfg.logger = discard
 	}
+	checkRetain(&cfg)
+	checkResilience(&cfg)
 	return cfg
 }
 
@@ -340,13 +360,17 @@ func keyErrorsOf[K comparable](err error) (map[K]error, bool) {
 // message.
 func (b *Batcher[K, V]) Stats() BatchStats {
 	if b.s != nil {
-		return batchStatsOf(b.s.e.Stats())
+		return batchStatsOf(b.s.e.Stats(), b.s.e.Entries())
 	}
-	return batchStatsOf(b.e.Stats())
+	return batchStatsOf(b.e.Stats(), b.e.Entries())
 }
 
-func batchStatsOf(s *batch.Stats) BatchStats {
+func batchStatsOf(s *batch.Stats, entries int) BatchStats {
 	return BatchStats{
+		Entries:     entries,
+		Hits:        s.Hits.Load(),
+		Refreshes:   s.Refreshes.Load(),
+		Stale:       s.Stale.Load(),
 		Keys:        int(s.Keys.Load()),
 		Waiters:     int(s.Waiters.Load()),
 		Pending:     int(s.Pending.Load()),

@@ -210,28 +210,74 @@ func TestBatchLoadManyAfterClose(t *testing.T) {
 	assert.Equal(t, flight.ErrClosed, err)
 }
 
-// An option for retained results or retries is refused by
-// NewBatcher whatever its value, WithTTL(0) included: a service whose TTL
-// comes from its configuration must not work in one environment and panic
-// in the next.
-func TestBatchRefusesRetainAndRetryOptionsAtZero(t *testing.T) {
+// An option for retries (or for the Coordinator's admission and breakers)
+// is refused by NewBatcher whatever its value, WithRetry(1, nil) included:
+// a service whose retry count comes from its configuration must not work in
+// one environment and panic in the next. The options for retained results
+// are accepted, at any valid value (WithTTL(0) retains nothing, as on New).
+func TestBatchRefusesRetryOptionsAtZero(t *testing.T) {
 	for name, o := range map[string]flight.Option{
-		"WithTTL":      flight.WithTTL(0),
-		"WithErrorTTL": flight.WithErrorTTL(0),
-		"WithTTL(1s)":  flight.WithTTL(time.Second),
-		"WithRetry":    flight.WithRetry(1, nil),
-		"WithRetryIf":  flight.WithRetryIf(func(error) bool { return false }),
+		"WithRetry":       flight.WithRetry(1, nil),
+		"WithRetryIf":     flight.WithRetryIf(func(error) bool { return false }),
+		"WithBreaker":     flight.WithBreaker(1, time.Second),
+		"WithMaxWaiters":  flight.WithMaxWaiters(1),
+		"WithMaxInFlight": flight.WithMaxInFlight(1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
 				r := recover()
 				require.NotNil(t, r, "NewBatcher accepted %s", name)
 				msg := fmt.Sprint(r)
-				assert.True(t, strings.HasPrefix(msg, "flight: NewBatcher: "), msg)
-				assert.Contains(t, msg, "does not apply to a Batcher")
+				assert.True(t, strings.HasPrefix(msg, "flight: "), msg)
+				assert.Contains(t, msg, name[len("With"):], msg)
 			}()
 			b := flight.NewBatcher(echo(nil), o)
 			b.Close()
+		})
+	}
+}
+
+// §7.4: NewBatcher takes the options of retained results and validates
+// them as New does.
+func TestBatchRetainOptions(t *testing.T) {
+	for name, opts := range map[string][]flight.Option{
+		"WithTTL(0)":             {flight.WithTTL(0)},
+		"WithErrorTTL(0)":        {flight.WithErrorTTL(0)},
+		"WithTTL(1s)":            {flight.WithTTL(time.Second)},
+		"WithErrorTTL(1s)":       {flight.WithErrorTTL(time.Second)},
+		"WithMaxEntries(1)":      {flight.WithTTL(time.Second), flight.WithMaxEntries(1)},
+		"WithRefreshAhead":       {flight.WithTTL(time.Second), flight.WithRefreshAhead(time.Second / 2)},
+		"WithStaleIfError":       {flight.WithTTL(time.Second), flight.WithStaleIfError(time.Second)},
+		"WithTTL(math.MaxInt64)": {flight.WithTTL(math.MaxInt64)},
+		"all":                    {flight.WithTTL(time.Second), flight.WithErrorTTL(time.Second), flight.WithRefreshAhead(time.Millisecond), flight.WithMaxEntries(10), flight.WithStaleIfError(time.Second), flight.WithScope(func(context.Context) any { return 1 })},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := flight.NewBatcher(echo(nil), opts...)
+			v, err := b.Load(context.Background(), "a")
+			require.NoError(t, err)
+			assert.Equal(t, "v:a", v)
+			require.NoError(t, b.Close())
+		})
+	}
+	for name, c := range map[string]struct {
+		opts []flight.Option
+		msg  string
+	}{
+		"WithTTL(-1)":                  {[]flight.Option{flight.WithTTL(-1)}, "WithTTL(-1ns)"},
+		"WithErrorTTL(-1)":             {[]flight.Option{flight.WithErrorTTL(-1)}, "WithErrorTTL(-1ns)"},
+		"WithMaxEntries(0)":            {[]flight.Option{flight.WithTTL(time.Second), flight.WithMaxEntries(0)}, "WithMaxEntries(0)"},
+		"WithRefreshAhead without TTL": {[]flight.Option{flight.WithRefreshAhead(time.Second)}, "WithRefreshAhead"},
+		"WithRefreshAhead >= TTL":      {[]flight.Option{flight.WithTTL(time.Second), flight.WithRefreshAhead(time.Second)}, "WithRefreshAhead"},
+		"WithStaleIfError without TTL": {[]flight.Option{flight.WithStaleIfError(time.Second)}, "needs WithTTL"},
+		"WithStaleIfError(0)":          {[]flight.Option{flight.WithTTL(time.Second), flight.WithStaleIfError(0)}, "WithStaleIfError(0s)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				r := recover()
+				require.NotNil(t, r, "NewBatcher accepted %s", name)
+				assert.Contains(t, fmt.Sprint(r), c.msg)
+			}()
+			flight.NewBatcher(echo(nil), c.opts...).Close()
 		})
 	}
 }

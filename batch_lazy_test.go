@@ -21,7 +21,7 @@ func actorsOf(sys *actor.ActorSystem) int {
 	return n
 }
 
-// Issue 21.2: a loader costs a struct. NewBatcher spawns no actor and
+// A loader costs a struct. NewBatcher spawns no actor and
 // starts no goroutine; the first load makes the actors; Close of a Batcher
 // never used has nothing to stop; a load after Close is refused without
 // making any.

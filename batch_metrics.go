@@ -12,7 +12,8 @@ import (
 // the keys of each dispatched batch as a histogram.
 type batchInstruments struct {
 	batches, keysTotal, loads, joins, dropped, abandoned, panics, timeouts metric.Int64ObservableCounter
-	pending, running, waiters, liveKeys                                    metric.Int64ObservableUpDownCounter
+	hits, refreshes, stale                                                 metric.Int64ObservableCounter
+	pending, running, waiters, liveKeys, entries                           metric.Int64ObservableUpDownCounter
 	keys                                                                   metric.Int64Histogram
 
 	observe []metric.ObserveOption
@@ -34,6 +35,10 @@ func newBatchInstruments(tc telemetryConfig) *batchInstruments {
 	in.abandoned = counter("flight.batch.abandoned", "{batch}", "Running batches cancelled because every caller left.")
 	in.panics = counter("flight.batch.panics", "{batch}", "Calls of the batch function that panicked or called runtime.Goexit.")
 	in.timeouts = counter("flight.batch.timeouts", "{batch}", "Batches answered with the WithTimeout error.")
+	in.hits = counter("flight.batch.hits", "{call}", "Loads answered from a retained result, without a batch.")
+	in.refreshes = counter("flight.batch.refreshes", "{call}", "Refresh-ahead loads started.")
+	in.stale = counter("flight.batch.stale", "{call}", "Loads answered with a stale value (WithStaleIfError).")
+	in.entries = updown("flight.batch.entries", "{result}", "Results retained now.")
 	in.pending = updown("flight.batch.pending", "{batch}", "Batches collecting keys or waiting for a slot now.")
 	in.running = updown("flight.batch.running", "{batch}", "Batches whose function runs now.")
 	in.waiters = updown("flight.batch.waiters", "{call}", "Loads waiting now.")
@@ -68,9 +73,13 @@ func (in *batchInstruments) register(mp metric.MeterProvider, stats func() Batch
 		o.ObserveInt64(in.running, int64(s.Running), in.observe...)
 		o.ObserveInt64(in.waiters, int64(s.Waiters), in.observe...)
 		o.ObserveInt64(in.liveKeys, int64(s.Keys), in.observe...)
+		o.ObserveInt64(in.hits, int64(s.Hits), in.observe...)
+		o.ObserveInt64(in.refreshes, int64(s.Refreshes), in.observe...)
+		o.ObserveInt64(in.stale, int64(s.Stale), in.observe...)
+		o.ObserveInt64(in.entries, int64(s.Entries), in.observe...)
 		return nil
 	}, in.batches, in.keysTotal, in.loads, in.joins, in.dropped, in.abandoned, in.panics, in.timeouts,
-		in.pending, in.running, in.waiters, in.liveKeys)
+		in.hits, in.refreshes, in.stale, in.pending, in.running, in.waiters, in.liveKeys, in.entries)
 }
 
 // startBatchTelemetry is startTelemetry for a Batcher: the instruments and

@@ -55,7 +55,7 @@ func TestBatchMetrics(t *testing.T) {
 	assert.False(t, ok, "Close unregisters the observed instruments")
 }
 
-// Issue 19.9: every BatchStats field has an instrument, the Keys gauge
+// Every BatchStats field has an instrument, the Keys gauge
 // included (flight.batch.waiting_keys; flight.batch.keys is the histogram
 // of keys per batch).
 func TestBatchMetricsKeysGauge(t *testing.T) {
@@ -74,4 +74,27 @@ func TestBatchMetricsKeysGauge(t *testing.T) {
 	require.NoError(t, b.Close())
 	assert.ErrorIs(t, (<-a).Err, flight.ErrClosed)
 	assert.ErrorIs(t, (<-c).Err, flight.ErrClosed)
+}
+
+// The retained-results fields of BatchStats have instruments too:
+// flight.batch.entries (gauge), hits, refreshes and stale (counters).
+func TestBatchMetricsRetained(t *testing.T) {
+	m := newMeters(t)
+	b := flight.NewBatcher(echo(nil), flight.WithTTL(hour), flight.WithMaxBatch(2), flight.WithMaxWait(hour),
+		flight.WithMeterProvider(m.provider))
+	defer b.Close()
+	_, err := b.LoadMany(context.Background(), []string{"a", "b"})
+	require.NoError(t, err)
+	wait.Until(t, "retained", func() bool { return b.Stats().Entries == 2 })
+	for range 3 {
+		_, err := b.Load(context.Background(), "a")
+		require.NoError(t, err)
+	}
+	expect(t, m.collect(t), nil, map[string]int64{
+		"flight.batch.entries":   2,
+		"flight.batch.hits":      3,
+		"flight.batch.refreshes": 0,
+		"flight.batch.stale":     0,
+		"flight.batch.loads":     2,
+	})
 }

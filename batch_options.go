@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"time"
-
-	"github.com/actorflight/flight/coordinator"
 )
 
 // batchConfig is what the Batcher-only options set, and which options were
@@ -94,6 +92,7 @@ func (c *config) checkCoordinator() {
 var batcherFields = map[string]bool{
 	"timeout": true, "shards": true, "system": true, "logger": true,
 	"telemetry": true, "batch": true, "tracer": true,
+	"retain": true, "refreshSet": true, "stale": true, // retained results (batch/retain.go)
 }
 
 // zeroSetField applies o to c, set to a config whose fields that options may set to
@@ -103,17 +102,10 @@ var batcherFields = map[string]bool{
 // one twice is harmless.
 func zeroSetField(c *config, o Option) string {
 	const s = -1
-	sentinel := config{
-		retain:   coordinator.RetainConfig{TTL: s, ErrorTTL: s, RefreshAhead: s, MaxEntries: s},
-		attempts: s,
-	}
+	sentinel := config{attempts: s}
 	*c = sentinel
 	o.apply(c)
-	switch {
-	case c.retain.TTL != s, c.retain.ErrorTTL != s, c.retain.RefreshAhead != s,
-		c.retain.MaxEntries != s, c.retain.Retainable != nil:
-		return "retain"
-	case c.attempts != sentinel.attempts:
+	if c.attempts != sentinel.attempts {
 		return "attempts"
 	}
 	return ""
@@ -122,13 +114,10 @@ func zeroSetField(c *config, o Option) string {
 // fieldOptions names the options behind config fields, for checkBatcher's
 // message.
 var fieldOptions = map[string]string{
-	"retain":     "WithTTL, WithErrorTTL, WithRefreshAhead or WithMaxEntries",
-	"refreshSet": "WithRefreshAhead",
-	"attempts":   "WithRetry",
-	"backoff":    "WithRetry",
-	"retryable":  "WithRetryIf",
-	"stale":      "WithStaleIfError (it needs WithTTL, which a Batcher does not take)",
-	"breaker":    "WithBreaker",
+	"attempts":  "WithRetry",
+	"backoff":   "WithRetry",
+	"retryable": "WithRetryIf",
+	"breaker":   "WithBreaker",
 }
 
 // checkBatcher panics when NewBatcher was given an option that does not

@@ -72,6 +72,24 @@ func TestBatcherProperties(t *testing.T) {
 		if scoped {
 			opts = append(opts, flight.WithScope(tenantOf))
 		}
+		// With retained results (WithTTL and the rest), hits, refreshes, expiry and
+		// eviction race with everything else; every check below still
+		// holds, and Entries stays within WithMaxEntries.
+		retain := rapid.Bool().Draw(rt, "retain")
+		maxEntries := rapid.IntRange(1, 5).Draw(rt, "maxEntries")
+		if retain {
+			ttl := rapid.SampledFrom([]time.Duration{time.Millisecond, time.Hour}).Draw(rt, "ttl")
+			opts = append(opts, flight.WithTTL(ttl), flight.WithMaxEntries(maxEntries))
+			if rapid.Bool().Draw(rt, "errorTTL") {
+				opts = append(opts, flight.WithErrorTTL(ttl))
+			}
+			if rapid.Bool().Draw(rt, "refreshAhead") {
+				opts = append(opts, flight.WithRefreshAhead(ttl/2))
+			}
+			if rapid.Bool().Draw(rt, "staleIfError") {
+				opts = append(opts, flight.WithStaleIfError(ttl))
+			}
+		}
 		tag := func(tenant, key any) tagged {
 			if !scoped {
 				tenant = nil
@@ -88,6 +106,9 @@ func TestBatcherProperties(t *testing.T) {
 		}
 		var b *flight.Batcher[any, any]
 		b = flight.NewBatcher(func(ctx context.Context, keys []any) (map[any]any, error) {
+			if n := b.Stats().Entries; retain && n > maxEntries {
+				violate("Entries %d above WithMaxEntries %d", n, maxEntries)
+			}
 			if len(keys) == 0 || len(keys) > maxBatch {
 				violate("fn got %d keys (WithMaxBatch %d)", len(keys), maxBatch)
 			}
@@ -102,7 +123,9 @@ func TestBatcherProperties(t *testing.T) {
 					go func() { _, err := b.Load(ctx, keyRec); rec <- err }()
 					select {
 					case err := <-rec:
-						if !errors.Is(err, flight.ErrRecursiveCall) && ctx.Err() == nil {
+						// A refresh of a retained key may run while the key is
+						// retained: the load is then a hit, which waits for nothing.
+						if !errors.Is(err, flight.ErrRecursiveCall) && ctx.Err() == nil && !(retain && err == nil) {
 							violate("a load of its own key from fn got %v, want ErrRecursiveCall", err)
 						}
 					case <-time.After(hang):
@@ -251,8 +274,11 @@ func TestBatcherProperties(t *testing.T) {
 			}
 		}
 		st := b.Stats()
-		if st.Keys != 0 || st.Waiters != 0 || st.Pending != 0 || st.Running != 0 {
+		if st.Keys != 0 || st.Waiters != 0 || st.Pending != 0 || st.Running != 0 || st.Entries != 0 {
 			rt.Fatalf("gauges after Close: %+v", st)
+		}
+		if !retain && (st.Hits != 0 || st.Refreshes != 0) {
+			rt.Fatalf("hits or refreshes without retained results: %+v", st)
 		}
 	})
 }

@@ -23,7 +23,7 @@ func withTenant(t string) context.Context {
 	return context.WithValue(context.Background(), tenantKey{}, t)
 }
 
-// Issue 21.5 (DESIGN §7.3): with WithScope, a Batcher never puts keys of two
+// With WithScope, a Batcher never puts keys of two
 // scopes in one call of fn, the batch's ctx carries a caller of that scope,
 // and loads share a key only within one scope.
 func TestBatcherScope(t *testing.T) {

@@ -43,6 +43,13 @@ var errStale = errors.New("flight: stale value (internal marker)")
 // read lock, as a hit does). It applies to New (NewBatcher
 // panics when given it: a Batcher takes no WithTTL yet). New panics if
 // d <= 0, or without WithTTL.
+//
+// It applies to New and NewBatcher, which panic unless d > 0 and WithTTL is
+// set. On a Batcher a key fails when fn names it in a KeyErrors or fails
+// its whole batch (an error, a panic, Goexit, the timeout); ErrNotFound is
+// an answer, never replaced by a stale value. Load returns the stale value
+// with a nil error, LoadChan sets Result.Stale, LoadMany puts it among the
+// values; BatchStats.Stale counts them.
 func WithStaleIfError(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d <= 0 {

@@ -202,7 +202,8 @@ func TestStaleIfErrorWhatFails(t *testing.T) {
 	})
 }
 
-// The options are checked in New; NewBatcher refuses both.
+// The options are checked in New; NewBatcher refuses WithBreaker and takes
+// WithStaleIfError, which needs WithTTL there too.
 func TestResilienceOptionsValidated(t *testing.T) {
 	for want, opts := range map[string][]flight.Option{
 		"flight: WithStaleIfError(1s) needs WithTTL":                       {flight.WithStaleIfError(time.Second)},
@@ -219,7 +220,7 @@ func TestResilienceOptionsValidated(t *testing.T) {
 	assert.PanicsWithValue(t, "flight: NewBatcher: WithBreaker does not apply to a Batcher", func() {
 		flight.NewBatcher(fn, flight.WithBreaker(1, time.Second))
 	})
-	assert.PanicsWithValue(t, "flight: NewBatcher: WithStaleIfError (it needs WithTTL, which a Batcher does not take) does not apply to a Batcher", func() {
+	assert.PanicsWithValue(t, "flight: WithStaleIfError(1s) needs WithTTL", func() {
 		flight.NewBatcher(fn, flight.WithStaleIfError(time.Second))
 	})
 	// Order does not matter.

@@ -24,6 +24,13 @@ const DefaultMaxEntries = 100_000
 // coordinator still holds no goroutine. WithMaxEntries bounds how many are
 // kept. 0, the default, retains nothing. New panics if d < 0; a d too large
 // to add to the current time is clamped (about 292 years).
+//
+// It applies to New and NewBatcher (which validates it the same way). On a
+// Batcher it keeps each key's value for d after its batch answered it: a
+// load of a key with a retained result (Load, LoadChan, each key of
+// LoadMany) is answered at once on the caller's goroutine, with no message
+// and without joining a batch; a key whose every caller left is not
+// retained. Close drops every retained result.
 func WithTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -42,6 +49,12 @@ func WithTTL(d time.Duration) Option {
 // *PanicError fn got from another flight. A retained error is never
 // refreshed ahead: it expires. 0, the default, retains no error. New panics
 // if d < 0.
+//
+// It applies to New and NewBatcher. On a Batcher the errors retained are a
+// key's own: its entry of a KeyErrors, or ErrNotFound (negative caching of a
+// key the source lacks), filtered as above; a batch-wide error (any other
+// error of fn, a panic, Goexit, the timeout) says nothing about one key and
+// is never retained.
 func WithErrorTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -71,6 +84,13 @@ func WithErrorTTL(d time.Duration) Option {
 // the caller's fn runs once the refresh's fn has returned, at once if it
 // honours its ctx. Forget cancels a running refresh too. New panics unless
 // 0 < d < the WithTTL duration.
+//
+// It applies to New and NewBatcher (same validation). On a Batcher a
+// refresh is a load of its key like any other, collected into batches with
+// the other loads (many keys refreshed together make few calls of fn, at
+// most WithMaxBatch keys each), at most one per key at a time; it counts in
+// BatchStats.Loads as a load of its key and in BatchStats.Refreshes. A
+// failed refresh retains nothing: the old value is served until its TTL.
 func WithRefreshAhead(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.retain.RefreshAhead, c.refreshSet = d, true })
 }
@@ -84,7 +104,8 @@ func WithRefreshAhead(d time.Duration) Option {
 // a new result is always retained, whatever the number of shards. A removed
 // result (expired, evicted, replaced, forgotten) is released at once. Cost:
 // one mutex shared by the shards, taken to retain, expire or remove a
-// result, never by a hit. New panics if n < 1.
+// result, never by a hit. New panics if n < 1. It applies to New and
+// NewBatcher (BatchStats.Entries is bounded the same way).
 func WithMaxEntries(n int) Option {
 	return optionFunc(func(c *config) {
 		if n < 1 {

@@ -336,13 +336,25 @@ func panicText(opts []flight.Option) (msg any) {
 	return nil
 }
 
-// A Batcher does not retain results: NewBatcher refuses the options.
-func TestBatcherRefusesRetainOptions(t *testing.T) {
-	fn := func(context.Context, []int) (map[int]int, error) { return nil, nil }
-	const msg = "flight: NewBatcher: WithTTL, WithErrorTTL, WithRefreshAhead or WithMaxEntries does not apply to a Batcher"
+// A Batcher retains results too: NewBatcher takes the
+// options, and a repeated load within the TTL runs nothing.
+func TestBatcherTakesRetainOptions(t *testing.T) {
+	calls := 0
+	fn := func(_ context.Context, keys []int) (map[int]int, error) {
+		calls++ // one key per batch, one at a time: WithMaxBatch(1), sequential loads
+		return map[int]int{keys[0]: keys[0]}, nil
+	}
 	for _, o := range []flight.Option{flight.WithTTL(time.Second), flight.WithErrorTTL(time.Second),
-		flight.WithRefreshAhead(time.Second), flight.WithMaxEntries(5)} {
-		assert.PanicsWithValue(t, msg, func() { flight.NewBatcher(fn, o) })
+		flight.WithRefreshAhead(time.Minute), flight.WithMaxEntries(5)} {
+		b := flight.NewBatcher(fn, flight.WithTTL(time.Hour), o, flight.WithMaxBatch(1)) // o comes after: WithTTL(time.Second) overrides
+		calls = 0
+		for range 2 {
+			v, err := b.Load(context.Background(), 7)
+			require.NoError(t, err)
+			assert.Equal(t, 7, v)
+		}
+		assert.Equal(t, 1, calls)
+		require.NoError(t, b.Close())
 	}
 }
 

@@ -122,6 +122,8 @@ func newScopedBatcher[K comparable, V any](fn BatchFunc[K, V], cfg *config, bc b
 		Result:  bc.Result,
 		OnBatch: bc.OnBatch,
 		Scope:   func(k scopedKey[K]) any { return k.scope },
+		Retain:  bc.Retain,
+		Tracer:  bc.Tracer,
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count

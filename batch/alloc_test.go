@@ -23,7 +23,7 @@ func allocEngine(tb testing.TB, maxBatch int) *Engine[int, int, int] {
 	return e
 }
 
-// Issue 21.3: a load of a batch dispatched full costs one message, and the
+// A load of a batch dispatched full costs one message, and the
 // batch no context of the standard library (its ctx is embedded in it) and
 // no timer (the collector's one WithMaxWait timer is reset, not made). The
 // six allocations left: the call and its channel, the key's entry, the

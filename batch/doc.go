@@ -31,6 +31,12 @@
 // it and, once its mutex is released, sends it to each shard that has keys
 // in the batch, which answers the keys' callers.
 //
+// With Config.Retain (WithTTL), a load first looks its key up in its
+// shard's store of retained results (coordinator.Retained) and, on a hit,
+// is answered on its own goroutine without a message; a shard retains a
+// key's outcome when it answers it; a refresh-ahead is posted as a load of
+// its key, so refreshes are batched (retain.go).
+//
 // The shard actors are spawned by the first load, not by New: an engine
 // never used holds nothing but its struct, and closing it stops nothing.
 //

@@ -28,6 +28,9 @@ type Errors struct {
 	Goexit     error
 	Timeout    error                               // wraps context.DeadlineExceeded
 	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
+	// Stale marks an answer that is a stale value (WithStaleIfError): Result
+	// gets it as its error and makes a Result with Stale set and no error.
+	Stale error
 }
 
 // Config is the resolved configuration of a Batcher. R is the result type
@@ -59,6 +62,9 @@ type Config[K comparable, V, R any] struct {
 	// Scope, when set (WithScope), gives a key's scope: a batch holds keys
 	// of one scope only. It must be cheap and must not panic.
 	Scope func(key K) any
+	// Retain, when set (WithTTL, WithErrorTTL), configures retained results
+	// (see retain.go); nil: none retained.
+	Retain *coordinator.RetainConfig
 }
 
 // Stats are the engine's counters. Shards write Keys, Waiters, Loads and
@@ -77,6 +83,9 @@ type Stats struct {
 	Abandoned   atomic.Uint64 // running batches cancelled: every caller of every key left
 	Panics      atomic.Uint64 // calls of fn that panicked or called runtime.Goexit
 	Timeouts    atomic.Uint64 // batches answered with the WithTimeout error
+	Hits        atomic.Uint64 // calls answered from a retained result (retain.go)
+	Refreshes   atomic.Uint64 // refresh-ahead loads started
+	Stale       atomic.Uint64 // calls answered with a stale value (WithStaleIfError)
 }
 
 // Engine is the engine behind flight.Batcher.
@@ -89,6 +98,7 @@ type Engine[K comparable, V, R any] struct {
 	system *actor.ActorSystem
 	ks     *keyspace.Keyspace[K]
 	stats  Stats
+	ret    *coordinator.Retained[K, V] // retained results (retain.go); nil: none
 
 	// Made by start, once; read only after live is seen true (or under
 	// startOnce).
@@ -110,7 +120,13 @@ func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: ks}, nil
+	e := &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: ks}
+	if cfg.Retain != nil {
+		// The stores' timers post only once a result is retained, after
+		// start has made the shards and the posts gate.
+		e.ret = coordinator.NewRetained[K, V](cfg.Retain, cfg.Shards, func(i int, msg any) { e.post(e.shards[i], msg) })
+	}
+	return e, nil
 }
 
 // started makes the actors on the first call and reports whether they run:
@@ -165,6 +181,9 @@ func (e *Engine[K, V, R]) Load(ctx context.Context, key K) R {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if v, err, ok := e.hit(ctx, key); ok {
+		return e.cfg.Result(v, err, true)
+	}
 	s, err := e.admit(ctx, key)
 	if err != nil {
 		return e.cfg.Result(zero, err, false)
@@ -197,6 +216,10 @@ func (e *Engine[K, V, R]) LoadChan(ctx context.Context, key K, anchor any) <-cha
 	ch := make(chan R, 1)
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	if v, err, ok := e.hit(ctx, key); ok {
+		ch <- e.cfg.Result(v, err, true)
+		return ch
 	}
 	s, err := e.admit(ctx, key)
 	if err != nil {
@@ -272,6 +295,14 @@ func (e *Engine[K, V, R]) LoadMany(ctx context.Context, keys []K) (vals map[K]V,
 			continue
 		}
 		seen[key] = struct{}{}
+		if v, err, ok := e.hit(ctx, key); ok {
+			if err != nil {
+				g.fail(key, err)
+			} else {
+				g.vals[key] = v
+			}
+			continue
+		}
 		if e.recursive(ctx, key) {
 			g.fail(key, e.cfg.Errors.Recursive)
 			continue

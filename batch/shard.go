@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/actorflight/flight/coordinator"
 	"github.com/actorflight/flight/internal/gate"
 )
 
@@ -45,6 +46,8 @@ type entry[K comparable, V, R any] struct {
 	gone    bool  // detached: answered, or every caller left
 
 	// Owned by the collector (under its mutex).
+	refresh bool // made by a refresh-ahead load (retain.go): a failure retains nothing
+
 	batch   *batch[K, V, R] // the batch the key was added to
 	dropped bool            // taken out of its batch before dispatch
 }
@@ -53,12 +56,13 @@ type entry[K comparable, V, R any] struct {
 // key, ctx and the sink (ch, or g) are set by the caller before it posts;
 // the rest belongs to the shard.
 type call[K comparable, V, R any] struct {
-	key    K
-	ctx    context.Context
-	ch     chan R       // Load, LoadChan: buffer of one, receives exactly one R
-	g      *group[K, V] // LoadMany
-	watch  bool         // LoadChan with a cancellable ctx: the shard watches it
-	anchor any          // LoadChan: keeps the caller's Batcher reachable while queued
+	key     K
+	ctx     context.Context
+	ch      chan R       // Load, LoadChan: buffer of one, receives exactly one R
+	g       *group[K, V] // LoadMany
+	watch   bool         // LoadChan with a cancellable ctx: the shard watches it
+	anchor  any          // LoadChan: keeps the caller's Batcher reachable while queued
+	refresh bool         // a refresh-ahead load (retain.go): nobody reads ch
 
 	entry    *entry[K, V, R]
 	answered bool
@@ -120,6 +124,10 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) {
 	case *closeMsg:
 		s.close()
 		close(m.done)
+	default:
+		if s.e.ret != nil && coordinator.IsExpire(msg) {
+			s.e.ret.Expire(int(s.idx))
+		}
 	}
 }
 
@@ -189,7 +197,7 @@ func (s *shard[K, V, R]) join(c *call[K, V, R]) {
 	st := &s.e.stats
 	en := s.keys[c.key]
 	if en == nil {
-		en = &entry[K, V, R]{key: c.key, shard: s.idx, first: c.ctx}
+		en = &entry[K, V, R]{key: c.key, shard: s.idx, first: c.ctx, refresh: c.refresh}
 		en.calls = en.call1[:0] // a key with one caller needs no slice of its own
 		s.keys[c.key] = en
 		st.Keys.Add(1)
@@ -220,6 +228,12 @@ func (s *shard[K, V, R]) answer(c *call[K, V, R], v V, err error, shared bool) {
 	c.answered = true
 	if c.stop != nil {
 		c.stop()
+	}
+	if err != nil && err == s.e.cfg.Errors.Stale {
+		s.e.stats.Stale.Add(1)
+		if c.g != nil {
+			err = nil // LoadMany: a value like any other
+		}
 	}
 	if c.g != nil {
 		c.g.deliver(c.key, v, err)
@@ -276,6 +290,9 @@ func (s *shard[K, V, R]) result(b *batch[K, V, R]) {
 			continue
 		}
 		v, err := b.outcome(en.key)
+		if s.e.ret != nil {
+			v, err = s.retain(en, b, v, err)
+		}
 		s.publish(en, v, err)
 	}
 }
@@ -303,5 +320,8 @@ func (s *shard[K, V, R]) close() {
 	var zero V
 	for _, en := range s.keys {
 		s.publish(en, zero, s.e.cfg.Errors.Closed)
+	}
+	if s.e.ret != nil {
+		s.e.ret.Close(int(s.idx)) // drops every retained result, stops the timer
 	}
 }

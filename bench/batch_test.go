@@ -11,9 +11,12 @@ package bench
 // flight's Batcher is closed at the end of it (the peers have nothing to
 // close), with one shard, the right size for a loader per request.
 //
-// The peers cache every value for the loader's life; the Batcher keeps
-// none (it joins a key only while it waits or runs), so the
-// dataloadgen-nocache variant shows the peer without its cache.
+// The peers cache every value (dataloadgen: and error) for the loader's
+// life, by default; the Batcher keeps none unless given WithTTL (it joins a
+// key only while it waits or runs), so the dataloadgen-nocache variant
+// shows the peer without its cache, and flight-ttl the Batcher with
+// WithTTL and WithErrorTTL of a minute (longer than a request), the same
+// semantics as the caching peers.
 
 import (
 	"context"
@@ -51,7 +54,8 @@ type loaderImpl struct {
 }
 
 var loaders = []loaderImpl{
-	{"flight", newFlightLoader},
+	{"flight", func() loader { return newFlightLoader() }},
+	{"flight-ttl", func() loader { return newFlightLoader(flight.WithTTL(time.Minute), flight.WithErrorTTL(time.Minute)) }},
 	{"dataloadgen", func() loader { return newDataloadgen() }},
 	{"dataloadgen-nocache", func() loader { return newDataloadgen(dataloadgen.WithoutCache()) }},
 	{"dataloader", newDataloader},
@@ -59,7 +63,7 @@ var loaders = []loaderImpl{
 
 type flightLoader struct{ b *flight.Batcher[int, user] }
 
-func newFlightLoader() loader {
+func newFlightLoader(opts ...flight.Option) loader {
 	return flightLoader{flight.NewBatcher(func(_ context.Context, keys []int) (map[int]user, error) {
 		users := make(map[int]user, len(keys))
 		var failed flight.KeyErrors[int]
@@ -77,7 +81,7 @@ func newFlightLoader() loader {
 			return users, failed
 		}
 		return users, nil
-	}, flight.WithMaxBatch(100), flight.WithMaxWait(500*time.Nanosecond), flight.WithShards(1))}
+	}, append([]flight.Option{flight.WithMaxBatch(100), flight.WithMaxWait(500 * time.Nanosecond), flight.WithShards(1)}, opts...)...)}
 }
 
 func (l flightLoader) thunk(ctx context.Context, key int) func() (user, error) {
@@ -211,7 +215,7 @@ func TestBatchLoadersAgree(t *testing.T) {
 	}
 }
 
-// BenchmarkBatchResolver is issue 21's resolver workload: one long-lived
+// BenchmarkBatchResolver is a resolver workload: one long-lived
 // loader per implementation, parallel goroutines (GOMAXPROCS×32, 64 here)
 // each running requests of 100 concurrent loads of random keys among
 // 10,000, and a fetch that costs CPU per batch and per key. The peers run

@@ -32,6 +32,13 @@ func TestTwoTenantsNeverShareAQuery(t *testing.T) {
 	assert.True(t, r.RowsOfOwnTenant)
 }
 
+// WithTTL: a retained window; repeated loads within it run no query.
+func TestRetainedWindow(t *testing.T) {
+	r := window()
+	assert.Equal(t, int64(1), r.Queries, "one query for the first round")
+	assert.Equal(t, uint64(400), r.Hits, "the other four rounds are hits")
+}
+
 func TestOutput(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, run(&out))
@@ -41,5 +48,6 @@ wrong or failed lookups: 0
 a caller that left early got: context canceled
 the other 99 callers of its batch got their rows
 two tenants, the same 100 ids each: 2 queries; every row read with its own tenant's token: true
+a retained window (WithTTL): the same 100 ids loaded 5 times: 1 query, 400 hits
 `, out.String())
 }
