@@ -50,11 +50,13 @@ type Result[V any] struct {
 // that is dropped without Close is closed, its log route and metrics
 // registration removed, once the garbage collector finds it unreachable.
 //
-// Cost: a flight for a fresh key costs a few microseconds (a message to the
-// key's shard actor, a hand-off of fn to a warm worker goroutine, a message
-// back); a caller joining a running flight costs about one message and one
-// wake-up. An unshared flight costs about half a microsecond with a ctx that
-// can never be done, about a microsecond with a cancellable one: it matters
+// Cost: a flight for a fresh key is two messages to the key's shard actor
+// (the join and the result), and, with a cancellable ctx or WithTimeout, a
+// hand-off of fn to a warm worker goroutine and back; a caller joining a
+// running flight costs about one message and one wake-up. An unshared
+// flight costs about half a microsecond with a ctx that can never be done
+// (fn then runs on the caller's goroutine), about a microsecond with a
+// cancellable one: it matters
 // when the deduplicated work takes microseconds, not when it is a database
 // or network call. Figures against golang.org/x/sync/singleflight:
 // https://github.com/actorflight/flight/blob/main/docs/performance.md.
