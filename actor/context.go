@@ -3,8 +3,9 @@ package actor
 import (
 	"context"
 	"math"
-	"sync"
 	"time"
+
+	"github.com/actorflight/flight/internal/fnctx"
 )
 
 // flightCtx is the context fn runs with: one small allocation per flight
@@ -18,8 +19,9 @@ import (
 // It carries the first caller's values but not its cancellation, and is
 // cancelled by the shard (every caller left, Close) or by the WithTimeout
 // timer. It implements the AfterFunc method that package context looks for
-// on a parent ("afterFuncer"), so contexts that fn derives from it are
-// cancelled with it without a goroutine each, as with a stdlib parent.
+// on a parent ("afterFuncer"), through its embedded fnctx.Cancel, so
+// contexts that fn derives from it are cancelled with it without a
+// goroutine each, as with a stdlib parent.
 type flightCtx struct {
 	values   context.Context // the first caller's ctx: only its values are used (see Value)
 	deadline time.Duration   // since epoch (monotonic); 0: none
@@ -29,28 +31,13 @@ type flightCtx struct {
 	// had room for it and a flight's did not (see Flight).
 	began time.Duration
 
-	mu     sync.Mutex // protects the fields below
-	state  uint8      // ctxLive, ctxCanceled or ctxExpired
-	done   chan struct{}
-	afters *afterFunc // registered by AfterFunc, newest first
+	fnctx.Cancel // Done, AfterFunc; its reason is ctxCanceled or ctxExpired once ended
 }
 
 const (
-	ctxLive uint8 = iota
-	ctxCanceled
+	ctxCanceled uint8 = fnctx.Live + 1 + iota
 	ctxExpired
 )
-
-type afterFunc struct {
-	f    func()
-	next *afterFunc
-}
-
-var closedDone = func() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}()
 
 func (c *flightCtx) Deadline() (time.Time, bool) {
 	if c.deadline == 0 {
@@ -77,24 +64,8 @@ func (c *flightCtx) passed() bool {
 	return c.deadline != 0 && time.Since(epoch) >= c.deadline
 }
 
-func (c *flightCtx) Done() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done == nil {
-		if c.state != ctxLive {
-			c.done = closedDone
-		} else {
-			c.done = make(chan struct{})
-		}
-	}
-	return c.done
-}
-
 func (c *flightCtx) Err() error {
-	c.mu.Lock()
-	state := c.state
-	c.mu.Unlock()
-	switch state {
+	switch c.Reason() {
 	case ctxCanceled:
 		return context.Canceled
 	case ctxExpired:
@@ -160,50 +131,6 @@ func callsFrom(ctx context.Context, target *flightCtx) bool {
 
 func (c *flightCtx) String() string { return "flight.Context" }
 
-// AfterFunc registers f to run when c is cancelled (at once if it already
-// is). package context calls it, with a non-blocking f, to propagate
-// cancellation to children.
-func (c *flightCtx) AfterFunc(f func()) (stop func() bool) {
-	c.mu.Lock()
-	if c.state != ctxLive {
-		c.mu.Unlock()
-		go f()
-		return func() bool { return false }
-	}
-	a := &afterFunc{f: f, next: c.afters}
-	c.afters = a
-	c.mu.Unlock()
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for p := &c.afters; *p != nil; p = &(*p).next {
-			if *p == a {
-				*p = a.next
-				return true
-			}
-		}
-		return false
-	}
-}
-
-// cancel cancels c (state ctxCanceled or ctxExpired); only the first call
+// cancel ends c with state ctxCanceled or ctxExpired; only the first call
 // has an effect.
-func (c *flightCtx) cancel(state uint8) {
-	c.mu.Lock()
-	if c.state != ctxLive {
-		c.mu.Unlock()
-		return
-	}
-	c.state = state
-	if c.done == nil {
-		c.done = closedDone
-	} else {
-		close(c.done)
-	}
-	afters := c.afters
-	c.afters = nil
-	c.mu.Unlock()
-	for a := afters; a != nil; a = a.next {
-		a.f()
-	}
-}
+func (c *flightCtx) cancel(state uint8) { c.End(state) }

@@ -1,0 +1,106 @@
+// Package fnctx is the cancellation half of the contexts the engines give
+// fn: the Coordinator's flight context (package actor) and the Batcher's
+// batch context (package batch). Each embeds a Cancel and adds its own
+// values, deadline and Err.
+//
+// A Cancel makes its Done channel only if someone asks for it, and
+// implements the AfterFunc method that package context looks for on a
+// parent, so that contexts fn derives from it are cancelled with it
+// without a goroutine each, as with a parent from the standard library.
+package fnctx
+
+import "sync"
+
+// Live is the reason of a Cancel that has not ended.
+const Live uint8 = 0
+
+// Cancel is a context's cancellation: whether and why it ended, its Done
+// channel and the functions registered with AfterFunc. The zero value is
+// live. Its methods are safe for concurrent use; End's first call wins.
+type Cancel struct {
+	mu     sync.Mutex // protects the fields below
+	reason uint8      // Live, or the owner's reason for ending it
+	done   chan struct{}
+	afters *afterFunc // registered by AfterFunc, newest first
+}
+
+type afterFunc struct {
+	f    func()
+	next *afterFunc
+}
+
+var closedDone = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Done returns the channel closed when c ends, making it on first use.
+func (c *Cancel) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.reason != Live {
+			c.done = closedDone
+		} else {
+			c.done = make(chan struct{})
+		}
+	}
+	return c.done
+}
+
+// Reason returns why c ended, or Live.
+func (c *Cancel) Reason() uint8 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// AfterFunc registers f to run when c ends (at once, on a goroutine, if it
+// already has). package context calls it, with a non-blocking f, to
+// propagate cancellation to children.
+func (c *Cancel) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	if c.reason != Live {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f, next: c.afters}
+	c.afters = a
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for p := &c.afters; *p != nil; p = &(*p).next {
+			if *p == a {
+				*p = a.next
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// End ends c for reason (not Live): it closes Done and runs the functions
+// registered with AfterFunc, on the caller's goroutine. Only the first call
+// has an effect.
+func (c *Cancel) End(reason uint8) {
+	c.mu.Lock()
+	if c.reason != Live {
+		c.mu.Unlock()
+		return
+	}
+	c.reason = reason
+	if c.done == nil {
+		c.done = closedDone
+	} else {
+		close(c.done)
+	}
+	afters := c.afters
+	c.afters = nil
+	c.mu.Unlock()
+	for a := afters; a != nil; a = a.next {
+		a.f()
+	}
+}
