@@ -390,9 +390,8 @@ type dropped struct {
 //
 // fn runs on the caller's own goroutine when the caller starts the flight
 // with a ctx that can never be done (ctx.Done() == nil, as for
-// context.Background()) on a coordinator without WithTimeout: such a caller
-// could not leave before fn returns anyway, and it saves a hand-off to a
-// worker goroutine. runtime.Goexit in fn then ends the caller's goroutine,
+// context.Background()) on a coordinator without WithTimeout (such a caller
+// cannot leave before fn returns). runtime.Goexit in fn then ends the caller's goroutine,
 // exactly as calling fn directly would (every other waiter still gets
 // ErrGoexit), and fn sees the caller's goroutine (runtime.LockOSThread,
 // pprof labels). Otherwise fn runs on a worker goroutine of the coordinator.

@@ -74,8 +74,9 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 // drained on the caller's own goroutine, and one channel receive; a batch
 // costs a worker hand-off and no context or timer allocation (its ctx is
 // embedded in it; the WithMaxWait deadline is one timer per Batcher, reset
-// for each batch). docs/batching.md has the figures against
-// vikstrous/dataloadgen and graph-gophers/dataloader.
+// for each batch). Figures against vikstrous/dataloadgen and
+// graph-gophers/dataloader:
+// https://github.com/actorflight/flight/blob/main/docs/batching.md.
 type Batcher[K comparable, V any] struct {
 	e   *batch.Engine[K, V, Result[V]] // nil with WithScope
 	s   *scopedBatcher[K, V]           // WithScope (scope.go); nil without

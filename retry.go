@@ -83,8 +83,7 @@ func defaultRetryable(err error) bool {
 // ExponentialBackoff returns a backoff for WithRetry with exponential growth
 // and full jitter: before attempt n+1 it waits a uniformly random duration
 // in [0, min(max, base·2^(n-1))] (n < 1 counts as 1; the product saturates
-// at max, never overflows), which spreads the retries of many flights that
-// failed together over the whole interval. It panics unless
+// at max, never overflows). It panics unless
 // 0 < base ≤ max; every such pair, up to math.MaxInt64, and every n are
 // valid. The returned function is safe for concurrent use and allocates
 // nothing.

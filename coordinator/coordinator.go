@@ -6,8 +6,9 @@
 // counters, and Close.
 //
 // It is part of flight's engine: the root package flight is the API, and
-// this package carries no compatibility promise. docs/design.md describes
-// the message flow and the invariants the shards keep.
+// this package carries no compatibility promise. The message flow and the
+// invariants the shards keep are described in
+// https://github.com/actorflight/flight/blob/main/docs/design.md.
 package coordinator
 
 import (
