@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/actorflight/flight/batch"
-	"github.com/actorflight/flight/coordinator"
 )
 
 // BatchFunc loads many keys in one call: a `WHERE id IN (…)` query, a
@@ -163,8 +162,7 @@ func (ke KeyErrors[K]) Unwrap() []error {
 // WithStaleIfError, validated as New validates them. Any other option
 // (WithMaxWaiters, WithMaxInFlight, WithBreaker, and the options for
 // retries) does not apply to a Batcher: NewBatcher panics, naming it,
-// whatever its value (WithRetry(1, nil) too, so that a setting read from
-// configuration cannot pass in one environment and panic in the next). It panics with ErrNilFunc if fn is
+// whatever its value (WithRetry(1, nil) too). It panics with ErrNilFunc if fn is
 // nil, and if an option has an invalid value (each option says which): a
 // programming error, found the first time the code runs.
 //
@@ -176,7 +174,7 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 	if fn == nil {
 		panic(ErrNilFunc)
 	}
-	cfg := batcherConfig(opts)
+	cfg := newConfig(forBatcher, opts)
 	onBatch, attach := startBatchTelemetry(&cfg)
 	bc := batch.Config[K, V, Result[V]]{
 		Fn:            fn,
@@ -237,26 +235,6 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 		}()
 	}, droppedBatcher{closeEngine, b.tel})
 	return b
-}
-
-// batcherConfig applies opts to the Batcher's defaults and panics on an
-// option that does not apply to a Batcher.
-func batcherConfig(opts []Option) config {
-	cfg := config{
-		shards: coordinator.DefaultShards(),
-		logger: discard,
-		batch:  batchConfig{maxBatch: 100, maxWait: defaultMaxWait},
-	}
-	for _, o := range opts {
-		o.apply(&cfg)
-	}
-	cfg.checkBatcher(opts)
-	if cfg.logger == nil {
-		cfg.logger = discard
-	}
-	checkRetain(&cfg)
-	checkResilience(&cfg)
-	return cfg
 }
 
 // Load returns key's value, loaded in a batch with the keys other callers

@@ -2,7 +2,6 @@ package flight
 
 import (
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -51,12 +50,7 @@ var errStale = errors.New("flight: stale value (internal marker)")
 // with a nil error, LoadChan sets Result.Stale, LoadMany puts it among the
 // values; BatchStats.Stale counts them.
 func WithStaleIfError(d time.Duration) Option {
-	return optionFunc(func(c *config) {
-		if d <= 0 {
-			panic(fmt.Sprintf("flight: WithStaleIfError(%v): need a positive duration", d))
-		}
-		c.stale = d
-	})
+	return &option{id: optStaleIfError, d: d}
 }
 
 // WithBreaker gives every key a circuit breaker: after failures consecutive
@@ -99,19 +93,5 @@ func WithStaleIfError(d time.Duration) Option {
 // applies to New only: NewBatcher panics when given it. New panics unless
 // failures >= 1 and cooldown > 0.
 func WithBreaker(failures int, cooldown time.Duration) Option {
-	return optionFunc(func(c *config) {
-		if failures < 1 || cooldown <= 0 {
-			panic(fmt.Sprintf("flight: WithBreaker(%d, %v): need failures >= 1 and cooldown > 0", failures, cooldown))
-		}
-		c.breaker.Failures, c.breaker.Cooldown = failures, cooldown
-	})
-}
-
-// checkResilience validates WithStaleIfError against WithTTL and hands it
-// to the store.
-func checkResilience(c *config) {
-	if c.stale > 0 && c.retain.TTL <= 0 {
-		panic(fmt.Sprintf("flight: WithStaleIfError(%v) needs WithTTL", c.stale))
-	}
-	c.retain.Stale = c.stale
+	return &option{id: optBreaker, n: failures, d: cooldown}
 }

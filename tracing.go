@@ -73,12 +73,7 @@ const TracerName = tracing.ScopeName
 // the SDK's work on the three attributes about 0.4; the record is about
 // 5% of the span's cost.
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return optionFunc(func(c *config) {
-		if tp == nil {
-			panic("flight: WithTracerProvider(nil)")
-		}
-		c.tracer = tp
-	})
+	return &option{id: optTracerProvider, p: tp, isNil: tp == nil}
 }
 
 // newTracer returns the tracer of cfg's provider, nil without one.
