@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/shared"
 )
 
 // MeterName is the instrumentation scope name of the meter a Coordinator or
@@ -247,7 +247,7 @@ func register(cfg *config, reg func() (metric.Registration, error)) *telemetry {
 		}
 	}
 	if routeLogs {
-		t.unroute = coordinator.RouteSystemLogs(cfg.logger.Handler())
+		t.unroute = shared.RouteLogs(cfg.logger.Handler())
 	}
 	return t
 }

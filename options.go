@@ -14,6 +14,7 @@ import (
 
 	"github.com/actorflight/flight/coordinator"
 	"github.com/actorflight/flight/internal/hooks"
+	"github.com/actorflight/flight/internal/shared"
 )
 
 // Option configures a Coordinator or a Batcher; pass options to New or
@@ -302,7 +303,7 @@ func init() {
 // option (in the order given) whose arguments are out of range, then the
 // first that ctor does not take, then the options that need one another.
 func newConfig(ctor constructor, opts []Option) config {
-	c := config{shards: coordinator.DefaultShards(), logger: discard, panicErr: newPanicError}
+	c := config{shards: shared.DefaultShards(), logger: discard, panicErr: newPanicError}
 	if ctor == forBatcher {
 		c.batch = batchConfig{maxBatch: defaultMaxBatch, maxWait: defaultMaxWait}
 	}

@@ -14,8 +14,8 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/actorflight/flight/coordinator"
 	"github.com/actorflight/flight/internal/hooks"
+	"github.com/actorflight/flight/internal/shared"
 )
 
 // validOptions holds one valid instance of every option, by the name of the
@@ -26,7 +26,7 @@ func validOptions() map[string]Option {
 		"WithMaxWaiters":           WithMaxWaiters(1),
 		"WithMaxInFlight":          WithMaxInFlight(1),
 		"WithShards":               WithShards(2),
-		"WithActorSystem":          WithActorSystem(coordinator.SharedSystem()),
+		"WithActorSystem":          WithActorSystem(shared.System()),
 		"WithLogger":               WithLogger(slog.New(slog.DiscardHandler)),
 		"WithMeterProvider":        WithMeterProvider(metricnoop.NewMeterProvider()),
 		"WithMetricAttributes":     WithMetricAttributes(attribute.String("k", "v")),
