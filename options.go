@@ -142,7 +142,7 @@ func nonNegativeBound(o *option) string {
 
 func notNil(o *option) string {
 	if o.isNil {
-		return "nil"
+		return "nil argument"
 	}
 	return ""
 }
@@ -310,8 +310,8 @@ func newConfig(ctor constructor, opts []Option) config {
 	for _, o := range opts {
 		if o, ok := o.(*option); ok {
 			if r := rules[o.id]; r.check != nil {
-				if msg := r.check(o); msg == "nil" {
-					panic("flight: " + o.call())
+				if msg := r.check(o); msg != "" && o.isNil {
+					panic("flight: " + o.call()) // WithScope(nil) says it all
 				} else if msg != "" {
 					panic("flight: " + o.call() + ": " + msg)
 				}
