@@ -39,9 +39,7 @@ var errStale = errors.New("flight: stale value (internal marker)")
 // it as any other result (an evicted stale value answers nothing). It
 // costs nothing on the hit path and nothing on a flight that succeeds; a
 // failed flight looks its key up in its shard's store (under the store's
-// read lock, as a hit does). It applies to New (NewBatcher
-// panics when given it: a Batcher takes no WithTTL yet). New panics if
-// d <= 0, or without WithTTL.
+// read lock, as a hit does).
 //
 // It applies to New and NewBatcher, which panic unless d > 0 and WithTTL is
 // set. On a Batcher a key fails when fn names it in a KeyErrors or fails
