@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"go.opentelemetry.io/otel/trace"
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
-	"github.com/actorflight/flight/internal/hooks"
 )
 
 // Func is the function a flight runs. Its context carries the values of the
@@ -152,47 +150,7 @@ func (e *timeoutError) Error() string {
 func (e *timeoutError) Unwrap() error { return context.DeadlineExceeded }
 func (e *timeoutError) Timeout() bool { return true }
 
-// Option configures a Coordinator; pass options to New.
-type Option interface{ apply(*config) }
-
-type config struct {
-	timeout     time.Duration
-	maxWaiters  int
-	maxInFlight int
-	shards      int
-	system      *actor.ActorSystem
-	logger      *slog.Logger
-	telemetry   telemetryConfig // WithMeterProvider, WithMetricAttributes
-	retain      coordinator.RetainConfig
-	refreshSet  bool        // WithRefreshAhead was given
-	batch       batchConfig // WithMaxBatch, WithMaxWait, WithMaxConcurrentBatches (batch_options.go)
-	attempts    int         // WithRetry; 0: once
-	backoff     func(n int) time.Duration
-	retryable   func(error) bool          // WithRetryIf; nil: defaultRetryable
-	stale       time.Duration             // WithStaleIfError (breaker.go); 0: none
-	breaker     coordinator.BreakerConfig // WithBreaker (breaker.go); zero: none
-
-	tracer trace.TracerProvider // WithTracerProvider (tracing.go); nil: no tracing
-
-	// For compat/singleflight only, through package hooks.
-	forgetOverlaps bool                                // hooks.ForgetOverlaps
-	panicErr       func(value any, stack []byte) error // hooks.PanicErrors; default: a *PanicError
-}
-
-func init() {
-	hooks.ForgetOverlaps = func() any {
-		return optionFunc(func(c *config) { c.forgetOverlaps = true })
-	}
-	hooks.PanicErrors = func(mk func(value any, stack []byte) error) any {
-		return optionFunc(func(c *config) { c.panicErr = mk })
-	}
-}
-
 func newPanicError(v any, stack []byte) error { return &PanicError{Value: v, Stack: stack} }
-
-type optionFunc func(*config)
-
-func (f optionFunc) apply(c *config) { f(c) }
 
 // WithTimeout sets a deadline on each execution: d after a flight is created
 // its context is cancelled and every waiter gets an error that matches
@@ -202,18 +160,16 @@ func (f optionFunc) apply(c *config) { f(c) }
 // the current time (math.MaxInt64, say) is clamped: the deadline is about
 // 292 years ahead, never one that overflowed into the past.
 func WithTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) {
-		if d < 0 {
-			panic(fmt.Sprintf("flight: WithTimeout(%v): negative duration", d))
-		}
-		c.timeout = d
-	})
+	return &option{id: optTimeout, d: d}
 }
 
 // WithMaxWaiters bounds the callers of one flight (the first included): the
 // (n+1)th caller of a key whose flight already has n gets ErrOverloaded at
 // once. 0, the default, means no bound. New panics if n < 0. It applies to
 // New only: NewBatcher panics when given it.
+//
+// WithMaxWaiters counts callers of one key; WithMaxWait, a Batcher's option,
+// is a duration: how long a batch collects keys.
 //
 // With WithMaxWaiters or WithMaxInFlight set, the queue in front of the
 // bounds is bounded too: DoChan returns before its call is handled, so a
@@ -222,13 +178,7 @@ func WithTimeout(d time.Duration) Option {
 // mailbox. (Do waits for its call to be handled, so Do callers cannot pile
 // up there.)
 func WithMaxWaiters(n int) Option {
-	return optionFunc(func(c *config) {
-		if n < 0 {
-			panic(fmt.Sprintf("flight: WithMaxWaiters(%d): negative bound", n))
-		}
-		c.batch.forCoordinator("WithMaxWaiters")
-		c.maxWaiters = n
-	})
+	return &option{id: optMaxWaiters, n: n}
 }
 
 // WithMaxInFlight bounds the flights across all keys: a call that would
@@ -236,15 +186,13 @@ func WithMaxWaiters(n int) Option {
 // previous execution of their key) gets ErrOverloaded at once; calls that
 // join an existing flight are not affected. 0, the default, means no bound.
 // New panics if n < 0. It applies to New only: NewBatcher panics when given
-// it (WithMaxConcurrentBatches bounds a Batcher).
+// it.
+//
+// WithMaxInFlight counts a Coordinator's flights across keys;
+// WithMaxConcurrentBatches, its Batcher counterpart, counts the calls of a
+// Batcher's fn running at once.
 func WithMaxInFlight(n int) Option {
-	return optionFunc(func(c *config) {
-		if n < 0 {
-			panic(fmt.Sprintf("flight: WithMaxInFlight(%d): negative bound", n))
-		}
-		c.batch.forCoordinator("WithMaxInFlight")
-		c.maxInFlight = n
-	})
+	return &option{id: optMaxInFlight, n: n}
 }
 
 // WithShards sets the number of shard supervisor actors the keyspace is
@@ -252,24 +200,14 @@ func WithMaxInFlight(n int) Option {
 // costs a protoactor actor (no goroutine). The default is 4×GOMAXPROCS. New
 // panics if n is not in [1, 65536].
 func WithShards(n int) Option {
-	return optionFunc(func(c *config) {
-		if n < 1 || n > 1<<16 {
-			panic(fmt.Sprintf("flight: WithShards(%d): out of range [1, 65536]", n))
-		}
-		c.shards = n
-	})
+	return &option{id: optShards, n: n}
 }
 
 // WithActorSystem runs the coordinator's actors in s instead of the
 // process-wide system that coordinators share by default. Close stops the
 // coordinator's own actors and leaves s running. New panics if s is nil.
 func WithActorSystem(s *actor.ActorSystem) Option {
-	return optionFunc(func(c *config) {
-		if s == nil {
-			panic("flight: WithActorSystem(nil)")
-		}
-		c.system = s
-	})
+	return &option{id: optActorSystem, p: s, isNil: s == nil}
 }
 
 // WithLogger sets where the coordinator logs: a panic in fn is logged once,
@@ -279,7 +217,7 @@ func WithActorSystem(s *actor.ActorSystem) Option {
 // The default, and a nil l, discard everything: the coordinator never
 // prints unless asked to.
 func WithLogger(l *slog.Logger) Option {
-	return optionFunc(func(c *config) { c.logger = l })
+	return &option{id: optLogger, p: l}
 }
 
 var discard = slog.New(slog.DiscardHandler)
@@ -291,19 +229,7 @@ var discard = slog.New(slog.DiscardHandler)
 // the first time the code runs. New spawns the shard actors, a few
 // microseconds each, and starts no goroutine.
 func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
-	cfg := config{shards: coordinator.DefaultShards(), logger: discard, panicErr: newPanicError}
-	for _, o := range opts {
-		o.apply(&cfg)
-	}
-	cfg.checkCoordinator()
-	if cfg.logger == nil {
-		cfg.logger = discard
-	}
-	checkRetain(&cfg)
-	checkResilience(&cfg)
-	if cfg.retryable == nil {
-		cfg.retryable = defaultRetryable
-	}
+	cfg := newConfig(forNew, opts)
 	onFinish, attach := startTelemetry(&cfg)
 	ccfg := coordinator.Config[V, Result[V]]{
 		Shards:      cfg.shards,
@@ -390,9 +316,8 @@ type dropped struct {
 //
 // fn runs on the caller's own goroutine when the caller starts the flight
 // with a ctx that can never be done (ctx.Done() == nil, as for
-// context.Background()) on a coordinator without WithTimeout: such a caller
-// could not leave before fn returns anyway, and it saves a hand-off to a
-// worker goroutine. runtime.Goexit in fn then ends the caller's goroutine,
+// context.Background()) on a coordinator without WithTimeout (such a caller
+// cannot leave before fn returns). runtime.Goexit in fn then ends the caller's goroutine,
 // exactly as calling fn directly would (every other waiter still gets
 // ErrGoexit), and fn sees the caller's goroutine (runtime.LockOSThread,
 // pprof labels). Otherwise fn runs on a worker goroutine of the coordinator.

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/actorflight/flight/batch"
-	"github.com/actorflight/flight/coordinator"
 )
 
 // BatchFunc loads many keys in one call: a `WHERE id IN (…)` query, a
@@ -74,8 +73,9 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 // drained on the caller's own goroutine, and one channel receive; a batch
 // costs a worker hand-off and no context or timer allocation (its ctx is
 // embedded in it; the WithMaxWait deadline is one timer per Batcher, reset
-// for each batch). docs/batching.md has the figures against
-// vikstrous/dataloadgen and graph-gophers/dataloader.
+// for each batch). Figures against vikstrous/dataloadgen and
+// graph-gophers/dataloader:
+// https://github.com/actorflight/flight/blob/main/docs/batching.md.
 type Batcher[K comparable, V any] struct {
 	e   *batch.Engine[K, V, Result[V]] // nil with WithScope
 	s   *scopedBatcher[K, V]           // WithScope (scope.go); nil without
@@ -162,8 +162,7 @@ func (ke KeyErrors[K]) Unwrap() []error {
 // WithStaleIfError, validated as New validates them. Any other option
 // (WithMaxWaiters, WithMaxInFlight, WithBreaker, and the options for
 // retries) does not apply to a Batcher: NewBatcher panics, naming it,
-// whatever its value (WithRetry(1, nil) too, so that a setting read from
-// configuration cannot pass in one environment and panic in the next). It panics with ErrNilFunc if fn is
+// whatever its value (WithRetry(1, nil) too). It panics with ErrNilFunc if fn is
 // nil, and if an option has an invalid value (each option says which): a
 // programming error, found the first time the code runs.
 //
@@ -175,7 +174,7 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 	if fn == nil {
 		panic(ErrNilFunc)
 	}
-	cfg := batcherConfig(opts)
+	cfg := newConfig(forBatcher, opts)
 	onBatch, attach := startBatchTelemetry(&cfg)
 	bc := batch.Config[K, V, Result[V]]{
 		Fn:            fn,
@@ -236,26 +235,6 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 		}()
 	}, droppedBatcher{closeEngine, b.tel})
 	return b
-}
-
-// batcherConfig applies opts to the Batcher's defaults and panics on an
-// option that does not apply to a Batcher.
-func batcherConfig(opts []Option) config {
-	cfg := config{
-		shards: coordinator.DefaultShards(),
-		logger: discard,
-		batch:  batchConfig{maxBatch: 100, maxWait: defaultMaxWait},
-	}
-	for _, o := range opts {
-		o.apply(&cfg)
-	}
-	cfg.checkBatcher(opts)
-	if cfg.logger == nil {
-		cfg.logger = discard
-	}
-	checkRetain(&cfg)
-	checkResilience(&cfg)
-	return cfg
 }
 
 // Load returns key's value, loaded in a batch with the keys other callers

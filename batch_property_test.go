@@ -12,6 +12,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // Keys with a behaviour of their own in TestBatcherProperties' fn.
@@ -243,13 +244,7 @@ func TestBatcherProperties(t *testing.T) {
 				close(release)
 			}
 		}
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(hang):
-			rt.Fatalf("a caller was never answered")
-		}
+		wait.Done(rt, &wg, hang, "every caller's answer")
 
 		mu.Lock()
 		for _, v := range violations {

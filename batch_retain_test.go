@@ -19,7 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/actorflight/flight"
-	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/shared"
 )
 
 // counting is echo that counts its calls and keeps each call's keys.
@@ -91,7 +91,7 @@ func TestBatchRetainHitNoMessageNoBatch(t *testing.T) {
 // 50 calls; with WithMaxBatch(20), three calls of at most 20. A refresh
 // counts as a load of its key; each key is refreshed once.
 func TestBatchRetainRefreshAheadBatched(t *testing.T) {
-	coordinator.SharedSystem()
+	shared.System()
 	for _, maxBatch := range []int{100, 20} {
 		t.Run(fmt.Sprint("maxBatch=", maxBatch), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -223,7 +223,7 @@ func TestBatchRetainBatchWideErrorNever(t *testing.T) {
 // error, Result.Stale; ErrNotFound is an answer, never replaced by a stale
 // value. The stale value is dropped at TTL + d without a caller.
 func TestBatchStaleIfError(t *testing.T) {
-	coordinator.SharedSystem()
+	shared.System()
 	synctest.Test(t, func(t *testing.T) {
 		var c counting
 		b := flight.NewBatcher(c.fn, flight.WithTTL(time.Second), flight.WithStaleIfError(10*time.Second),
@@ -269,7 +269,7 @@ func TestBatchStaleIfError(t *testing.T) {
 // §6.1 per key: expired results are dropped without any caller asking
 // (Entries back to 0), by a timer: no goroutine waits meanwhile.
 func TestBatchRetainExpiryWithoutCaller(t *testing.T) {
-	coordinator.SharedSystem()
+	shared.System()
 	synctest.Test(t, func(t *testing.T) {
 		var c counting
 		b := flight.NewBatcher(c.fn, flight.WithTTL(time.Second), flight.WithErrorTTL(time.Second/2))

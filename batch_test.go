@@ -24,7 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/actorflight/flight"
-	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/shared"
 	"github.com/actorflight/flight/internal/wait"
 )
 
@@ -212,7 +212,7 @@ func TestBatchOneShardKeepsOrder(t *testing.T) {
 // §: a batch is dispatched WithMaxWait after its first key, not before,
 // and not later — measured on synctest's clock.
 func TestBatchMaxWait(t *testing.T) {
-	coordinator.SharedSystem() // the shared actor system lives outside the bubble
+	shared.System() // the shared actor system lives outside the bubble
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex // the race detector does not see synctest.Wait as a sync point
 		var at []time.Duration

@@ -2,7 +2,6 @@ package flight
 
 import (
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -40,9 +39,7 @@ var errStale = errors.New("flight: stale value (internal marker)")
 // it as any other result (an evicted stale value answers nothing). It
 // costs nothing on the hit path and nothing on a flight that succeeds; a
 // failed flight looks its key up in its shard's store (under the store's
-// read lock, as a hit does). It applies to New (NewBatcher
-// panics when given it: a Batcher takes no WithTTL yet). New panics if
-// d <= 0, or without WithTTL.
+// read lock, as a hit does).
 //
 // It applies to New and NewBatcher, which panic unless d > 0 and WithTTL is
 // set. On a Batcher a key fails when fn names it in a KeyErrors or fails
@@ -51,12 +48,7 @@ var errStale = errors.New("flight: stale value (internal marker)")
 // with a nil error, LoadChan sets Result.Stale, LoadMany puts it among the
 // values; BatchStats.Stale counts them.
 func WithStaleIfError(d time.Duration) Option {
-	return optionFunc(func(c *config) {
-		if d <= 0 {
-			panic(fmt.Sprintf("flight: WithStaleIfError(%v): need a positive duration", d))
-		}
-		c.stale = d
-	})
+	return &option{id: optStaleIfError, d: d}
 }
 
 // WithBreaker gives every key a circuit breaker: after failures consecutive
@@ -99,19 +91,5 @@ func WithStaleIfError(d time.Duration) Option {
 // applies to New only: NewBatcher panics when given it. New panics unless
 // failures >= 1 and cooldown > 0.
 func WithBreaker(failures int, cooldown time.Duration) Option {
-	return optionFunc(func(c *config) {
-		if failures < 1 || cooldown <= 0 {
-			panic(fmt.Sprintf("flight: WithBreaker(%d, %v): need failures >= 1 and cooldown > 0", failures, cooldown))
-		}
-		c.breaker.Failures, c.breaker.Cooldown = failures, cooldown
-	})
-}
-
-// checkResilience validates WithStaleIfError against WithTTL and hands it
-// to the store.
-func checkResilience(c *config) {
-	if c.stale > 0 && c.retain.TTL <= 0 {
-		panic(fmt.Sprintf("flight: WithStaleIfError(%v) needs WithTTL", c.stale))
-	}
-	c.retain.Stale = c.stale
+	return &option{id: optBreaker, n: failures, d: cooldown}
 }

@@ -206,7 +206,7 @@ func closeUnderLoad(t *testing.T, seed uint64, callers, shards int) {
 		}
 	}
 	close(stop)
-	waitTimeout(t, &wg, hang, "callers to return")
+	wait.Done(t, &wg, hang, "callers to return")
 	l.mu.Lock()
 	late := l.unread[len(unread):] // DoChan calls recorded after Close returned
 	lateK := l.unreadK[len(unread):]

@@ -1,6 +1,6 @@
 package flight
 
-import "github.com/actorflight/flight/coordinator"
+import "github.com/actorflight/flight/internal/shared"
 
 // LogRoutes returns how many handlers protoactor's log lines are routed to.
-func LogRoutes() int { return coordinator.SystemLogs().Len() }
+func LogRoutes() int { return shared.LogRoutes() }

@@ -161,13 +161,7 @@ func TestHostileKeys(t *testing.T) {
 		case <-time.After(hang):
 			rt.Fatalf("Close hung")
 		}
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(hang):
-			rt.Fatalf("a caller was never answered")
-		}
+		wait.Done(rt, &wg, hang, "every caller's answer")
 		select {
 		case <-release:
 		default:

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/actorflight/flight"
-	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/shared"
 	"github.com/actorflight/flight/internal/wait"
 )
 
@@ -126,7 +126,7 @@ func settledActors(t *testing.T) int {
 // liveActors counts the processes registered in the shared actor system.
 func liveActors() int {
 	n := 0
-	for _, m := range coordinator.SharedSystem().ProcessRegistry.LocalPIDs.LocalPIDs {
+	for _, m := range shared.System().ProcessRegistry.LocalPIDs.LocalPIDs {
 		n += m.Count()
 	}
 	return n

@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/shared"
 )
 
 // MeterName is the instrumentation scope name of the meter a Coordinator or
@@ -38,12 +38,7 @@ const MeterName = "github.com/actorflight/flight"
 // Coordinators reporting to one provider with the same attributes add up;
 // tell them apart with WithMetricAttributes.
 func WithMeterProvider(mp metric.MeterProvider) Option {
-	return optionFunc(func(c *config) {
-		if mp == nil {
-			panic("flight: WithMeterProvider(nil)")
-		}
-		c.telemetry.provider = mp
-	})
+	return &option{id: optMeterProvider, p: mp, isNil: mp == nil}
 }
 
 // WithMetricAttributes adds attrs to every measurement the coordinator
@@ -51,8 +46,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // "users") to tell apart coordinators that share a provider. Without
 // WithMeterProvider it has no effect. Repeated, the lists are joined.
 func WithMetricAttributes(attrs ...attribute.KeyValue) Option {
-	attrs = slices.Clone(attrs)
-	return optionFunc(func(c *config) { c.telemetry.attrs = append(c.telemetry.attrs, attrs...) })
+	return &option{id: optMetricAttributes, p: slices.Clone(attrs)}
 }
 
 // telemetryConfig is what WithMeterProvider and WithMetricAttributes set.
@@ -253,7 +247,7 @@ func register(cfg *config, reg func() (metric.Registration, error)) *telemetry {
 		}
 	}
 	if routeLogs {
-		t.unroute = coordinator.RouteSystemLogs(cfg.logger.Handler())
+		t.unroute = shared.RouteLogs(cfg.logger.Handler())
 	}
 	return t
 }

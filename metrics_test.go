@@ -23,7 +23,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/actorflight/flight"
-	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/shared"
 	"github.com/actorflight/flight/internal/wait"
 )
 
@@ -341,7 +341,7 @@ func (r *records) with(msg, reason string) []map[string]string {
 // running for a second (see examples/leakcheck).
 func crash(t *testing.T, reason string) (stop func()) {
 	t.Helper()
-	sys := coordinator.SharedSystem()
+	sys := shared.System()
 	restarted := make(chan struct{})
 	starts := 0
 	pid := sys.Root.Spawn(actor.PropsFromFunc(func(c actor.Context) {
@@ -408,12 +408,12 @@ func TestWithLoggerRoutesProtoactorLogs(t *testing.T) {
 func TestSharedSystemSilentByDefault(t *testing.T) {
 	c := flight.New[int, int]()
 	defer c.Close()
-	assert.False(t, coordinator.SharedSystem().Logger().Enabled(context.Background(), slog.LevelError))
+	assert.False(t, shared.System().Logger().Enabled(context.Background(), slog.LevelError))
 	r := newRecords()
 	c2 := flight.New[int, int](flight.WithLogger(slog.New(r)))
-	assert.True(t, coordinator.SharedSystem().Logger().Enabled(context.Background(), slog.LevelInfo))
+	assert.True(t, shared.System().Logger().Enabled(context.Background(), slog.LevelInfo))
 	require.NoError(t, c2.Close())
-	assert.False(t, coordinator.SharedSystem().Logger().Enabled(context.Background(), slog.LevelError))
+	assert.False(t, shared.System().Logger().Enabled(context.Background(), slog.LevelError))
 }
 
 // Lines logged through a logger derived with With and WithGroup keep their
@@ -421,7 +421,7 @@ func TestSharedSystemSilentByDefault(t *testing.T) {
 func TestSystemLogsKeepDerivedAttributes(t *testing.T) {
 	r := newRecords()
 	c := flight.New[int, int](flight.WithLogger(slog.New(r)))
-	l := coordinator.SharedSystem().Logger().With("lib", "test").WithGroup("g")
+	l := shared.System().Logger().With("lib", "test").WithGroup("g")
 	l.Warn("derived line", "n", 1)
 	require.NoError(t, c.Close())
 	l.Warn("derived line", "n", 2) // after Close: dropped

@@ -122,7 +122,7 @@ func overloadBurst(t *testing.T, calls, keys, maxInFlight, maxWaiters int) {
 			}
 		}()
 	}
-	waitTimeout(t, &wg, 10*hang, "the burst")
+	wait.Done(t, &wg, 10*hang, "the burst")
 	burst := time.Since(begin)
 	if p := firstWrong.Load(); p != nil {
 		t.Fatal(*p)

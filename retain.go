@@ -3,7 +3,6 @@ package flight
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -32,12 +31,7 @@ const DefaultMaxEntries = 100_000
 // and without joining a batch; a key whose every caller left is not
 // retained. Close drops every retained result.
 func WithTTL(d time.Duration) Option {
-	return optionFunc(func(c *config) {
-		if d < 0 {
-			panic(fmt.Sprintf("flight: WithTTL(%v): negative duration", d))
-		}
-		c.retain.TTL = d
-	})
+	return &option{id: optTTL, d: d}
 }
 
 // WithErrorTTL keeps error results for d, as WithTTL keeps successful ones
@@ -56,12 +50,7 @@ func WithTTL(d time.Duration) Option {
 // error of fn, a panic, Goexit, the timeout) says nothing about one key and
 // is never retained.
 func WithErrorTTL(d time.Duration) Option {
-	return optionFunc(func(c *config) {
-		if d < 0 {
-			panic(fmt.Sprintf("flight: WithErrorTTL(%v): negative duration", d))
-		}
-		c.retain.ErrorTTL = d
-	})
+	return &option{id: optErrorTTL, d: d}
 }
 
 // WithRefreshAhead makes a call that finds a successful result older than d
@@ -92,7 +81,7 @@ func WithErrorTTL(d time.Duration) Option {
 // BatchStats.Loads as a load of its key and in BatchStats.Refreshes. A
 // failed refresh retains nothing: the old value is served until its TTL.
 func WithRefreshAhead(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.retain.RefreshAhead, c.refreshSet = d, true })
+	return &option{id: optRefreshAhead, d: d}
 }
 
 // WithMaxEntries bounds the results retained at once across the
@@ -107,25 +96,7 @@ func WithRefreshAhead(d time.Duration) Option {
 // result, never by a hit. New panics if n < 1. It applies to New and
 // NewBatcher (BatchStats.Entries is bounded the same way).
 func WithMaxEntries(n int) Option {
-	return optionFunc(func(c *config) {
-		if n < 1 {
-			panic(fmt.Sprintf("flight: WithMaxEntries(%d): need at least 1", n))
-		}
-		c.retain.MaxEntries = n
-	})
-}
-
-// checkRetain validates the options that depend on each other.
-func checkRetain(c *config) {
-	r := &c.retain
-	if c.refreshSet && (r.RefreshAhead <= 0 || r.RefreshAhead >= r.TTL) {
-		panic(fmt.Sprintf("flight: WithRefreshAhead(%v) needs WithTTL(t) with 0 < %v < t (WithTTL is %v)",
-			r.RefreshAhead, r.RefreshAhead, r.TTL))
-	}
-	if r.MaxEntries == 0 {
-		r.MaxEntries = DefaultMaxEntries
-	}
-	r.Retainable = retainableErr
+	return &option{id: optMaxEntries, n: n}
 }
 
 // retainableErr reports whether WithErrorTTL may retain err: fn's own error,

@@ -44,12 +44,7 @@ import (
 // histogram of WithMeterProvider records each attempt, and flight.callers
 // each flight once, at its end. New panics if attempts < 1.
 func WithRetry(attempts int, backoff func(n int) time.Duration) Option {
-	return optionFunc(func(c *config) {
-		if attempts < 1 {
-			panic(fmt.Sprintf("flight: WithRetry(%d, …): attempts must be at least 1", attempts))
-		}
-		c.attempts, c.backoff = attempts, backoff
-	})
+	return &option{id: optRetry, n: attempts, p: backoff}
 }
 
 // WithRetryIf sets which errors returned by fn WithRetry retries, replacing
@@ -63,12 +58,7 @@ func WithRetry(attempts int, backoff func(n int) time.Duration) Option {
 // flight gets a *PanicError. Without WithRetry it has no effect. New panics
 // if retryable is nil.
 func WithRetryIf(retryable func(error) bool) Option {
-	return optionFunc(func(c *config) {
-		if retryable == nil {
-			panic("flight: WithRetryIf(nil)")
-		}
-		c.retryable = retryable
-	})
+	return &option{id: optRetryIf, p: retryable, isNil: retryable == nil}
 }
 
 // defaultRetryable is WithRetry's default predicate: every error except
@@ -83,8 +73,7 @@ func defaultRetryable(err error) bool {
 // ExponentialBackoff returns a backoff for WithRetry with exponential growth
 // and full jitter: before attempt n+1 it waits a uniformly random duration
 // in [0, min(max, base·2^(n-1))] (n < 1 counts as 1; the product saturates
-// at max, never overflows), which spreads the retries of many flights that
-// failed together over the whole interval. It panics unless
+// at max, never overflows). It panics unless
 // 0 < base ≤ max; every such pair, up to math.MaxInt64, and every n are
 // valid. The returned function is safe for concurrent use and allocates
 // nothing.

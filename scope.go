@@ -37,12 +37,7 @@ import (
 // goroutine. It applies to New and NewBatcher, which panic if scope is
 // nil.
 func WithScope(scope func(ctx context.Context) any) Option {
-	return optionFunc(func(c *config) {
-		if scope == nil {
-			panic("flight: WithScope(nil)")
-		}
-		c.batch.scope = scope
-	})
+	return &option{id: optScope, p: scope, isNil: scope == nil}
 }
 
 // scopedKey is a key with its caller's scope: the key of a scoped Batcher's

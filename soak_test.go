@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 // soakFor is how long TestSoak runs. Without the flag it runs a few seconds,
@@ -262,7 +263,7 @@ func TestSoak(t *testing.T) {
 		// Calls keep arriving after Close for a moment (they get ErrClosed).
 		time.Sleep(min(length-closeAt, 20*time.Millisecond))
 		close(stop)
-		waitTimeout(t, &wg, hang, fmt.Sprintf("epoch %d: callers to return", epoch))
+		wait.Done(t, &wg, hang, fmt.Sprintf("epoch %d: callers to return", epoch))
 		<-sampleDone
 		if p := sampleErr.Load(); p != nil {
 			t.Fatalf("epoch %d: %s", epoch, *p)
@@ -341,17 +342,6 @@ func dumpGoroutines(t testing.TB) {
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
-
-func waitTimeout(t testing.TB, wg *sync.WaitGroup, d time.Duration, what string) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-}
 
 // soakCaller calls until stop, then returns; each call gets one answer,
 // which it checks.

@@ -65,20 +65,12 @@ const TracerName = tracing.ScopeName
 // exporter would hold up the shard's other keys while it exports.
 //
 // Cost: with an always-sampling SDK provider, an execution costs one span
-// with three attributes and a 64-byte record more, 5 allocations; on the
-// distinct-key workload a traced flight measured a median 2.0× the wall
-// time of a bare span start and end (single runs 1.6–3.9× on a loaded
-// 2-core machine) and 2.2× its CPU time (bench/: BenchmarkTracing). The
-// SDK sets the floor: the untraced flight is about 0.7 of a bare span and
-// the SDK's work on the three attributes about 0.4; the record is about
-// 5% of the span's cost.
+// with three attributes and a 64-byte record more, 5 allocations; a traced
+// distinct-key flight costs about twice a bare span start and end, most of
+// it the SDK's span and attributes (figures:
+// https://github.com/actorflight/flight/blob/main/docs/performance.md).
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return optionFunc(func(c *config) {
-		if tp == nil {
-			panic("flight: WithTracerProvider(nil)")
-		}
-		c.tracer = tp
-	})
+	return &option{id: optTracerProvider, p: tp, isNil: tp == nil}
 }
 
 // newTracer returns the tracer of cfg's provider, nil without one.

@@ -14,6 +14,7 @@ import (
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/shared"
 	"github.com/actorflight/flight/keyspace"
 	"github.com/actorflight/flight/mailbox"
 )
@@ -150,7 +151,7 @@ func (e *Engine[K, V, R]) start() {
 		return
 	}
 	if e.system == nil {
-		e.system = coordinator.SharedSystem()
+		e.system = shared.System()
 	}
 	e.pool = fa.NewPool(fa.Linger)
 	e.posts = gate.New()

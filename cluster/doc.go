@@ -8,8 +8,8 @@
 // same loaders, by name, before it starts: NewNode with the cluster's name
 // and a membership provider, Register for each loader, Start; then
 // Loader.Do from any member, and Node.Shutdown or Close to leave.
-// README.md in this module's folder has the code, run by the tests as
-// written: members on one host, and a Kubernetes deployment.
+// The module's README has the code, run by the tests as written: members
+// on one host, and a Kubernetes deployment (https://github.com/actorflight/flight/blob/main/cluster/README.md).
 //
 // # How it works
 //
@@ -44,8 +44,9 @@
 // A member dropped without leaving (frozen, or cut off, past its health
 // checks) is let back in when it answers again: protoactor would keep it
 // out for good, splitting the cluster (see Config.Logger for the WARN it
-// logs). README.md in this module's folder lists when a loader can run
-// twice, the errors, the configuration and a Kubernetes deployment.
+// logs). The module's README lists when a loader can run twice, the
+// errors, the configuration and a Kubernetes deployment:
+// https://github.com/actorflight/flight/blob/main/cluster/README.md.
 //
 // # Retained results
 //

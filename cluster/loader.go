@@ -216,7 +216,7 @@ func (l *Loader[V]) encoded(key string) flight.Func[[]byte] {
 // call costs a protoactor actor spawn, a Join and a Reply (plus a watch),
 // one codec round trip, and a gRPC round trip when the owner is another
 // member: one to two orders of magnitude more than flight.Coordinator
-// (README.md has the measured figures).
+// (the measured figures: https://github.com/actorflight/flight/blob/main/cluster/README.md).
 func (l *Loader[V]) Do(ctx context.Context, key string) (v V, shared bool, err error) {
 	if err := l.node.usable(); err != nil {
 		return v, false, err

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	fa "github.com/actorflight/flight/actor"
+
+	"github.com/actorflight/flight/internal/shared"
 )
 
 var errOpen = errors.New("flight: circuit open")
@@ -44,7 +46,7 @@ func inspect(t *testing.T, c *Engine[string, string, result]) breakerView {
 // one whose breaker opened and went half-open untried, and one whose
 // breaker closed again all leave nothing behind.
 func TestBreakerLeavesNothingBehind(t *testing.T) {
-	SharedSystem()
+	shared.System()
 	synctest.Test(t, func(t *testing.T) {
 		cfg := testConfig(0)
 		cfg.Breaker = BreakerConfig{Failures: 2, Cooldown: time.Minute}

@@ -6,8 +6,9 @@
 // counters, and Close.
 //
 // It is part of flight's engine: the root package flight is the API, and
-// this package carries no compatibility promise. docs/design.md describes
-// the message flow and the invariants the shards keep.
+// this package carries no compatibility promise. The message flow and the
+// invariants the shards keep are described in
+// https://github.com/actorflight/flight/blob/main/docs/design.md.
 package coordinator
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/internal/gate"
+	"github.com/actorflight/flight/internal/shared"
 	"github.com/actorflight/flight/internal/tracing"
 	"github.com/actorflight/flight/keyspace"
 	"github.com/actorflight/flight/mailbox"
@@ -65,11 +67,6 @@ type Config[V, R any] struct {
 	Tracer *tracing.Tracer
 }
 
-// DefaultShards is the shard count when none is configured: four per
-// processor, so that callers on different processors rarely post to the same
-// shard's mailbox at once.
-func DefaultShards() int { return 4 * runtime.GOMAXPROCS(0) }
-
 // Engine is the engine behind flight.Coordinator. R is the result type
 // DoChan delivers (flight.Result[V]); it is a type parameter so that this
 // package need not import the root package.
@@ -107,7 +104,7 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 		c.backlog = int64(max(minBacklog, cfg.MaxWaiters, cfg.MaxInFlight))
 	}
 	if c.system == nil {
-		c.system = SharedSystem()
+		c.system = shared.System()
 	}
 	limit := fa.NewLimit(cfg.MaxInFlight)
 	if cfg.Retain.enabled() {

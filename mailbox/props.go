@@ -10,8 +10,8 @@ import (
 const throughput = 256
 
 // Props returns the protoactor props of an actor made by producer, with a
-// new [Mailbox] of its own (drained on the posting goroutine, see the
-// package comment for why), reached through RootContext.Send. The
+// new [Mailbox] of its own (drained on the posting goroutine), reached
+// through RootContext.Send. The
 // synchronized dispatcher is named too, for anything in protoactor that
 // asks the props for their dispatcher; the Mailbox does not use it.
 func Props(producer actor.Producer) *actor.Props {

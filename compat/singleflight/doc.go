@@ -49,6 +49,8 @@
 //   - A call costs more than with x/sync: a message to a shard actor and a
 //     hand-off of fn to a worker goroutine, about a microsecond more per
 //     call (BenchmarkGroup and BenchmarkDoChan measure both side by side;
-//     figures in bench/README.md). It matters when the deduplicated work
+//     figures in
+//     https://github.com/actorflight/flight/blob/main/docs/performance.md).
+//     It matters when the deduplicated work
 //     itself takes microseconds, not when it is a database or network call.
 package singleflight

@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/actorflight/flight"
-	"github.com/actorflight/flight/coordinator"
+	"github.com/actorflight/flight/internal/shared"
 )
 
 // EngineStats returns the counters of the process-wide coordinator.
@@ -13,5 +13,5 @@ func EngineStats() flight.Stats { return engine().Stats() }
 // SpawnedActors returns how many processes (actors, futures) the shared
 // actor system has ever registered.
 func SpawnedActors() uint64 {
-	return atomic.LoadUint64(&coordinator.SharedSystem().ProcessRegistry.SequenceID)
+	return atomic.LoadUint64(&shared.System().ProcessRegistry.SequenceID)
 }

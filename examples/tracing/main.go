@@ -46,6 +46,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/actorflight/flight"
+	"github.com/actorflight/flight/internal/wait"
 )
 
 func main() {
@@ -145,11 +146,11 @@ func run(out io.Writer, requests int) error {
 	// The first request starts the load; the others join it while it
 	// waits; the load returns once all have joined.
 	go get(1)
-	waitFor(func() bool { return users.Stats().InFlight == 1 })
+	wait.For(10*time.Second, func() bool { return users.Stats().InFlight == 1 })
 	for n := 2; n <= requests; n++ {
 		go get(n)
 	}
-	waitFor(func() bool { return users.Stats().Joins == uint64(requests-1) })
+	wait.For(10*time.Second, func() bool { return users.Stats().Joins == uint64(requests-1) })
 	close(s.ready)
 	for range requests {
 		if err := <-errs; err != nil {
@@ -167,13 +168,6 @@ func run(out io.Writer, requests int) error {
 	fmt.Fprintf(out, "%d concurrent requests for GET /users/42; %d load\n\n", requests, s.loads)
 	printTree(out, exporter.GetSpans())
 	return nil
-}
-
-// waitFor polls cond, yielding between polls, for at most ten seconds.
-func waitFor(cond func() bool) {
-	for deadline := time.Now().Add(10 * time.Second); !cond() && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Microsecond)
-	}
 }
 
 // printTree prints the spans as trees of parents and children, with the

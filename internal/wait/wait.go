@@ -6,6 +6,7 @@ package wait
 
 import (
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -53,5 +54,26 @@ func Within[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
 	case <-time.After(d):
 		t.Fatalf("timed out after %v waiting on %s", d, what)
 		panic("unreachable")
+	}
+}
+
+// Fataler is what Done needs of a test: a testing.TB, or a property-based
+// test's own T.
+type Fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// Done waits until wg's counter is zero, or fails the test after d, naming
+// what. The goroutine that waits on wg is left behind only when the test
+// fails.
+func Done(t Fataler, wg *sync.WaitGroup, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }
