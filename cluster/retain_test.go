@@ -253,9 +253,13 @@ func TestRetainedRefreshAheadAndMaxEntries(t *testing.T) {
 		require.NoError(t, err)
 		return v == 2
 	})
+	// The hit that saw 2 may itself have found 2 older than 10 ms (a slow
+	// run) and started the next refresh: every execution after the first is
+	// a refresh, and the loader ran once for each.
+	wait.Until(t, "no refresh running", func() bool { return prices[0].Stats().Owner.InFlight == 0 })
 	s := prices[0].Stats().Owner
-	assert.Equal(t, uint64(1), s.Refreshes, "one refresh")
-	assert.Equal(t, uint64(2), s.Flights, "the first execution and the refresh")
+	assert.GreaterOrEqual(t, s.Refreshes, uint64(1), "a refresh")
+	assert.Equal(t, 1+s.Refreshes, s.Flights, "the first execution, then only refreshes")
 	assert.Positive(t, s.Hits)
 
 	// WithMaxEntries(1): the owner keeps one of the two keys' results (the
