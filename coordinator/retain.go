@@ -226,9 +226,10 @@ func (p *policy[K, V]) victim() int32 {
 	return p.hand
 }
 
-// remove takes slot i out of its store's map, the ring, its queue and the
-// count, and frees it. The caller holds p.mu.
-func (p *policy[K, V]) remove(i int32) {
+// evict takes slot i out of its store's map, the ring and its queue, and
+// frees it, leaving the count as it is: for a result that takes its place.
+// The caller holds p.mu.
+func (p *policy[K, V]) evict(i int32) {
 	e := p.slot(i)
 	st := p.stores[e.store]
 	st.mu.Lock()
@@ -238,6 +239,12 @@ func (p *policy[K, V]) remove(i int32) {
 	}
 	st.mu.Unlock()
 	p.release(i)
+}
+
+// remove takes slot i out of its store's map, the ring, its queue and the
+// count, and frees it. The caller holds p.mu.
+func (p *policy[K, V]) remove(i int32) {
+	p.evict(i)
 	if p.count.Add(-1) == 0 {
 		// No entry left: drop the slab, so that memory returns once every
 		// result has expired (an idle coordinator holds no per-key memory).
@@ -317,14 +324,16 @@ type hitResult[V any] struct {
 	gen     uint32
 }
 
-// lookup returns key's result if it holds one still valid at now, and, if
-// claim is set, claims its refresh if it is due (at most one refresh of a
-// result, ever). Any goroutine may call it.
-func (st *store[K, V]) lookup(key K, now time.Duration, claim bool) (h hitResult[V], ok bool) {
+// find returns key's result if it holds one still valid now, and, if claim
+// is set, claims its refresh if it is due (at most one refresh of a result,
+// ever). It reads the clock only when key has an entry: a miss costs the
+// read lock and the map look-up alone. Any goroutine may call it.
+func (st *store[K, V]) find(key K, claim bool) (h hitResult[V], ok bool) {
 	st.mu.RLock()
 	i, found := st.entries[key]
 	if found {
 		e := st.pol.slot(i)
+		now := since()
 		if ok = now < e.expires; ok {
 			h.val, h.i, h.gen = e.val, i, e.gen
 			if e.isErr {
@@ -459,9 +468,11 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 	p := st.pol
 	p.mu.Lock()
 	old, replace := st.entries[key] // every writer of the map holds p.mu
+	evicted := false
 	if !replace && p.count.Load() >= p.max {
 		if v := p.victim(); v != none {
-			p.remove(v)
+			p.evict(v) // the new result takes its place in the count
+			evicted = true
 		}
 	}
 	i := p.alloc()
@@ -486,7 +497,7 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 	st.mu.Unlock()
 	if replace {
 		p.release(old)
-	} else {
+	} else if !evicted {
 		p.count.Add(1)
 	}
 	p.link(i)
@@ -553,7 +564,9 @@ func (st *store[K, V]) arm() {
 	st.timer.Reset(d)
 }
 
-// close drops every entry and stops the timer (shard actor only).
+// close drops every entry and stops the timer (shard actor only). It
+// clears the store's map and queues at once rather than removing entry by
+// entry: each slot is only unlinked from the ring, cleared and freed.
 func (st *store[K, V]) close() {
 	st.closed = true
 	if st.timer != nil {
@@ -561,8 +574,24 @@ func (st *store[K, V]) close() {
 	}
 	p := st.pol
 	p.mu.Lock()
+	st.mu.Lock()
+	n := int64(len(st.entries))
 	for _, i := range st.entries {
-		p.remove(i)
+		p.unlink(i)
+		e := p.slot(i)
+		var zk K
+		var zv V
+		e.key, e.val, e.store, e.isErr = zk, zv, none, false
+		e.older, e.newer = none, none
+		p.free = append(p.free, i)
+	}
+	clear(st.entries)
+	clear(st.errs)
+	st.vals, st.errq = queue{none, none}, queue{none, none}
+	st.mu.Unlock()
+	if n > 0 && p.count.Add(-n) == 0 {
+		p.dir.Store(nil) // as in remove: memory returns with the last result
+		p.made, p.free = 0, nil
 	}
 	p.mu.Unlock()
 }
