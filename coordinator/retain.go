@@ -94,18 +94,46 @@ type slot[K comparable, V any] struct {
 	refreshAt time.Duration // since epoch; 0: never refreshed ahead
 
 	prev, next   int32  // the policy's CLOCK ring
-	older, newer int32  // its store's expiry queue of its kind
+	older, newer int32  // its store's expiry queue of its kind (older: not kept up to date at the queue's head)
 	store        int32  // the store whose map holds it; none: free
 	gen          uint32 // names the result the slot holds: unique across reuses
 	isErr        bool   // the result is an error, in its store's errs
 
-	// refreshing is claimed by the hit that starts the slot's refresh and
-	// never released once the refresh has run: each retained result is
-	// refreshed at most once (a failed refresh is not retried on every hit;
-	// the result is served until its TTL). It is released only when no
-	// refresh started (see shard.refresh).
-	refreshing atomic.Bool
-	used       atomic.Bool // CLOCK's reference mark, set by hits
+	// flags holds CLOCK's reference mark (flagUsed, set by hits, cleared by
+	// the hand) and the refresh claim (flagRefreshing), in one word so that
+	// a new result resets both with one store. The claim is taken by the
+	// hit that starts the slot's refresh and never released once the
+	// refresh has run: each retained result is refreshed at most once (a
+	// failed refresh is not retried on every hit; the result is served
+	// until its TTL). It is released only when no refresh started (see
+	// shard.refresh).
+	flags atomic.Uint32
+}
+
+const (
+	flagUsed       = 1 << iota // CLOCK's reference mark
+	flagRefreshing             // the result's refresh is claimed
+)
+
+// mark sets e's CLOCK reference mark, unless it is set already (a load
+// then, not a write: hits on a hot result do not bounce its cache line).
+func (e *slot[K, V]) mark() {
+	if e.flags.Load()&flagUsed == 0 {
+		e.flags.Or(flagUsed)
+	}
+}
+
+// claim takes e's refresh claim; false if it is taken already.
+func (e *slot[K, V]) claim() bool {
+	for {
+		f := e.flags.Load()
+		if f&flagRefreshing != 0 {
+			return false
+		}
+		if e.flags.CompareAndSwap(f, f|flagRefreshing) {
+			return true
+		}
+	}
 }
 
 // policy is what the stores of one coordinator share: the slab, the entry
@@ -217,10 +245,10 @@ func (p *policy[K, V]) victim() int32 {
 			return none
 		}
 		e := p.slot(p.hand)
-		if !e.used.Load() {
+		if e.flags.Load()&flagUsed == 0 {
 			return p.hand
 		}
-		e.used.Store(false)
+		e.flags.And(^uint32(flagUsed))
 		p.hand = e.next
 	}
 	return p.hand
@@ -339,11 +367,8 @@ func (st *store[K, V]) find(key K, claim bool) (h hitResult[V], ok bool) {
 			if e.isErr {
 				h.err = st.errs[i]
 			}
-			if !e.used.Load() {
-				e.used.Store(true)
-			}
-			h.refresh = claim && e.refreshAt != 0 && now >= e.refreshAt && !e.refreshing.Load() &&
-				e.refreshing.CompareAndSwap(false, true)
+			e.mark()
+			h.refresh = claim && e.refreshAt != 0 && now >= e.refreshAt && e.claim()
 		}
 	}
 	st.mu.RUnlock()
@@ -357,7 +382,7 @@ func (st *store[K, V]) unclaim(i int32, gen uint32) {
 	p.mu.Lock()
 	if p.holds(i) {
 		if e := p.slot(i); e.gen == gen && e.store == st.id {
-			e.refreshing.Store(false)
+			e.flags.And(^uint32(flagRefreshing))
 		}
 	}
 	p.mu.Unlock()
@@ -437,9 +462,7 @@ func (st *store[K, V]) peek(key K, h held, now time.Duration) (val V, err error,
 				if e.isErr {
 					err = st.errs[i]
 				}
-				if !e.used.Load() {
-					e.used.Store(true)
-				}
+				e.mark()
 			case !e.isErr && now < st.dropAt(e):
 				val, stale = e.val, true
 			}
@@ -484,8 +507,7 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 		e.refreshAt = addSat(now, st.cfg.RefreshAhead)
 	}
 	e.store, e.isErr = st.id, err != nil
-	e.refreshing.Store(false)
-	e.used.Store(false)
+	e.flags.Store(0)
 	st.mu.Lock()
 	st.entries[key] = i
 	if replace && p.slot(old).isErr {
@@ -612,18 +634,25 @@ func (p *policy[K, V]) push(q *queue, i int32) {
 	q.tail = i
 }
 
-// unqueue takes slot i out of q (the caller holds p.mu).
+// unqueue takes slot i out of q (the caller holds p.mu). Taking out the
+// head, which is what expiry and CLOCK's eviction of the oldest result do,
+// touches no other slot: the head's older link is never read, so it is
+// left pointing at the slot taken out before it. Every other slot's older
+// link is valid, since a slot once at the head stays there until it leaves.
 func (p *policy[K, V]) unqueue(q *queue, i int32) {
 	e := p.slot(i)
-	if e.older != none {
-		p.slot(e.older).newer = e.newer
-	} else {
+	if q.head == i {
 		q.head = e.newer
-	}
-	if e.newer != none {
-		p.slot(e.newer).older = e.older
+		if e.newer == none {
+			q.tail = none
+		}
 	} else {
-		q.tail = e.older
+		p.slot(e.older).newer = e.newer
+		if e.newer != none {
+			p.slot(e.newer).older = e.older
+		} else {
+			q.tail = e.older
+		}
 	}
 	e.older, e.newer = none, none
 }
