@@ -524,7 +524,7 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 	}
 	p.link(i)
 	p.push(st.queue(e.isErr), i)
-	st.arm()
+	st.armFor(st.dropAt(e))
 	h := nameOf(i, e.gen)
 	p.mu.Unlock()
 	return h
@@ -572,7 +572,19 @@ func (st *store[K, V]) arm() {
 			}
 		}
 	}
-	if !found || (st.armed && st.armedAt <= next) {
+	if found {
+		st.armFor(next)
+	}
+}
+
+// armFor makes the timer fire at d at the latest (the caller holds the
+// policy's mutex). A new result needs no more: the queues' heads are no
+// later than it within its kind, and a head that has left since the timer
+// was armed only makes it fire early, when expire arms it again. So keep
+// reads no other slot than its own (an expiry queue's head is the coldest
+// slot of its store).
+func (st *store[K, V]) armFor(next time.Duration) {
+	if st.closed || (st.armed && st.armedAt <= next) {
 		return
 	}
 	st.armed = true
