@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -63,6 +65,46 @@ func BenchmarkStore(b *testing.B) {
 		for range b.N {
 			if _, ok := sts[k%shards].find(k*0x9e3779b97f4a7c15, false); ok {
 				b.Fatal("a hit")
+			}
+			k++
+		}
+	})
+}
+
+// BenchmarkStoreParallel is keep on every processor at once, each
+// goroutine on stores of its own (a store is written by its shard only,
+// one message at a time), at the same steady state as BenchmarkStore: what
+// the stores share is all that makes them wait for each other.
+func BenchmarkStoreParallel(b *testing.B) {
+	const shards, max = 8, 100_000
+	cfg := &RetainConfig{TTL: time.Hour, MaxEntries: max}
+	pol := newPolicy[uint64, int](max)
+	sts := make([]*store[uint64, int], shards)
+	for i := range sts {
+		sts[i] = newStore[uint64, int](cfg, pol, func(any) {})
+	}
+	for k := range uint64(max) {
+		sts[k%shards].keep(k, 1, nil)
+	}
+	defer func() {
+		for _, st := range sts {
+			st.close()
+		}
+	}()
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		g := next.Add(1) - 1 // goroutine g keeps into stores g, g+n, ...: never one another's
+		n := uint64(runtime.GOMAXPROCS(0))
+		own := []*store[uint64, int]{}
+		for i := g; i < shards; i += n {
+			own = append(own, sts[i])
+		}
+		k := uint64(max) + g<<40
+		for pb.Next() {
+			if len(own) > 0 {
+				own[k%uint64(len(own))].keep(k, 1, nil)
 			}
 			k++
 		}
