@@ -2,8 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"math/bits"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,32 +71,32 @@ type RetainConfig struct {
 
 func (r RetainConfig) enabled() bool { return r.TTL > 0 || r.ErrorTTL > 0 }
 
-// A retained result lives in a slot of its store's slab: chunks of slots
-// that double in size (16, 32, 64, ... slots), reused through a free list,
-// linked by int32 indexes rather than pointers. With keys and values free
-// of pointers (ints, say) the slab and the store's map (K to a slot index)
-// hold no pointer at all, so the garbage collector does not scan the
-// retained results, and a miss that retains a result allocates nothing for
-// it: a live store of 100,000 results no longer makes every other
-// allocation's collections longer. Errors, which are interfaces, live in a
-// side map of their store.
+// A retained result lives in a slot of its coordinator's slab: fixed-size
+// chunks of slots, reused through a free list, linked by int32 indexes
+// rather than pointers. With keys and values free of pointers (ints, say)
+// the slab and the stores' maps (K to a slot index) hold no pointer at all,
+// so the garbage collector does not scan the retained results, and a miss
+// that retains a result allocates nothing for it: a live store of 100,000
+// results no longer makes every other allocation's collections longer.
+// Errors, which are interfaces, live in a side map of their store.
 
 // none is the index of no slot.
 const none = -1
 
-// slot is one retained result. Every field but flags is written under its
-// store's write lock and read by hits under its read lock: a slot is reused
-// only after its index left the map.
+// slot is one retained result. key, val, the deadlines and the links are
+// written under the policy's mutex before the slot's index is published in
+// a store's map (under that store's write lock) and read by hits under the
+// store's read lock: a slot is reused only after its index left the map.
 type slot[K comparable, V any] struct {
 	key       K
 	val       V
 	expires   time.Duration // since epoch
 	refreshAt time.Duration // since epoch; 0: never refreshed ahead
 
-	prev, next   int32  // the store's CLOCK ring
-	older, newer int32  // the store's expiry queue of its kind (older: not kept up to date at the queue's head)
-	store        int32  // the store that holds it; none: free
-	gen          uint32 // names the result the slot holds: unique across reuses within its store
+	prev, next   int32  // the policy's CLOCK ring
+	older, newer int32  // its store's expiry queue of its kind (older: not kept up to date at the queue's head)
+	store        int32  // the store whose map holds it; none: free
+	gen          uint32 // names the result the slot holds: unique across reuses
 	isErr        bool   // the result is an error, in its store's errs
 
 	// flags holds CLOCK's reference mark (flagUsed, set by hits, cleared by
@@ -138,233 +136,179 @@ func (e *slot[K, V]) claim() bool {
 	}
 }
 
-// policy is what the stores of one coordinator share: the bound and the
-// entry count. Everything else (slab, ring, queues, map) is its store's.
+// policy is what the stores of one coordinator share: the slab, the entry
+// count, the CLOCK ring over all their entries, and the mutex that guards
+// the slab's allocation, the ring, every store's expiry queues and every
+// write to a store's map. A shard takes it to retain, remove or expire a
+// result; a hit never does.
 type policy[K comparable, V any] struct {
-	// count is the number of results retained across stores, plus the
-	// places that keeps in progress have taken and not filled yet: it
-	// grows only below max (CAS, reserve), an eviction leaves it as it is
-	// (the new result takes the evicted one's place), and a removal
-	// lowers it. Read by Stats.
-	count  atomic.Int64
-	max    int64
-	mu     sync.Mutex     // guards appends to stores (construction)
-	stores []*store[K, V] // by index; not changed once the coordinator runs
+	mu sync.Mutex
+	// dir is the slab's chunk directory: written under mu (a new chunk is
+	// made before any of its indexes is published in a map; a full
+	// directory is copied into a longer one), read by hits with one atomic
+	// load. A directory once published never changes in the entries that
+	// hits may read.
+	dir    atomic.Pointer[[]*[]slot[K, V]]
+	shift  uint           // log2 of the chunk length
+	made   int32          // slots made so far (the next fresh index)
+	gen    uint32         // the generation the next allocated slot gets
+	free   []int32        // freed slots
+	hand   int32          // the CLOCK hand; none: no entry
+	count  atomic.Int64   // entries across stores; written under mu, read by Stats
+	max    int64          // WithMaxEntries
+	stores []*store[K, V] // by index
 }
 
 func newPolicy[K comparable, V any](max int) *policy[K, V] {
 	max = min(max, 1<<31-2) // slot indexes are int32 (2^31 results would not fit in memory anyway)
-	return &policy[K, V]{max: int64(max)}
+	shift := uint(0)
+	for 1<<shift < max && shift < 10 { // chunks of up to 1,024 slots
+		shift++
+	}
+	return &policy[K, V]{max: int64(max), shift: shift, hand: none}
 }
 
-// reserve takes a place for a new result if the count is below the bound.
-func (p *policy[K, V]) reserve() bool {
-	for {
-		n := p.count.Load()
-		if n >= p.max {
-			return false
-		}
-		if p.count.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
-
-// local reports whether a store at the bound evicts one of its own results
-// (CLOCK over its own ring) rather than the oldest of every store's CLOCK
-// candidates: when the bound gives each store at least localMin results, so
-// that hashing spreads them evenly enough for one store's oldest to be
-// about as old as any. Below it, a store may hold none or one, and its
-// own would often be far from the oldest.
-func (p *policy[K, V]) local() bool { return p.max >= localMin*int64(len(p.stores)) }
-
-// localMin is the share of the bound per store from which eviction is local.
-const localMin = 64
-
-// evictOldest evicts the oldest of the stores' CLOCK candidates (each
-// store's hand gives its marked entries their second chance first), so that
-// a new result takes its place. It takes one store's lock at a time (the
-// caller holds none), and reports false if no store held a result, which
-// happens only while other keeps hold places they have not filled yet.
-func (p *policy[K, V]) evictOldest() bool {
-	var best *store[K, V]
-	var bestAt time.Duration
-	for _, st := range p.stores {
-		if st.n.Load() == 0 {
-			continue
-		}
-		st.mu.Lock()
-		if v := st.victim(); v != none {
-			if at := st.retainedAt(st.slot(v)); best == nil || at < bestAt {
-				best, bestAt = st, at
-			}
-		}
-		st.mu.Unlock()
-	}
-	if best == nil {
-		return false
-	}
-	best.mu.Lock()
-	v := best.victim()
-	if v != none {
-		best.evict(v)
-	}
-	best.mu.Unlock()
-	return v != none
-}
-
-// retainedAt is when the result in e was retained (or last replaced).
-func (st *store[K, V]) retainedAt(e *slot[K, V]) time.Duration {
-	if e.isErr {
-		return e.expires - st.cfg.ErrorTTL
-	}
-	return e.expires - st.cfg.TTL
-}
-
-// minShift is log2 of the first chunk's length.
-const minShift = 4
-
-// slot returns slot i (the caller holds the store's lock, read or write).
-func (st *store[K, V]) slot(i int32) *slot[K, V] {
-	j := uint32(i) + 1<<minShift
-	c := bits.Len32(j) - 1 - minShift
-	return &st.chunks[c][j-1<<(c+minShift)]
+func (p *policy[K, V]) slot(i int32) *slot[K, V] {
+	return &(*(*p.dir.Load())[i>>p.shift])[i&(1<<p.shift-1)]
 }
 
 // holds reports whether slot i exists (the slab may have been dropped since
-// a refresh message named it). The caller holds the store's lock.
-func (st *store[K, V]) holds(i int32) bool { return i >= 0 && i < st.made }
+// a refresh message named it). The caller holds mu.
+func (p *policy[K, V]) holds(i int32) bool {
+	d := p.dir.Load()
+	return d != nil && int(i>>p.shift) < len(*d) && (*d)[i>>p.shift] != nil
+}
 
-// alloc returns a free slot's index (the caller holds the write lock).
-func (st *store[K, V]) alloc() int32 {
-	if n := len(st.free); n > 0 {
-		i := st.free[n-1]
-		st.free = st.free[:n-1]
+// alloc returns a free slot's index (the caller holds mu; at most max+1
+// slots are in use: a replaced result's slot is freed only after its
+// successor's is filled, since hits may be reading the old one).
+func (p *policy[K, V]) alloc() int32 {
+	if n := len(p.free); n > 0 {
+		i := p.free[n-1]
+		p.free = p.free[:n-1]
 		return i
 	}
-	i := st.made
-	j := uint32(i) + 1<<minShift
-	if c := bits.Len32(j) - 1 - minShift; st.chunks[c] == nil {
-		st.chunks[c] = make([]slot[K, V], 1<<(c+minShift))
+	i := p.made
+	c := int(i >> p.shift)
+	d := p.dir.Load()
+	if d == nil || c >= len(*d) {
+		grown := make([]*[]slot[K, V], max(4, 2*c))
+		if d != nil {
+			copy(grown, *d)
+		}
+		p.dir.Store(&grown)
+		d = &grown
 	}
-	st.made++
+	if (*d)[c] == nil {
+		chunk := make([]slot[K, V], 1<<p.shift)
+		(*d)[c] = &chunk
+	}
+	p.made++
 	return i
 }
 
 // link puts slot i on the ring just behind the hand, so that it is the last
 // entry the hand reaches.
-func (st *store[K, V]) link(i int32) {
-	e := st.slot(i)
-	if st.hand == none {
-		e.prev, e.next, st.hand = i, i, i
+func (p *policy[K, V]) link(i int32) {
+	e := p.slot(i)
+	if p.hand == none {
+		e.prev, e.next, p.hand = i, i, i
 		return
 	}
-	h := st.slot(st.hand)
-	e.next, e.prev = st.hand, h.prev
-	st.slot(h.prev).next = i
+	h := p.slot(p.hand)
+	e.next, e.prev = p.hand, h.prev
+	p.slot(h.prev).next = i
 	h.prev = i
 }
 
-func (st *store[K, V]) unlink(i int32) {
-	e := st.slot(i)
+func (p *policy[K, V]) unlink(i int32) {
+	e := p.slot(i)
 	if e.next == i {
-		st.hand = none
+		p.hand = none
 	} else {
-		if st.hand == i {
-			st.hand = e.next
+		if p.hand == i {
+			p.hand = e.next
 		}
-		st.slot(e.prev).next, st.slot(e.next).prev = e.next, e.prev
+		p.slot(e.prev).next, p.slot(e.next).prev = e.next, e.prev
 	}
 	e.prev, e.next = none, none
 }
 
-// victim returns the slot CLOCK evicts, none if the store holds none: the
-// hand gives a marked entry a second chance (clearing its mark) and stops
-// at the first unmarked one. It is O(1) amortized: each mark it clears was
-// set by a hit. After two turns (hits racing with it may re-mark entries)
-// it takes the entry under the hand. The caller holds the write lock.
-func (st *store[K, V]) victim() int32 {
-	for range 2*len(st.entries) + 1 {
-		if st.hand == none {
+// victim returns the slot CLOCK evicts, none if there is none: the hand
+// gives a marked entry a second chance (clearing its mark) and stops at the
+// first unmarked one. It is O(1) amortized: each mark it clears was set by a
+// hit. After two turns (hits racing with it may re-mark entries) it takes
+// the entry under the hand.
+func (p *policy[K, V]) victim() int32 {
+	for range 2*p.count.Load() + 1 {
+		if p.hand == none {
 			return none
 		}
-		e := st.slot(st.hand)
+		e := p.slot(p.hand)
 		if e.flags.Load()&flagUsed == 0 {
-			return st.hand
+			return p.hand
 		}
 		e.flags.And(^uint32(flagUsed))
-		st.hand = e.next
+		p.hand = e.next
 	}
-	return st.hand
+	return p.hand
 }
 
-// evict takes slot i out of the map, the ring and its queue, and frees it,
-// leaving the count as it is: for a result that takes its place. The
-// caller holds the write lock.
-func (st *store[K, V]) evict(i int32) {
-	e := st.slot(i)
+// evict takes slot i out of its store's map, the ring and its queue, and
+// frees it, leaving the count as it is: for a result that takes its place.
+// The caller holds p.mu.
+func (p *policy[K, V]) evict(i int32) {
+	e := p.slot(i)
+	st := p.stores[e.store]
+	st.mu.Lock()
 	delete(st.entries, e.key)
 	if e.isErr {
 		delete(st.errs, i)
 	}
-	st.unlink(i)
-	st.unqueue(st.queue(e.isErr), i)
-	st.clear(e)
-	st.free = append(st.free, i)
-	st.n.Add(-1)
+	st.mu.Unlock()
+	p.release(i)
 }
 
-// clear empties a slot that leaves the store: a slot never keeps what its
-// key and value pointed to.
-func (st *store[K, V]) clear(e *slot[K, V]) {
-	var zk K
-	var zv V
-	e.key, e.val, e.store, e.isErr = zk, zv, none, false
-}
-
-// removeSlot takes slot i out of the store and the count (the caller holds
-// the write lock). When the store is left empty, its slab is dropped: memory
-// returns once every result has expired (an idle coordinator holds no
-// per-key memory).
-func (st *store[K, V]) removeSlot(i int32) {
-	st.evict(i)
-	st.pol.count.Add(-1)
-	if len(st.entries) == 0 {
-		st.drop()
+// remove takes slot i out of its store's map, the ring, its queue and the
+// count, and frees it. The caller holds p.mu.
+func (p *policy[K, V]) remove(i int32) {
+	p.evict(i)
+	if p.count.Add(-1) == 0 {
+		// No entry left: drop the slab, so that memory returns once every
+		// result has expired (an idle coordinator holds no per-key memory).
+		p.dir.Store(nil)
+		p.made, p.free = 0, nil
 	}
 }
 
-// drop releases the slab of a store that holds no result (write lock).
-func (st *store[K, V]) drop() {
-	st.chunks = [len(st.chunks)][]slot[K, V]{}
-	st.made, st.free, st.hand = 0, nil, none
-	st.vals, st.errq = queue{none, none}, queue{none, none}
+// release unlinks slot i from the ring and its queue and frees it; the
+// caller holds p.mu and has taken it out of its map (or replaced it there).
+// Its key and value are cleared, so that a slot never keeps what they
+// point to. When no entry is left, the slab itself is dropped: memory
+// returns once every result has expired.
+func (p *policy[K, V]) release(i int32) {
+	e := p.slot(i)
+	p.unlink(i)
+	p.unqueue(p.stores[e.store].queue(e.isErr), i)
+	var zk K
+	var zv V
+	e.key, e.val, e.store, e.isErr = zk, zv, none, false
+	p.free = append(p.free, i)
 }
 
-// store is one shard's retained results, with its own slab, CLOCK ring and
-// expiry queues: its shard writes them under the write lock, hits read
-// under the read lock. The only writer from outside is another store's
-// keep that evicts one of its results (evictOther), under the same lock.
+// store is one shard's retained results.
 type store[K comparable, V any] struct {
-	pol *policy[K, V]
-	id  int32
-	// mu guards every field up to n, and the slots' contents.
-	mu      sync.RWMutex
+	pol     *policy[K, V]
+	id      int32
+	mu      sync.RWMutex    // guards entries and errs; writers also hold pol.mu
 	entries map[K]int32     // slot of each key
 	errs    map[int32]error // error of each error slot
-	chunks  [32 - minShift][]slot[K, V]
-	made    int32        // slots made so far (the next fresh index)
-	free    []int32      // freed slots
-	gen     uint32       // the generation the next slot filled gets
-	hand    int32        // the CLOCK hand; none: no entry
-	vals    queue        // value slots in deadline order
-	errq    queue        // error slots in deadline order
-	n       atomic.Int32 // len(entries), for evictOther to skip empty stores without locking
-
-	timer   *time.Timer   // fires at the queues' earliest deadline; nil until first armed
-	armedAt time.Duration // deadline the timer is armed for, if armed
-	armed   bool          // the timer is armed (owned by the shard)
-	post    func(msg any) // shard.postInternal
+	vals    queue           // value slots in deadline order, under pol.mu
+	errq    queue           // error slots in deadline order, under pol.mu
+	timer   *time.Timer     // fires at the queues' earliest deadline; nil until first armed
+	armedAt time.Duration   // deadline the timer is armed for, if armed
+	armed   bool            // the timer is armed (owned by the shard)
+	post    func(msg any)   // shard.postInternal
 	cfg     *RetainConfig
 	closed  bool // set by the shard on Close (owned by the shard)
 }
@@ -383,7 +327,7 @@ type refreshMsg[K comparable, V any] struct {
 
 func newStore[K comparable, V any](cfg *RetainConfig, pol *policy[K, V], post func(any)) *store[K, V] {
 	st := &store[K, V]{entries: make(map[K]int32), errs: make(map[int32]error), cfg: cfg, pol: pol, post: post,
-		hand: none, vals: queue{none, none}, errq: queue{none, none}}
+		vals: queue{none, none}, errq: queue{none, none}}
 	pol.mu.Lock()
 	st.id = int32(len(pol.stores))
 	pol.stores = append(pol.stores, st)
@@ -416,7 +360,7 @@ func (st *store[K, V]) find(key K, claim bool) (h hitResult[V], ok bool) {
 	st.mu.RLock()
 	i, found := st.entries[key]
 	if found {
-		e := st.slot(i)
+		e := st.pol.slot(i)
 		now := since()
 		if ok = now < e.expires; ok {
 			h.val, h.i, h.gen = e.val, i, e.gen
@@ -434,24 +378,26 @@ func (st *store[K, V]) find(key K, claim bool) (h hitResult[V], ok bool) {
 // unclaim releases a refresh claim that started no refresh (shard actor
 // only), unless the slot holds another result by now.
 func (st *store[K, V]) unclaim(i int32, gen uint32) {
-	st.mu.RLock()
-	if st.holds(i) {
-		if e := st.slot(i); e.gen == gen && e.store == st.id {
+	p := st.pol
+	p.mu.Lock()
+	if p.holds(i) {
+		if e := p.slot(i); e.gen == gen && e.store == st.id {
 			e.flags.And(^uint32(flagRefreshing))
 		}
 	}
-	st.mu.RUnlock()
+	p.mu.Unlock()
 }
 
 // current reports whether slot i still holds the result of generation gen
-// (shard actor only), and its key.
+// in this store (shard actor only), and its key.
 func (st *store[K, V]) current(i int32, gen uint32) (key K, ok bool) {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	if !st.holds(i) {
+	p := st.pol
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.holds(i) {
 		return key, false
 	}
-	e := st.slot(i)
+	e := p.slot(i)
 	return e.key, e.gen == gen && e.store == st.id
 }
 
@@ -482,7 +428,7 @@ func (st *store[K, V]) name(key K) held {
 	if !ok {
 		return 0
 	}
-	return nameOf(i, st.slot(i).gen)
+	return nameOf(i, st.pol.slot(i).gen)
 }
 
 // staleOf returns key's retained value while the store holds it, within its
@@ -492,7 +438,7 @@ func (st *store[K, V]) name(key K) held {
 func (st *store[K, V]) staleOf(key K, now time.Duration) (val V, fresh, ok bool) {
 	st.mu.RLock()
 	if i, found := st.entries[key]; found {
-		if e := st.slot(i); !e.isErr && now < st.dropAt(e) {
+		if e := st.pol.slot(i); !e.isErr && now < st.dropAt(e) {
 			val, fresh, ok = e.val, now < e.expires, true
 		}
 	}
@@ -509,7 +455,7 @@ func (st *store[K, V]) staleOf(key K, now time.Duration) (val V, fresh, ok bool)
 func (st *store[K, V]) peek(key K, h held, now time.Duration) (val V, err error, fresh, stale bool) {
 	st.mu.RLock()
 	if i, found := st.entries[key]; found {
-		if e := st.slot(i); nameOf(i, e.gen) == h {
+		if e := st.pol.slot(i); nameOf(i, e.gen) == h {
 			switch {
 			case now < e.expires:
 				val, fresh = e.val, true
@@ -528,9 +474,8 @@ func (st *store[K, V]) peek(key K, h held, now time.Duration) (val V, err error,
 
 // keep retains val/err for key (shard actor only). It returns the name of
 // the retained result, 0 if it was not retained: it always is, when its
-// kind has a TTL and the store is open (at WithMaxEntries, CLOCK evicts
-// another result first: one of this store's, or another store's when this
-// one holds none).
+// kind has a TTL and the store is open (beyond WithMaxEntries, CLOCK evicts
+// another result first).
 func (st *store[K, V]) keep(key K, val V, err error) held {
 	if st.closed {
 		return 0
@@ -544,67 +489,55 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 	}
 	now := since()
 	p := st.pol
-	st.mu.Lock()
-	old, replace := st.entries[key]
-	if !replace && !p.reserve() {
-		v := int32(none)
-		if p.local() {
-			v = st.victim()
-		}
-		if v != none {
-			st.evict(v) // the new result takes its place in the count
-		} else {
-			// Take the place of the oldest result of any store. Only this
-			// shard adds to this store, so key is still absent after.
-			st.mu.Unlock()
-			for !p.evictOldest() && !p.reserve() {
-				runtime.Gosched() // the places are all taken by keeps about to fill them
-			}
-			st.mu.Lock()
+	p.mu.Lock()
+	old, replace := st.entries[key] // every writer of the map holds p.mu
+	evicted := false
+	if !replace && p.count.Load() >= p.max {
+		if v := p.victim(); v != none {
+			p.evict(v) // the new result takes its place in the count
+			evicted = true
 		}
 	}
-	i := st.alloc()
-	e := st.slot(i)
-	e.gen = st.gen
-	st.gen++
+	i := p.alloc()
+	e := p.slot(i)
+	e.gen = p.gen
+	p.gen++
 	e.key, e.val, e.expires, e.refreshAt = key, val, addSat(now, ttl), 0
 	if err == nil && st.cfg.RefreshAhead > 0 {
 		e.refreshAt = addSat(now, st.cfg.RefreshAhead)
 	}
 	e.store, e.isErr = st.id, err != nil
 	e.flags.Store(0)
+	st.mu.Lock()
 	st.entries[key] = i
-	if replace {
-		o := st.slot(old)
-		if o.isErr {
-			delete(st.errs, old)
-		}
-		st.unlink(old)
-		st.unqueue(st.queue(o.isErr), old)
-		st.clear(o)
-		st.free = append(st.free, old)
-	} else {
-		st.n.Add(1)
+	if replace && p.slot(old).isErr {
+		delete(st.errs, old)
 	}
 	if err != nil {
 		st.errs[i] = err
 	}
-	st.link(i)
-	st.push(st.queue(e.isErr), i)
-	h := nameOf(i, e.gen)
-	d := st.dropAt(e)
 	st.mu.Unlock()
-	st.armFor(d)
+	if replace {
+		p.release(old)
+	} else if !evicted {
+		p.count.Add(1)
+	}
+	p.link(i)
+	p.push(st.queue(e.isErr), i)
+	st.armFor(st.dropAt(e))
+	h := nameOf(i, e.gen)
+	p.mu.Unlock()
 	return h
 }
 
 // remove drops key's entry, if any (Forget; shard actor only).
 func (st *store[K, V]) remove(key K) {
-	st.mu.Lock()
+	p := st.pol
+	p.mu.Lock()
 	if i, ok := st.entries[key]; ok {
-		st.removeSlot(i)
+		p.remove(i)
 	}
-	st.mu.Unlock()
+	p.mu.Unlock()
 }
 
 // expire drops every entry whose deadline has passed and re-arms the timer
@@ -612,27 +545,29 @@ func (st *store[K, V]) remove(key K) {
 func (st *store[K, V]) expire() {
 	st.armed = false
 	now := since()
-	st.mu.Lock()
+	p := st.pol
+	p.mu.Lock()
 	for _, q := range [...]*queue{&st.vals, &st.errq} {
-		for i := q.head; i != none && st.dropAt(st.slot(i)) <= now; i = q.head {
-			st.removeSlot(i)
+		for i := q.head; i != none && st.dropAt(p.slot(i)) <= now; i = q.head {
+			p.remove(i)
 		}
 	}
 	st.arm()
-	st.mu.Unlock()
+	p.mu.Unlock()
 }
 
 // arm makes the timer fire at the earliest deadline, if it is not armed for
-// it already. The caller holds the lock (the queues' heads).
+// it already. The caller holds the policy's mutex (the queues' heads).
 func (st *store[K, V]) arm() {
 	if st.closed {
 		return
 	}
+	p := st.pol
 	var next time.Duration
 	found := false
 	for _, q := range [...]*queue{&st.vals, &st.errq} {
 		if q.head != none {
-			if d := st.dropAt(st.slot(q.head)); !found || d < next {
+			if d := st.dropAt(p.slot(q.head)); !found || d < next {
 				next, found = d, true
 			}
 		}
@@ -642,11 +577,12 @@ func (st *store[K, V]) arm() {
 	}
 }
 
-// armFor makes the timer fire at next at the latest (shard actor only). A
-// new result needs no more: the queues' heads are no later than it within
-// its kind, and a head that has left since the timer was armed only makes
-// it fire early, when expire arms it again. So keep reads no other slot
-// than its own (an expiry queue's head is the coldest slot of its store).
+// armFor makes the timer fire at d at the latest (the caller holds the
+// policy's mutex). A new result needs no more: the queues' heads are no
+// later than it within its kind, and a head that has left since the timer
+// was armed only makes it fire early, when expire arms it again. So keep
+// reads no other slot than its own (an expiry queue's head is the coldest
+// slot of its store).
 func (st *store[K, V]) armFor(next time.Duration) {
 	if st.closed || (st.armed && st.armedAt <= next) {
 		return
@@ -662,55 +598,70 @@ func (st *store[K, V]) armFor(next time.Duration) {
 	st.timer.Reset(d)
 }
 
-// close drops every entry, the slab with them, and stops the timer (shard
-// actor only).
+// close drops every entry and stops the timer (shard actor only). It
+// clears the store's map and queues at once rather than removing entry by
+// entry: each slot is only unlinked from the ring, cleared and freed.
 func (st *store[K, V]) close() {
 	st.closed = true
 	if st.timer != nil {
 		st.timer.Stop()
 	}
+	p := st.pol
+	p.mu.Lock()
 	st.mu.Lock()
 	n := int64(len(st.entries))
+	for _, i := range st.entries {
+		p.unlink(i)
+		e := p.slot(i)
+		var zk K
+		var zv V
+		e.key, e.val, e.store, e.isErr = zk, zv, none, false
+		e.older, e.newer = none, none
+		p.free = append(p.free, i)
+	}
 	clear(st.entries)
 	clear(st.errs)
-	st.drop()
-	st.n.Store(0)
+	st.vals, st.errq = queue{none, none}, queue{none, none}
 	st.mu.Unlock()
-	st.pol.count.Add(-n)
+	if n > 0 && p.count.Add(-n) == 0 {
+		p.dir.Store(nil) // as in remove: memory returns with the last result
+		p.made, p.free = 0, nil
+	}
+	p.mu.Unlock()
 }
 
 // queue is a store's slots of one kind in the order they were retained,
 // which is their deadline order: a doubly linked list through the slots.
 type queue struct{ head, tail int32 }
 
-// push appends slot i to q (the caller holds the write lock).
-func (st *store[K, V]) push(q *queue, i int32) {
-	e := st.slot(i)
+// push appends slot i to q (the caller holds p.mu).
+func (p *policy[K, V]) push(q *queue, i int32) {
+	e := p.slot(i)
 	e.older, e.newer = q.tail, none
 	if q.tail != none {
-		st.slot(q.tail).newer = i
+		p.slot(q.tail).newer = i
 	} else {
 		q.head = i
 	}
 	q.tail = i
 }
 
-// unqueue takes slot i out of q (the caller holds the write lock). Taking out the
+// unqueue takes slot i out of q (the caller holds p.mu). Taking out the
 // head, which is what expiry and CLOCK's eviction of the oldest result do,
 // touches no other slot: the head's older link is never read, so it is
 // left pointing at the slot taken out before it. Every other slot's older
 // link is valid, since a slot once at the head stays there until it leaves.
-func (st *store[K, V]) unqueue(q *queue, i int32) {
-	e := st.slot(i)
+func (p *policy[K, V]) unqueue(q *queue, i int32) {
+	e := p.slot(i)
 	if q.head == i {
 		q.head = e.newer
 		if e.newer == none {
 			q.tail = none
 		}
 	} else {
-		st.slot(e.older).newer = e.newer
+		p.slot(e.older).newer = e.newer
 		if e.newer != none {
-			st.slot(e.newer).older = e.older
+			p.slot(e.newer).older = e.older
 		} else {
 			q.tail = e.older
 		}
