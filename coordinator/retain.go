@@ -507,7 +507,9 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 		e.refreshAt = addSat(now, st.cfg.RefreshAhead)
 	}
 	e.store, e.isErr = st.id, err != nil
-	e.flags.Store(0)
+	if e.flags.Load() != 0 { // a load, not a write, for the usual unmarked victim's slot
+		e.flags.Store(0)
+	}
 	st.mu.Lock()
 	st.entries[key] = i
 	if replace && p.slot(old).isErr {
