@@ -36,6 +36,20 @@ import (
 // nothing of the store refers to it any more: the memory of retained results
 // is bounded by WithMaxEntries, not by the keys seen within a TTL.
 //
+// A miss's cost: the caller's look-up (the read lock and one probe of the
+// map; the clock is read only when the key has an entry), the shard's
+// second look-up when the join arrives (the result may have been retained
+// since), and keep: the policy's mutex, a probe for a result to replace,
+// the insert under the store's write lock and, at the bound, the victim's
+// delete from its store's map, the one access to memory the miss has not
+// touched already. keep reads no other slot than the victim's (the slot it
+// reuses), its ring neighbours and its store's queue tail: taking a queue's
+// head out leaves the next slot alone, and the timer is armed from the new
+// slot's own deadline. A policy per store (its own slab, ring and lock, an
+// atomic count across stores) was measured against the one mutex and gave
+// no clear gain on two cores; the shared mutex is held for well under a
+// microsecond per retained result.
+//
 // Expiry: every result of one kind (a value, an error) lives for the same
 // TTL, so entries expire in the order they were retained: each shard keeps
 // one queue per kind (a doubly linked list: O(1) to add, to expire and to
