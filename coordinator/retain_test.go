@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 )
 
 // The retained store's invariants, checked after every operation of a
@@ -182,4 +184,31 @@ func TestStoreArmsForTheEarliestDeadline(t *testing.T) {
 			t.Fatal("the value was dropped with the error")
 		}
 	})
+}
+
+// With a key and a value free of pointers, a slot holds none, so the
+// collector does not scan the slab (a chunk of slots is a noscan object)
+// however many results are retained; and a slot of word-sized key and
+// value fits one cache line, which a miss at the bound touches once for
+// its victim. A field that adds a pointer, or grows the slot past 64
+// bytes, fails here.
+func TestSlotLayout(t *testing.T) {
+	if n := unsafe.Sizeof(slot[uint64, int]{}); n > 64 {
+		t.Errorf("a slot is %d bytes, want at most 64", n)
+	}
+	var walk func(reflect.Type, string)
+	walk = func(ty reflect.Type, path string) {
+		switch ty.Kind() {
+		case reflect.Pointer, reflect.UnsafePointer, reflect.Map, reflect.Slice, reflect.String,
+			reflect.Interface, reflect.Chan, reflect.Func:
+			t.Errorf("%s is a %v: the collector would scan every slot", path, ty.Kind())
+		case reflect.Struct:
+			for i := range ty.NumField() {
+				walk(ty.Field(i).Type, path+"."+ty.Field(i).Name)
+			}
+		case reflect.Array:
+			walk(ty.Elem(), path+"[]")
+		}
+	}
+	walk(reflect.TypeFor[slot[uint64, int]](), "slot")
 }
