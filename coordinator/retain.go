@@ -36,6 +36,20 @@ import (
 // nothing of the store refers to it any more: the memory of retained results
 // is bounded by WithMaxEntries, not by the keys seen within a TTL.
 //
+// A miss's cost: the caller's look-up (the read lock and one probe of the
+// map; the clock is read only when the key has an entry), the shard's
+// second look-up when the join arrives (the result may have been retained
+// since), and keep: the policy's mutex, a probe for a result to replace,
+// the insert under the store's write lock and, at the bound, the victim's
+// delete from its store's map, the one access to memory the miss has not
+// touched already. keep reads no other slot than the victim's (the slot it
+// reuses), its ring neighbours and its store's queue tail: taking a queue's
+// head out leaves the next slot alone, and the timer is armed from the new
+// slot's own deadline. A policy per store (its own slab, ring and lock, an
+// atomic count across stores) was measured against the one mutex and gave
+// no clear gain on two cores; the shared mutex is held for well under a
+// microsecond per retained result.
+//
 // Expiry: every result of one kind (a value, an error) lives for the same
 // TTL, so entries expire in the order they were retained: each shard keeps
 // one queue per kind (a doubly linked list: O(1) to add, to expire and to
@@ -94,18 +108,46 @@ type slot[K comparable, V any] struct {
 	refreshAt time.Duration // since epoch; 0: never refreshed ahead
 
 	prev, next   int32  // the policy's CLOCK ring
-	older, newer int32  // its store's expiry queue of its kind
+	older, newer int32  // its store's expiry queue of its kind (older: not kept up to date at the queue's head)
 	store        int32  // the store whose map holds it; none: free
 	gen          uint32 // names the result the slot holds: unique across reuses
 	isErr        bool   // the result is an error, in its store's errs
 
-	// refreshing is claimed by the hit that starts the slot's refresh and
-	// never released once the refresh has run: each retained result is
-	// refreshed at most once (a failed refresh is not retried on every hit;
-	// the result is served until its TTL). It is released only when no
-	// refresh started (see shard.refresh).
-	refreshing atomic.Bool
-	used       atomic.Bool // CLOCK's reference mark, set by hits
+	// flags holds CLOCK's reference mark (flagUsed, set by hits, cleared by
+	// the hand) and the refresh claim (flagRefreshing), in one word so that
+	// a new result resets both with one store. The claim is taken by the
+	// hit that starts the slot's refresh and never released once the
+	// refresh has run: each retained result is refreshed at most once (a
+	// failed refresh is not retried on every hit; the result is served
+	// until its TTL). It is released only when no refresh started (see
+	// shard.refresh).
+	flags atomic.Uint32
+}
+
+const (
+	flagUsed       = 1 << iota // CLOCK's reference mark
+	flagRefreshing             // the result's refresh is claimed
+)
+
+// mark sets e's CLOCK reference mark, unless it is set already (a load
+// then, not a write: hits on a hot result do not bounce its cache line).
+func (e *slot[K, V]) mark() {
+	if e.flags.Load()&flagUsed == 0 {
+		e.flags.Or(flagUsed)
+	}
+}
+
+// claim takes e's refresh claim; false if it is taken already.
+func (e *slot[K, V]) claim() bool {
+	for {
+		f := e.flags.Load()
+		if f&flagRefreshing != 0 {
+			return false
+		}
+		if e.flags.CompareAndSwap(f, f|flagRefreshing) {
+			return true
+		}
+	}
 }
 
 // policy is what the stores of one coordinator share: the slab, the entry
@@ -217,18 +259,19 @@ func (p *policy[K, V]) victim() int32 {
 			return none
 		}
 		e := p.slot(p.hand)
-		if !e.used.Load() {
+		if e.flags.Load()&flagUsed == 0 {
 			return p.hand
 		}
-		e.used.Store(false)
+		e.flags.And(^uint32(flagUsed))
 		p.hand = e.next
 	}
 	return p.hand
 }
 
-// remove takes slot i out of its store's map, the ring, its queue and the
-// count, and frees it. The caller holds p.mu.
-func (p *policy[K, V]) remove(i int32) {
+// evict takes slot i out of its store's map, the ring and its queue, and
+// frees it, leaving the count as it is: for a result that takes its place.
+// The caller holds p.mu.
+func (p *policy[K, V]) evict(i int32) {
 	e := p.slot(i)
 	st := p.stores[e.store]
 	st.mu.Lock()
@@ -238,6 +281,12 @@ func (p *policy[K, V]) remove(i int32) {
 	}
 	st.mu.Unlock()
 	p.release(i)
+}
+
+// remove takes slot i out of its store's map, the ring, its queue and the
+// count, and frees it. The caller holds p.mu.
+func (p *policy[K, V]) remove(i int32) {
+	p.evict(i)
 	if p.count.Add(-1) == 0 {
 		// No entry left: drop the slab, so that memory returns once every
 		// result has expired (an idle coordinator holds no per-key memory).
@@ -317,24 +366,23 @@ type hitResult[V any] struct {
 	gen     uint32
 }
 
-// lookup returns key's result if it holds one still valid at now, and, if
-// claim is set, claims its refresh if it is due (at most one refresh of a
-// result, ever). Any goroutine may call it.
-func (st *store[K, V]) lookup(key K, now time.Duration, claim bool) (h hitResult[V], ok bool) {
+// find returns key's result if it holds one still valid now, and, if claim
+// is set, claims its refresh if it is due (at most one refresh of a result,
+// ever). It reads the clock only when key has an entry: a miss costs the
+// read lock and the map look-up alone. Any goroutine may call it.
+func (st *store[K, V]) find(key K, claim bool) (h hitResult[V], ok bool) {
 	st.mu.RLock()
 	i, found := st.entries[key]
 	if found {
 		e := st.pol.slot(i)
+		now := since()
 		if ok = now < e.expires; ok {
 			h.val, h.i, h.gen = e.val, i, e.gen
 			if e.isErr {
 				h.err = st.errs[i]
 			}
-			if !e.used.Load() {
-				e.used.Store(true)
-			}
-			h.refresh = claim && e.refreshAt != 0 && now >= e.refreshAt && !e.refreshing.Load() &&
-				e.refreshing.CompareAndSwap(false, true)
+			e.mark()
+			h.refresh = claim && e.refreshAt != 0 && now >= e.refreshAt && e.claim()
 		}
 	}
 	st.mu.RUnlock()
@@ -348,7 +396,7 @@ func (st *store[K, V]) unclaim(i int32, gen uint32) {
 	p.mu.Lock()
 	if p.holds(i) {
 		if e := p.slot(i); e.gen == gen && e.store == st.id {
-			e.refreshing.Store(false)
+			e.flags.And(^uint32(flagRefreshing))
 		}
 	}
 	p.mu.Unlock()
@@ -428,9 +476,7 @@ func (st *store[K, V]) peek(key K, h held, now time.Duration) (val V, err error,
 				if e.isErr {
 					err = st.errs[i]
 				}
-				if !e.used.Load() {
-					e.used.Store(true)
-				}
+				e.mark()
 			case !e.isErr && now < st.dropAt(e):
 				val, stale = e.val, true
 			}
@@ -459,9 +505,11 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 	p := st.pol
 	p.mu.Lock()
 	old, replace := st.entries[key] // every writer of the map holds p.mu
+	evicted := false
 	if !replace && p.count.Load() >= p.max {
 		if v := p.victim(); v != none {
-			p.remove(v)
+			p.evict(v) // the new result takes its place in the count
+			evicted = true
 		}
 	}
 	i := p.alloc()
@@ -473,8 +521,9 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 		e.refreshAt = addSat(now, st.cfg.RefreshAhead)
 	}
 	e.store, e.isErr = st.id, err != nil
-	e.refreshing.Store(false)
-	e.used.Store(false)
+	if e.flags.Load() != 0 { // a load, not a write, for the usual unmarked victim's slot
+		e.flags.Store(0)
+	}
 	st.mu.Lock()
 	st.entries[key] = i
 	if replace && p.slot(old).isErr {
@@ -486,12 +535,12 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 	st.mu.Unlock()
 	if replace {
 		p.release(old)
-	} else {
+	} else if !evicted {
 		p.count.Add(1)
 	}
 	p.link(i)
 	p.push(st.queue(e.isErr), i)
-	st.arm()
+	st.armFor(st.dropAt(e))
 	h := nameOf(i, e.gen)
 	p.mu.Unlock()
 	return h
@@ -539,7 +588,19 @@ func (st *store[K, V]) arm() {
 			}
 		}
 	}
-	if !found || (st.armed && st.armedAt <= next) {
+	if found {
+		st.armFor(next)
+	}
+}
+
+// armFor makes the timer fire at d at the latest (the caller holds the
+// policy's mutex). A new result needs no more: the queues' heads are no
+// later than it within its kind, and a head that has left since the timer
+// was armed only makes it fire early, when expire arms it again. So keep
+// reads no other slot than its own (an expiry queue's head is the coldest
+// slot of its store).
+func (st *store[K, V]) armFor(next time.Duration) {
+	if st.closed || (st.armed && st.armedAt <= next) {
 		return
 	}
 	st.armed = true
@@ -553,7 +614,9 @@ func (st *store[K, V]) arm() {
 	st.timer.Reset(d)
 }
 
-// close drops every entry and stops the timer (shard actor only).
+// close drops every entry and stops the timer (shard actor only). It
+// clears the store's map and queues at once rather than removing entry by
+// entry: each slot is only unlinked from the ring, cleared and freed.
 func (st *store[K, V]) close() {
 	st.closed = true
 	if st.timer != nil {
@@ -561,8 +624,24 @@ func (st *store[K, V]) close() {
 	}
 	p := st.pol
 	p.mu.Lock()
+	st.mu.Lock()
+	n := int64(len(st.entries))
 	for _, i := range st.entries {
-		p.remove(i)
+		p.unlink(i)
+		e := p.slot(i)
+		var zk K
+		var zv V
+		e.key, e.val, e.store, e.isErr = zk, zv, none, false
+		e.older, e.newer = none, none
+		p.free = append(p.free, i)
+	}
+	clear(st.entries)
+	clear(st.errs)
+	st.vals, st.errq = queue{none, none}, queue{none, none}
+	st.mu.Unlock()
+	if n > 0 && p.count.Add(-n) == 0 {
+		p.dir.Store(nil) // as in remove: memory returns with the last result
+		p.made, p.free = 0, nil
 	}
 	p.mu.Unlock()
 }
@@ -583,18 +662,25 @@ func (p *policy[K, V]) push(q *queue, i int32) {
 	q.tail = i
 }
 
-// unqueue takes slot i out of q (the caller holds p.mu).
+// unqueue takes slot i out of q (the caller holds p.mu). Taking out the
+// head, which is what expiry and CLOCK's eviction of the oldest result do,
+// touches no other slot: the head's older link is never read, so it is
+// left pointing at the slot taken out before it. Every other slot's older
+// link is valid, since a slot once at the head stays there until it leaves.
 func (p *policy[K, V]) unqueue(q *queue, i int32) {
 	e := p.slot(i)
-	if e.older != none {
-		p.slot(e.older).newer = e.newer
-	} else {
+	if q.head == i {
 		q.head = e.newer
-	}
-	if e.newer != none {
-		p.slot(e.newer).older = e.older
+		if e.newer == none {
+			q.tail = none
+		}
 	} else {
-		q.tail = e.older
+		p.slot(e.older).newer = e.newer
+		if e.newer != none {
+			p.slot(e.newer).older = e.older
+		} else {
+			q.tail = e.older
+		}
 	}
 	e.older, e.newer = none, none
 }

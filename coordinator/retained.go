@@ -31,7 +31,7 @@ func IsExpire(msg any) bool { _, ok := msg.(expireMsg); return ok }
 // claims its refresh-ahead if one is due (at most one per retained
 // result): refresh then asks the caller to start it. Any goroutine.
 func (r *Retained[K, V]) Hit(shard int, key K) (val V, err error, refresh, ok bool) {
-	h, ok := r.stores[shard].lookup(key, since(), true)
+	h, ok := r.stores[shard].find(key, true)
 	return h.val, h.err, h.refresh, ok
 }
 

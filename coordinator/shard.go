@@ -169,7 +169,7 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 	}
 	if s.store != nil && !s.env.Closed && cl.w.Ctx.Err() == nil {
 		// The result may have been retained since the caller looked.
-		if h, ok := s.store.lookup(cl.key, since(), false); ok {
+		if h, ok := s.store.find(cl.key, false); ok {
 			s.stats.Hits.Add(1)
 			if t := s.c.cfg.Tracer; t != nil { // tracing hook
 				t.Hit(cl.w.Ctx)
@@ -328,7 +328,7 @@ func (s *shard[K, V, R]) postInternal(msg any) {
 // WithRefreshAhead starts one background refresh of the key with the
 // caller's fn and ctx values.
 func (s *shard[K, V, R]) hit(ctx context.Context, key K, fn func(context.Context) (V, error)) (val V, err error, ok bool) {
-	h, ok := s.store.lookup(key, since(), true)
+	h, ok := s.store.find(key, true)
 	if !ok || s.api.Closed() {
 		return val, nil, false // after Close, the call goes on to be refused
 	}

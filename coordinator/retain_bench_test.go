@@ -1,0 +1,112 @@
+package coordinator
+
+import (
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkStore is the retained store on its own, on one goroutine, at
+// the steady state of a long-lived store: 100,000 results of 8 stores
+// retained, every keep of a fresh key evicting one (keep), and a look-up
+// of a key that has none (find), the caller's half of a miss; miss is
+// both, as a miss does them.
+func BenchmarkStore(b *testing.B) {
+	const shards, max = 8, 100_000
+	cfg := &RetainConfig{TTL: time.Hour, MaxEntries: max}
+	mk := func() ([]*store[uint64, int], func()) {
+		pol := newPolicy[uint64, int](max)
+		sts := make([]*store[uint64, int], shards)
+		for i := range sts {
+			sts[i] = newStore[uint64, int](cfg, pol, func(any) {})
+		}
+		for k := range uint64(max) {
+			sts[k%shards].keep(k, 1, nil)
+		}
+		return sts, func() {
+			for _, st := range sts {
+				st.close()
+			}
+		}
+	}
+	b.Run("keep", func(b *testing.B) {
+		sts, done := mk()
+		defer done()
+		k := uint64(max)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			sts[k%shards].keep(k, 1, nil)
+			k++
+		}
+	})
+	b.Run("miss", func(b *testing.B) { // a miss's look-up, then its result retained
+		sts, done := mk()
+		defer done()
+		k := uint64(max)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			st := sts[k%shards]
+			if _, ok := st.find(k, false); ok {
+				b.Fatal("a hit")
+			}
+			st.keep(k, 1, nil)
+			k++
+		}
+	})
+	b.Run("find", func(b *testing.B) {
+		sts, done := mk()
+		defer done()
+		k := uint64(max)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if _, ok := sts[k%shards].find(k*0x9e3779b97f4a7c15, false); ok {
+				b.Fatal("a hit")
+			}
+			k++
+		}
+	})
+}
+
+// BenchmarkStoreParallel is keep on every processor at once, each
+// goroutine on stores of its own (a store is written by its shard only,
+// one message at a time), at the same steady state as BenchmarkStore: what
+// the stores share is all that makes them wait for each other.
+func BenchmarkStoreParallel(b *testing.B) {
+	const shards, max = 8, 100_000
+	cfg := &RetainConfig{TTL: time.Hour, MaxEntries: max}
+	pol := newPolicy[uint64, int](max)
+	sts := make([]*store[uint64, int], shards)
+	for i := range sts {
+		sts[i] = newStore[uint64, int](cfg, pol, func(any) {})
+	}
+	for k := range uint64(max) {
+		sts[k%shards].keep(k, 1, nil)
+	}
+	defer func() {
+		for _, st := range sts {
+			st.close()
+		}
+	}()
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		g := next.Add(1) - 1 // goroutine g keeps into stores g, g+n, ...: never one another's
+		n := uint64(runtime.GOMAXPROCS(0))
+		own := []*store[uint64, int]{}
+		for i := g; i < shards; i += n {
+			own = append(own, sts[i])
+		}
+		k := uint64(max) + g<<40
+		for pb.Next() {
+			if len(own) > 0 {
+				own[k%uint64(len(own))].keep(k, 1, nil)
+			}
+			k++
+		}
+	})
+}
