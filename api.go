@@ -176,12 +176,16 @@ type config struct {
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
+	privateCtx     bool                                // hooks.PrivateCtx
 	panicErr       func(value any, stack []byte) error // hooks.PanicErrors; default: a *PanicError
 }
 
 func init() {
 	hooks.ForgetOverlaps = func() any {
 		return optionFunc(func(c *config) { c.forgetOverlaps = true })
+	}
+	hooks.PrivateCtx = func() any {
+		return optionFunc(func(c *config) { c.privateCtx = true })
 	}
 	hooks.PanicErrors = func(mk func(value any, stack []byte) error) any {
 		return optionFunc(func(c *config) { c.panicErr = mk })
@@ -331,6 +335,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		},
 		OnFinish:       onFinish,
 		ForgetOverlaps: cfg.forgetOverlaps,
+		PrivateCtx:     cfg.privateCtx,
 		Retain:         cfg.retain,
 		Attempts:       cfg.attempts,
 		Backoff:        cfg.backoff,

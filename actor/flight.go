@@ -68,6 +68,15 @@ type Env[K comparable, V any] struct {
 	// beside the forgotten one, as x/sync's Forget does (compat/singleflight
 	// sets it); by default it waits for the forgotten fn to return.
 	ForgetOverlaps bool
+	// PrivateCtx says that fn never sees its ctx (compat/singleflight's
+	// adapters ignore it) and that nothing else the engine hands it to
+	// keeps it (no logger, no tracer): a flight's context is then reused
+	// once its owner is retired (see spare), so a distinct key's flight
+	// allocates nothing.
+	PrivateCtx bool
+	// spare holds the contexts of retired first flights for reuse, with
+	// PrivateCtx only, at most maxSpare (owned by the shard actor).
+	spare []*flightCtx
 	// Outcome, when set (WithBreaker, WithStaleIfError), is told whether a
 	// flight still attached to its key failed, as it is answered (before
 	// its waiters are); for a failed one it may return a stale value to
@@ -380,7 +389,14 @@ func (k *Owner[K, V]) newFlight(w *Waiter[K, V]) *Flight[K, V] {
 	// The flight keeps the first caller's values but not its cancellation:
 	// it is cancelled only when every caller has left, on its deadline, or
 	// on Close (see flightCtx.Value).
-	f.ctx = &flightCtx{values: w.Ctx}
+	if n := len(env.spare); n > 0 {
+		f.ctx = env.spare[n-1]
+		env.spare[n-1] = nil
+		env.spare = env.spare[:n-1]
+		f.ctx.values = w.Ctx
+	} else {
+		f.ctx = &flightCtx{values: w.Ctx}
+	}
 	k.traceNew(f) // tracing hook (trace.go)
 	if env.Timeout > 0 {
 		f.ctx.setDeadline(env.Timeout)

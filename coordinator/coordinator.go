@@ -47,6 +47,8 @@ type Config[V, R any] struct {
 	OnFinish func(d time.Duration, callers int)
 	// ForgetOverlaps: see actor.Env.ForgetOverlaps.
 	ForgetOverlaps bool
+	// PrivateCtx: see actor.Env.PrivateCtx.
+	PrivateCtx bool
 	// Retain configures retained results (see retain.go); the zero value
 	// retains nothing.
 	Retain RetainConfig
@@ -136,6 +138,7 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 			OnFinish:   cfg.OnFinish,
 
 			ForgetOverlaps: cfg.ForgetOverlaps,
+			PrivateCtx:     cfg.PrivateCtx,
 			Attempts:       cfg.Attempts,
 			Backoff:        cfg.Backoff,
 			Retryable:      cfg.Retryable,
