@@ -543,7 +543,7 @@ func (cl *call[K, V, R]) answer(val V, err error, shared bool) {
 }
 
 // getCall returns a call for Do from the coordinator's pool. Do recycles its
-// call, with its wake-up channel if the shard gave it one, once answered:
+// call, with its wake-up channel if it had to make one, once answered:
 // the shard no longer refers to it then (a Do waiter is never subscribed,
 // and the flight drops its wake channel when it publishes). Recycling saves
 // the call and the channel allocations per Do (≈ 250 B).
@@ -551,7 +551,7 @@ func (c *Engine[K, V, R]) getCall() *call[K, V, R] {
 	if cl, ok := c.calls.Get().(*call[K, V, R]); ok {
 		return cl
 	}
-	cl := &call[K, V, R]{w: fa.Waiter[K, V]{Wake: make(chan struct{}, 2)}}
+	cl := new(call[K, V, R]) // its wake channel is made if it ever parks (fa.Waiter.Park)
 	cl.node.Msg = cl
 	return cl
 }
