@@ -749,7 +749,12 @@ func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
 		}
 	}
 	f.stopTimer()
-	f.ctx.cancel(ctxCanceled)
+	if !env.PrivateCtx {
+		// Nobody can see a private context end (Env.PrivateCtx): not
+		// ending it spares its lock (6.7% of compat's Do in a CPU profile
+		// of BenchmarkCompat).
+		f.ctx.cancel(ctxCanceled)
+	}
 	f.val, f.err, f.panic = *new(V), nil, nil
 	k.runNext()
 }
