@@ -257,6 +257,7 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 		},
 		OnFinish:       onFinish,
 		ForgetOverlaps: cfg.forgetOverlaps,
+		PrivateCtx:     cfg.privateCtx,
 		Retain:         cfg.retain,
 		Attempts:       cfg.attempts,
 		Backoff:        cfg.backoff,

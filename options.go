@@ -44,6 +44,7 @@ type config struct {
 
 	// For compat/singleflight only, through package hooks.
 	forgetOverlaps bool                                // hooks.ForgetOverlaps
+	privateCtx     bool                                // hooks.PrivateCtx
 	panicErr       func(value any, stack []byte) error // hooks.PanicErrors; default: a *PanicError
 }
 
@@ -87,6 +88,7 @@ const (
 	optMaxWait
 	optMaxConcurrentBatches
 	optForgetOverlaps
+	optPrivateCtx
 	optPanicErrors
 	numOptions
 )
@@ -198,6 +200,7 @@ var rules = [numOptions]rule{
 	optMaxWait:              {name: "WithMaxWait", takes: forBatcher, check: nonNegativeDuration},
 	optMaxConcurrentBatches: {name: "WithMaxConcurrentBatches", takes: forBatcher, check: nonNegativeBound},
 	optForgetOverlaps:       {name: "hooks.ForgetOverlaps", takes: forNew, refused: notForBatcher},
+	optPrivateCtx:           {name: "hooks.PrivateCtx", takes: forNew, refused: notForBatcher},
 	optPanicErrors:          {name: "hooks.PanicErrors", takes: forNew, refused: notForBatcher},
 }
 
@@ -266,6 +269,8 @@ func (o *option) apply(c *config) {
 		c.batch.maxConcurrent = o.n
 	case optForgetOverlaps:
 		c.forgetOverlaps = true
+	case optPrivateCtx:
+		c.privateCtx = true
 	case optPanicErrors:
 		c.panicErr = o.p.(func(any, []byte) error)
 	}
@@ -293,6 +298,7 @@ func (o *option) call() string {
 
 func init() {
 	hooks.ForgetOverlaps = func() any { return &option{id: optForgetOverlaps} }
+	hooks.PrivateCtx = func() any { return &option{id: optPrivateCtx} }
 	hooks.PanicErrors = func(mk func(value any, stack []byte) error) any {
 		return &option{id: optPanicErrors, p: mk, isNil: mk == nil}
 	}

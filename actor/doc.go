@@ -28,6 +28,9 @@
 // worker writes before it posts Done (documented on Flight). Callers touch a
 // Waiter only before posting it and after the shard has signalled it (the
 // signal word, Waiter.Signal and Park, orders the shard's writes before the
-// caller's reads); no caller reads a Flight after it is woken, which is what
-// lets a shard reuse an owner and its first flight (Owner.Recyclable).
+// caller's reads), except for its Wake channel, which a caller makes in Park
+// before it sets the parked bit the shard reads first; no caller reads a
+// Flight after it is woken, which is what lets a shard reuse an owner and
+// its first flight (Owner.Recyclable), and, where fn never sees it
+// (Env.PrivateCtx), the flight's context.
 package actor

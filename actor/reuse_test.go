@@ -164,3 +164,52 @@ func TestFlightContextHidesCallerCancellation(t *testing.T) {
 	assert.Equal(t, context.Canceled, context.Cause(fctx), "fn's ctx ended with its caller's cause")
 	require.NotNil(t, cancelCtxKey, "package context's key was not learnt")
 }
+
+// With Env.PrivateCtx, a retired owner's context is reused by the next
+// flight, reset (even if it was ended): live, the new caller's values, no deadline, and a Done
+// channel of its own (the old one was closed when its flight ended).
+// Without it, every flight gets a context of its own.
+func TestPrivateCtxReuse(t *testing.T) {
+	for _, private := range []bool{false, true} {
+		s := newShardStub(t)
+		s.env.PrivateCtx = private
+		type key struct{}
+		// Cancellable: fn goes to a worker.
+		ctxA, cancelA := context.WithCancel(context.WithValue(context.Background(), key{}, "a"))
+		defer cancelA()
+		ctxB, cancelB := context.WithCancel(context.WithValue(context.Background(), key{}, "b"))
+		defer cancelB()
+		k := NewOwner("a", &s.env)
+		wa := &Waiter[string, int]{Ctx: ctxA, Fn: fnReturning(1), Wake: make(chan struct{}, 2)}
+		k.Join(wa)
+		require.NoError(t, wa.Err)
+		first := wa.Flight.ctx
+		doneA := first.Done()
+		s.done(t, k)
+		if private {
+			// Retire does not end a private context (nobody could see it);
+			// abandoning or closing a flight does: end it as they would.
+			first.cancel(ctxCanceled)
+		}
+		require.Error(t, first.Err(), "the flight's context ended")
+		require.True(t, k.Recyclable())
+		k.Recycle()
+
+		k2 := NewOwner("b", &s.env) // another owner of the shard: the context may travel
+		wb := &Waiter[string, int]{Ctx: ctxB, Fn: fnReturning(2), Wake: make(chan struct{}, 2)}
+		k2.Join(wb)
+		c := wb.Flight.ctx
+		assert.Equal(t, private, c == first, "PrivateCtx %v: the context reused", private)
+		assert.NoError(t, c.Err(), "the new flight's context is live")
+		assert.Equal(t, "b", c.Value(key{}), "the new caller's values")
+		_, hasDeadline := c.Deadline()
+		assert.False(t, hasDeadline)
+		select {
+		case <-c.Done():
+			t.Error("the new flight's Done is closed")
+		default:
+		}
+		assert.NotEqual(t, doneA, c.Done(), "a Done channel of its own")
+		s.done(t, k2)
+	}
+}

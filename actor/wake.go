@@ -48,6 +48,11 @@ func (w *Waiter[K, V]) Park(n uint32) bool {
 		if s&countMask >= n {
 			return false
 		}
+		if w.Wake == nil {
+			// Before the parked bit: the shard reads Wake once it sees the
+			// bit (the compare-and-swap orders this write before).
+			w.Wake = make(chan struct{}, 2)
+		}
 		if w.sig.st.CompareAndSwap(s, s|parked) {
 			return true
 		}

@@ -60,7 +60,13 @@ var testHookReceive func(msg any)
 // every waiter answered with a *PanicError and loses its flights, so it is
 // usable again at once; every other key is untouched; the shard goes on
 // serving — protoactor's Resume directive, applied to one key.
-func (s *shard[K, V, R]) Receive(ctx actor.Context) { s.handle(ctx.Message()) }
+func (s *shard[K, V, R]) Receive(ctx actor.Context) {
+	msg := ctx.Message()
+	if _, ok := msg.(*actor.Stopped); ok {
+		defer close(s.stopped) // even if handling it faults: Close waits for it
+	}
+	s.handle(msg)
+}
 
 // handle handles one message: the mailbox's Handle for the messages posted
 // directly, and Receive's body for protoactor's. It is kept small, with the
@@ -69,9 +75,6 @@ func (s *shard[K, V, R]) Receive(ctx actor.Context) { s.handle(ctx.Message()) }
 // caller grow its stack (measured: a fifth of a 10,000-caller stampede's
 // CPU went to copying stacks).
 func (s *shard[K, V, R]) handle(msg any) {
-	if _, ok := msg.(*actor.Stopped); ok {
-		defer close(s.stopped) // even if handling it faults: Close waits for it
-	}
 	defer func() {
 		if r := recover(); r != nil {
 			s.fault(msg, r, debug.Stack())
@@ -164,6 +167,26 @@ func (s *shard[K, V, R]) finished() {
 }
 
 func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
+	if (s.store != nil || s.brk != nil || cl.ch != nil) && s.joinRare(cl) {
+		return
+	}
+	k := s.owner(cl.key)
+	k.Join(&cl.w)
+	if cl.anchor != nil {
+		s.anchor = cl.anchor
+		cl.anchor = nil
+	}
+	s.retireIfIdle(k) // a refused first caller leaves the key empty
+	s.replyTo(cl)
+}
+
+// joinRare is the part of join that most calls skip: a DoChan call's
+// backlog count, a retained result, an open breaker. It reports
+// whether it answered the call. Apart from join, and not inlined, to keep
+// join's frame small (see Engine.Do).
+//
+//go:noinline
+func (s *shard[K, V, R]) joinRare(cl *call[K, V, R]) bool {
 	if cl.ch != nil && s.c.backlog > 0 {
 		s.pending.Add(-1)
 	}
@@ -176,21 +199,14 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 			}
 			cl.answer(h.val, h.err, true)
 			s.replyTo(cl)
-			return
+			return true
 		}
 	}
 	if s.brk != nil && !s.env.Closed && cl.w.Ctx.Err() == nil && s.ownRefused(cl) {
 		s.replyTo(cl)
-		return
+		return true
 	}
-	k := s.owner(cl.key)
-	k.Join(&cl.w)
-	if cl.anchor != nil {
-		s.anchor = cl.anchor
-		cl.anchor = nil
-	}
-	s.retireIfIdle(k) // a refused first caller leaves the key empty
-	s.replyTo(cl)
+	return false
 }
 
 // replyTo tells a Do caller that its join was handled: its first signal

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"testing"
 	"unsafe"
 
@@ -21,5 +22,22 @@ func TestCallSize(t *testing.T) {
 func TestOwnerSize(t *testing.T) {
 	if n := unsafe.Sizeof(fa.Owner[string, int]{}); n > 256 {
 		t.Errorf("an owner is %d bytes, want at most 256", n)
+	}
+}
+
+// TestNoWakeChannelUnlessParked: a Do that never has to park (its own post
+// handles its join, and fn runs on its goroutine) makes no wake channel,
+// 96 bytes that every key in flight held (BenchmarkInFlight). (A caller
+// that parks makes one before it says so: the shard's token would
+// otherwise go to a nil channel and hang it, as every stampede test would
+// show.)
+func TestNoWakeChannelUnlessParked(t *testing.T) {
+	c := newTest(t, 0)
+	fn := func(context.Context) (string, error) { return "v", nil }
+	if _, _, err := c.Do(context.Background(), "a", fn); err != nil {
+		t.Fatal(err)
+	}
+	if cl := c.getCall(); cl.w.Wake != nil {
+		t.Error("a call that never parked has a wake channel")
 	}
 }

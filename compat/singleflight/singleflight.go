@@ -175,6 +175,7 @@ func (a *adapter) release() {
 var engine = sync.OnceValue(func() *flight.Coordinator[groupKey, interface{}] {
 	return flight.New[groupKey, interface{}](
 		hooks.ForgetOverlaps().(flight.Option),
+		hooks.PrivateCtx().(flight.Option),
 		hooks.PanicErrors(newPanicError).(flight.Option))
 })
 

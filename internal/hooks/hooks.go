@@ -14,6 +14,15 @@ import "go.opentelemetry.io/otel/trace"
 // compat/singleflight needs x/sync's behaviour.
 var ForgetOverlaps func() any
 
+// PrivateCtx returns a flight.Option (as any) that tells the coordinator
+// its functions never see the context they are given (package
+// compat/singleflight's adapters call an x/sync function, which takes
+// none), so nothing outside the engine can keep a flight's context once
+// the flight has ended: the engine then reuses those contexts, and a
+// distinct key's flight allocates nothing. It must not be combined with
+// WithLogger or WithTracerProvider, which hand the context to user code.
+var PrivateCtx func() any
+
 // PanicErrors returns a flight.Option (as any) under which the error every
 // waiter of a panicked flight gets is made by mk instead of being a
 // *flight.PanicError: package compat/singleflight panics in every Do caller
