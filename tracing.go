@@ -64,14 +64,21 @@ const TracerName = tracing.ScopeName
 // (sdktrace.WithBatcher), as the SDK advises for production; a synchronous
 // exporter would hold up the shard's other keys while it exports.
 //
-// Cost: with an always-sampling SDK provider, an execution costs one span
-// with three attributes and a 64-byte record more, 5 allocations; on the
-// distinct-key workload a traced flight measured a median 2.0× the wall
-// time of a bare span start and end (single runs 1.6–3.9× on a loaded
-// 2-core machine) and 2.2× its CPU time (bench/: BenchmarkTracing). The
-// SDK sets the floor: the untraced flight is about 0.7 of a bare span and
-// the SDK's work on the three attributes about 0.4; the record is about
-// 5% of the span's cost.
+// Cost: with an always-sampling SDK provider, an execution costs the SDK's
+// span with its three attributes, 4 allocations, and nothing of flight's
+// own: fn's context takes its values from the context the SDK's Start
+// returns (a 64-byte record is kept only by a flight with WithRetry, or
+// one that a caller with a span joins before its execution starts). On
+// the distinct-key workload (bench/: BenchmarkTracing) a traced flight
+// measured a median 2.1x the CPU time of a bare span start and end with
+// the same provider, and 2.5x its wall time: the target of 2x is not met.
+// The SDK sets the floor: the untraced flight is about 0.4 of a bare span
+// in CPU time and a span with the three attributes about 1.4 (the
+// attributes' cost is mostly the garbage collector's), so 1.8x before
+// anything else; flight's tracing code itself is below the resolution of
+// a CPU profile. In wall time a processor is idle about a quarter of the
+// time, most likely because the span is started and ended on the shard's
+// goroutine, where the shard's other callers wait for it.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *config) {
 		if tp == nil {
