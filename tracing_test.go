@@ -177,6 +177,7 @@ func TestTraceLinksLaterCallers(t *testing.T) {
 	assert.ElementsMatch(t, []trace.SpanID{idOf(aSpan), idOf(leaverSpan), idOf(bSpan)}, linked(runs[0]),
 		"each distinct caller span once; the leaver too")
 	assert.Equal(t, int64(7), intAttr(t, runs[0], tracing.Callers))
+	assert.Zero(t, tracing.LiveLinks(), "the links of an ended span are dropped")
 }
 
 // 1,000 callers, each with its own span: 128 links, flight.callers 1,000.
@@ -227,7 +228,101 @@ func TestTraceThousandCallers(t *testing.T) {
 		assert.False(t, seen[id], "each caller once, never the parent")
 		seen[id] = true
 	}
+	assert.Zero(t, tracing.LiveLinks(), "the links of an ended span are dropped")
 }
+
+// A flight that waits for the key's fn (the flight before it was
+// forgotten) keeps the callers that join it meanwhile: its span, when its
+// execution starts, is a child of its first caller's span and links them,
+// and a caller who joins while it runs, each once.
+func TestTraceJoinBeforeStart(t *testing.T) {
+	x := newTraced(t)
+	c := newC[int](t, flight.WithTracerProvider(x.tp))
+	releaseOld, oldStarted := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 8)
+	do := func(ctx context.Context, fn flight.Func[int]) {
+		go func() { _, _, err := c.Do(ctx, "k", fn); done <- err }()
+	}
+	old, oldSpan := x.caller("old")
+	do(old, func(context.Context) (int, error) { close(oldStarted); <-releaseOld; return 0, nil })
+	<-oldStarted
+	c.Forget("k")
+
+	release, started := make(chan struct{}), make(chan struct{})
+	fn := func(context.Context) (int, error) { close(started); <-release; return 1, nil }
+	first, firstSpan := x.caller("first")
+	do(first, fn) // waits for the forgotten flight's fn
+	wait.Until(t, "the waiting flight", func() bool { return c.Stats().Waiters == 2 })
+	early, earlySpan := x.caller("early")
+	do(early, fn)
+	do(first, fn) // the parent's span: no link
+	do(early, fn) // linked once
+	wait.Until(t, "3 joins", func() bool { return c.Stats().Joins == 3 })
+	close(releaseOld)
+	<-started
+	late, lateSpan := x.caller("late")
+	do(late, fn)
+	do(early, fn)
+	wait.Until(t, "5 joins", func() bool { return c.Stats().Joins == 5 })
+	close(release)
+	for range 7 {
+		require.NoError(t, wait.Recv(t, done))
+	}
+	for _, sp := range []trace.Span{oldSpan, firstSpan, earlySpan, lateSpan} {
+		sp.End()
+	}
+
+	runs := x.ended(tracing.RunSpan)
+	require.Len(t, runs, 2)
+	assert.Equal(t, idOf(oldSpan), runs[0].Parent().SpanID())
+	assert.Empty(t, runs[0].Links())
+	run := runs[1]
+	assert.Equal(t, idOf(firstSpan), run.Parent().SpanID(), "a child of its own first caller's span")
+	assert.Equal(t, []trace.SpanID{idOf(earlySpan), idOf(lateSpan)}, linked(run),
+		"the callers before its start, then those during it, each once")
+	assert.Equal(t, int64(6), intAttr(t, run, tracing.Callers))
+	assert.Zero(t, tracing.LiveLinks())
+}
+
+// A traced flight allocates only what the SDK allocates for its span (the
+// span, the context its Start returns, the snapshot of its end for the
+// span processors, the slice of its attributes) more than an untraced one:
+// flight keeps no record of its own for a flight that runs once.
+func TestTraceAllocs(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("with -race, the SDK's attribute slice costs two allocations (slices.Grow) and sync.Pool drops entries")
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(nopProcessor{}))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	flights := func(c *flight.Coordinator[int, int]) float64 {
+		next := 0
+		for range 2000 { // warm: the owners reused, the maps at their size
+			next++
+			_, _, _ = c.Do(ctx, next, fn)
+		}
+		return testing.AllocsPerRun(2000, func() {
+			next++
+			if _, shared, _ := c.Do(ctx, next, fn); shared {
+				panic("a fresh key was shared")
+			}
+		})
+	}
+	untraced := flights(newCInt(t, flight.WithShards(1)))
+	traced := flights(newCInt(t, flight.WithShards(1), flight.WithTracerProvider(tp)))
+	t.Logf("allocations per flight: %.2f untraced, %.2f traced", untraced, traced)
+	assert.LessOrEqual(t, traced, untraced+4)
+}
+
+// nopProcessor is a span processor that keeps nothing.
+type nopProcessor struct{}
+
+func (nopProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (nopProcessor) OnEnd(sdktrace.ReadOnlySpan)                     {}
+func (nopProcessor) Shutdown(context.Context) error                  { return nil }
+func (nopProcessor) ForceFlush(context.Context) error                { return nil }
 
 // Each attempt of a retry loop is a span of its own, attempt 1, 2, 3; the
 // failed ones have the Error status; a caller that joins during attempt 2

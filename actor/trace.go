@@ -1,42 +1,75 @@
 package actor
 
-import "github.com/actorflight/flight/internal/tracing"
+import (
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/actorflight/flight/internal/tracing"
+)
 
 // The tracing hooks of a flight (WithTracerProvider), called from the
 // owner's handlers in flight.go; the spans themselves are package
 // internal/tracing's. Without a tracer (Env.Tracer nil) each is one nil
 // check, and a flight allocates nothing more.
+//
+// A Flight has no field for tracing: its state is in the flight's context,
+// whose values (the first caller's ctx) it replaces, in one of two forms.
+//   - Most flights keep no record: when the execution starts, the values
+//     become the context the tracer's Start returned (the first caller's
+//     values with the span), so fn's spans nest under it; the span is
+//     found there again to be linked and ended, and the links of later
+//     callers wait in the Tracer's live table, keyed by the flight's
+//     context, until it ends.
+//   - A flight that may run fn again (WithRetry), or whose first execution
+//     has not started when a later caller with a span joins, keeps a
+//     tracing.Run as its values: the first caller's values, the links for
+//     each attempt, and the running span, which it answers the span key
+//     with.
+//
+// The values are replaced only while no fn holds the flight's context:
+// before its first execution starts.
 
-// traceNew gives a new flight its tracing, its spans' parent being its
-// first caller's context. The tracing.Run wraps the flight's values (the
-// first caller's), answering the span key with the running execution's
-// span: so fn's spans nest under it, and a Flight has no field for tracing.
+// traceNew gives a new flight that may run fn more than once (WithRetry)
+// its Run, whose spans' parent is its first caller's span.
 func (k *Owner[K, V]) traceNew(f *Flight[K, V]) {
-	if t := k.env.Tracer; t != nil {
+	if t := k.env.Tracer; t != nil && k.env.Attempts > 1 {
 		f.ctx.values = t.NewRun(f.ctx.values)
 	}
 }
 
-// run returns f's tracing, nil without a tracer.
-func (f *Flight[K, V]) run() *tracing.Run {
-	if f.owner.env.Tracer == nil {
-		return nil
-	}
-	r, _ := f.ctx.values.(*tracing.Run)
-	return r
-}
-
 // traceStart starts the span of the execution f is about to run.
 func (f *Flight[K, V]) traceStart() {
-	if r := f.run(); r != nil {
-		r.Start()
+	t := f.owner.env.Tracer
+	if t == nil {
+		return
 	}
+	if r, ok := f.ctx.values.(*tracing.Run); ok {
+		r.Start()
+		return
+	}
+	f.ctx.values = t.StartRun(f.ctx.values)
 }
 
 // traceJoin links a caller that joined f after its first.
 func (f *Flight[K, V]) traceJoin(w *Waiter[K, V]) {
-	if r := f.run(); r != nil {
-		r.Link(w.Ctx)
+	t := f.owner.env.Tracer
+	if t == nil {
+		return
+	}
+	sc := trace.SpanContextFromContext(w.Ctx)
+	if !sc.IsValid() {
+		return
+	}
+	switch r, ok := f.ctx.values.(*tracing.Run); {
+	case ok:
+		r.LinkSpanContext(sc)
+	case !f.started:
+		// Waiting for the key's running fn: the links wait in a Run, which
+		// the execution's span starts with.
+		r = t.NewRun(f.ctx.values)
+		r.LinkSpanContext(sc)
+		f.ctx.values = r
+	default:
+		t.LinkRunning(f.ctx, f.ctx.values, sc)
 	}
 }
 
@@ -44,8 +77,8 @@ func (f *Flight[K, V]) traceJoin(w *Waiter[K, V]) {
 // again says another attempt follows (the flight's callers are counted on
 // its last execution's span only).
 func (f *Flight[K, V]) traceEnd(err error, again bool) {
-	r := f.run()
-	if r == nil {
+	t := f.owner.env.Tracer
+	if t == nil {
 		return
 	}
 	var p *tracing.Panic
@@ -56,5 +89,9 @@ func (f *Flight[K, V]) traceEnd(err error, again bool) {
 	if again {
 		callers = -1
 	}
-	r.End(err, p, int(f.attempts), f.refresh, callers)
+	if r, ok := f.ctx.values.(*tracing.Run); ok {
+		r.End(err, p, int(f.attempts), f.refresh, callers)
+		return
+	}
+	t.EndRun(f.ctx, f.ctx.values, err, p, int(f.attempts), f.refresh, callers, f.joined > 1)
 }

@@ -19,13 +19,29 @@ import (
 // and the target is traced ≤ 2× span. span-attrs is span with the three
 // attributes flight sets on flight.run, and untraced the same flight
 // without the option, for scale.
+//
+// Each reports cpu-ns/op besides ns/op: the process's CPU time per op.
+//
+// span runs in the state of the process that traced runs in: after the key
+// table is made and flight's shared actor system is up (the first New
+// starts it; it stays for the life of the process). What an allocation
+// costs the garbage collector depends on the live heap (the table's 65,536
+// strings, the system's process registry), and about a third of each
+// sub-benchmark's CPU time is the collector's (GOGC=off: span about 0.65,
+// traced about 0.6 of their time with it), so the yardstick and the flight
+// are measured on the same heap.
 func BenchmarkTracing(b *testing.B) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithSpanProcessor(nopProcessor{}))
 	defer tp.Shutdown(context.Background())
+	keys := keyTable(64 * keysPerGoroutine)
+	if err := flight.New[string, int]().Close(); err != nil { // the shared actor system
+		b.Fatal(err)
+	}
 	b.Run("span", func(b *testing.B) {
 		tr := tp.Tracer("bench")
 		b.ReportAllocs()
+		cpu := startCPU()
 		b.RunParallel(func(pb *testing.PB) {
 			ctx := context.Background()
 			for pb.Next() {
@@ -33,6 +49,7 @@ func BenchmarkTracing(b *testing.B) {
 				sp.End()
 			}
 		})
+		cpu.report(b)
 	})
 	// span with flight.run's three attributes, set as flight sets them (one
 	// call before End): how much of a traced flight is the SDK's work on them.
@@ -40,6 +57,7 @@ func BenchmarkTracing(b *testing.B) {
 		tr := tp.Tracer("bench")
 		attrs := []attribute.KeyValue{attribute.Int("flight.attempt", 1), attribute.Bool("flight.refresh", false), attribute.Int("flight.callers", 1)}
 		b.ReportAllocs()
+		cpu := startCPU()
 		b.RunParallel(func(pb *testing.PB) {
 			ctx := context.Background()
 			for pb.Next() {
@@ -48,8 +66,8 @@ func BenchmarkTracing(b *testing.B) {
 				sp.End()
 			}
 		})
+		cpu.report(b)
 	})
-	keys := keyTable(64 * keysPerGoroutine)
 	for _, tc := range []struct {
 		name string
 		opts []flight.Option
@@ -64,6 +82,7 @@ func BenchmarkTracing(b *testing.B) {
 			var failed errs
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := startCPU()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				base := int(next.Add(1)-1) * keysPerGoroutine
@@ -78,11 +97,27 @@ func BenchmarkTracing(b *testing.B) {
 				}
 			})
 			b.StopTimer()
+			cpu.report(b)
 			if err := failed.err(); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(shared.Load())/float64(b.N), "shared/op")
 		})
+	}
+}
+
+// cpuClock is the process's CPU time at the start of a benchmark's loop.
+type cpuClock int64
+
+func startCPU() cpuClock { return cpuClock(cpuTime()) }
+
+// report reports the process's CPU time per op since c, as cpu-ns/op: on
+// a shared machine it varies far less than the wall time (ns/op), which
+// other processes' preemptions inflate, and counts what the garbage
+// collector's workers and idle processors spinning cost.
+func (c cpuClock) report(b *testing.B) {
+	if now := cpuTime(); c >= 0 && now >= 0 {
+		b.ReportMetric(float64(now-int64(c))/float64(b.N), "cpu-ns/op")
 	}
 }
 

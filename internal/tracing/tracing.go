@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -70,11 +71,20 @@ func (s *keySpy) Value(key any) any {
 // Tracer makes the spans of one Coordinator or Batcher. A nil *Tracer
 // traces nothing; its methods may be called on it. It is safe for
 // concurrent use.
-type Tracer struct{ t trace.Tracer }
+type Tracer struct {
+	t trace.Tracer
+
+	// live holds the links of the running spans that StartSpan started
+	// (flights that keep no Run), by their flight's key, from the first
+	// later caller with a span to the span's end: only flights with more
+	// than one caller have an entry.
+	mu   sync.Mutex
+	live map[any]*links // protected by mu
+}
 
 // New returns a Tracer on tp's tracer for ScopeName.
 func New(tp trace.TracerProvider) *Tracer {
-	return &Tracer{t: tp.Tracer(ScopeName)}
+	return &Tracer{t: tp.Tracer(ScopeName), live: make(map[any]*links)}
 }
 
 // Hit adds the flight.hit event to ctx's span if it is recording. It runs
@@ -110,9 +120,14 @@ func (l *links) add(sc trace.SpanContext) bool {
 	return true
 }
 
-// Run is the tracing of one flight of a Coordinator: the flight.run span of
-// each of its executions (each attempt of WithRetry), all children of the
-// first caller's span and each linked to every later caller.
+// Run is the tracing of a flight of a Coordinator that keeps a record: the
+// flight.run span of each of its executions (each attempt of WithRetry),
+// all children of the first caller's span and each linked to every later
+// caller. A flight that runs fn once and has no later caller before its
+// execution starts keeps none (see StartRun); a Run is for a flight that
+// may run fn again, one that a later caller with a span joined while it
+// waited for the key's running fn, and one whose span cannot tell its
+// parent.
 //
 // A Run is also a context: the first caller's values (the context it
 // wraps), except that it answers the span key with the latest execution's
@@ -120,11 +135,11 @@ func (l *links) add(sc trace.SpanContext) bool {
 // the first caller's ctx, so fn's own spans nest under flight.run, and the
 // flight needs no field of its own for tracing.
 //
-// The flight's shard owns it: NewRun, Link, Start and End are called from
-// its handlers only, one at a time. Value may be called from any goroutine
-// (fn's, through the flight's context). It is kept small (64 bytes) since
-// every traced flight allocates one: the links live apart, made by the
-// first later caller with a span.
+// The flight's shard owns it: NewRun, LinkSpanContext, Start and End are
+// called from its handlers only, one at a time. Value may be called from
+// any goroutine (fn's, through the flight's context). It is kept small (64
+// bytes): the links live apart, made by the first later caller with a
+// span.
 type Run struct {
 	context.Context // the first caller's values; never cancelled
 
@@ -145,13 +160,10 @@ func (t *Tracer) NewRun(parent context.Context) *Run {
 	return &Run{Context: parent, t: t}
 }
 
-// Link links the span in a later caller's ctx from the flight's span (the
-// running one, and those of later attempts), once per distinct span, up
-// to MaxLinks; a ctx without a valid span context adds nothing.
-func (r *Run) Link(ctx context.Context) { r.LinkSpanContext(trace.SpanContextFromContext(ctx)) }
-
-// LinkSpanContext is Link for a caller known by its span context alone (a
-// caller on another member of a cluster).
+// LinkSpanContext links a later caller, by its span context, from the
+// flight's span (the running one, and those of later attempts), once per
+// distinct span context, never the parent's, up to MaxLinks; an invalid
+// span context adds nothing.
 func (r *Run) LinkSpanContext(sc trace.SpanContext) {
 	if !sc.IsValid() {
 		return
@@ -223,6 +235,87 @@ var firstAttempts = func() (a [65][]attribute.KeyValue) {
 	}
 	return a
 }()
+
+// The flight.run span of a flight that keeps no Run: one that cannot run
+// again (no WithRetry) and that had no later caller before its execution
+// started, which is every distinct-key flight. Its flight context takes its
+// values from the context that the tracer's Start returns (the first
+// caller's values with the span), which the SDK allocates anyway; the span
+// is found in it again to be linked and ended, and the links of its later
+// callers are kept in the Tracer's live table while it runs. That spares
+// such a flight the Run's allocation and a lock on each span lookup of fn.
+
+// parented is a span that tells its parent's span context, as the SDK's
+// recording spans do: a later caller is then checked against the parent
+// without a Run to remember it.
+type parented interface{ Parent() trace.SpanContext }
+
+// StartRun starts the span of the one execution of a flight whose first
+// caller's context (its values) is parent, and returns parent with the
+// span in it, for the flight's context. A recording span that cannot tell
+// its parent (a provider other than the SDK) gets a Run instead, returned
+// with the span running, which keeps what Link needs.
+func (t *Tracer) StartRun(parent context.Context) context.Context {
+	ctx, sp := t.t.Start(parent, RunSpan)
+	if _, ok := sp.(parented); ok || !sp.IsRecording() {
+		return ctx
+	}
+	return &Run{Context: parent, t: t, span: sp, running: true}
+}
+
+// LinkRunning links a later caller, by its span context sc, from the
+// running span in ctx (what StartRun returned, not a Run) of the flight
+// known by key: once per distinct span context, never the parent's, up to
+// MaxLinks. A span that records nothing gets no link.
+func (t *Tracer) LinkRunning(key any, ctx context.Context, sc trace.SpanContext) {
+	if !sc.IsValid() {
+		return
+	}
+	sp := trace.SpanFromContext(ctx)
+	p, ok := sp.(parented)
+	if !ok || !sp.IsRecording() {
+		return
+	}
+	t.mu.Lock()
+	l := t.live[key]
+	if l == nil {
+		l = &links{parent: p.Parent()}
+		t.live[key] = l
+		liveLinks.Add(1)
+	}
+	added := l.add(sc)
+	t.mu.Unlock()
+	if added {
+		sp.AddLink(trace.Link{SpanContext: sc})
+	}
+}
+
+// EndRun ends the span in ctx (what StartRun returned, not a Run) of the
+// flight known by key, as Run.End ends a Run's; linked says whether
+// LinkRunning may have been called for key (the flight had a later
+// caller): its links are then dropped from the live table.
+func (t *Tracer) EndRun(key any, ctx context.Context, err error, p *Panic, attempt int, refresh bool, callers int, linked bool) {
+	if linked {
+		t.mu.Lock()
+		if _, ok := t.live[key]; ok {
+			delete(t.live, key)
+			liveLinks.Add(-1)
+		}
+		t.mu.Unlock()
+	}
+	sp := trace.SpanFromContext(ctx)
+	end(sp, err, p)
+	sp.SetAttributes(runAttrs(attempt, refresh, callers)...)
+	sp.End()
+}
+
+// liveLinks counts the entries of every Tracer's live table.
+var liveLinks atomic.Int64
+
+// LiveLinks returns how many running spans of the process have links in a
+// Tracer's live table: 0 once every traced flight has ended (a test's
+// check that the table is emptied).
+func LiveLinks() int64 { return liveLinks.Load() }
 
 var internal = trace.WithSpanKind(trace.SpanKindInternal)
 
