@@ -168,7 +168,8 @@ func (e *Engine[K, V, R]) start() {
 			api:     gate.New(),
 			stopped: make(chan struct{}),
 		}
-		s.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
+		s.mb = mailbox.New(s.handle)
+		s.pid = e.system.Root.Spawn(mailbox.PropsWith(func() actor.Actor { return s }, s.mb))
 		e.shards[i] = s
 	}
 	e.live.Store(true)
