@@ -57,15 +57,14 @@ func (in *batchInstruments) onBatch(keys int) {
 }
 
 // startBatchTelemetry is startTelemetry for a Batcher: the instruments and
-// the onBatch hook when a meter provider is given, and the route of the
-// shared actor system's log lines when a logger is given. attach registers
-// the Stats callback once the batcher exists and returns what Close undoes.
-func startBatchTelemetry(cfg *config) (onBatch func(int), attach func(stats func() BatchStats) *telemetry) {
-	var obs *observers[BatchStats]
+// the onBatch hook when a meter provider is given (obs nil: none);
+// attachTelemetry registers them, and the route of the shared actor
+// system's log lines, once the batcher exists.
+func startBatchTelemetry(cfg *config) (onBatch func(int), obs *observers[BatchStats]) {
 	if cfg.telemetry.provider != nil {
 		if in := newBatchInstruments(cfg.telemetry); in != nil {
 			onBatch, obs = in.onBatch, in.obs
 		}
 	}
-	return onBatch, attacher(cfg, obs)
+	return onBatch, obs
 }

@@ -54,15 +54,17 @@ func (o *observers[S]) register(mp metric.MeterProvider, stats func() S) (metric
 	}, all...)
 }
 
-// attacher returns the attach function of startTelemetry and
-// startBatchTelemetry: called once the Coordinator or Batcher exists, it
-// registers o's callback on stats (o nil: no metrics) and the log route,
-// and returns what Close undoes.
-func attacher[S any](cfg *config, o *observers[S]) func(stats func() S) *telemetry {
-	return func(stats func() S) *telemetry {
-		if o == nil {
-			return register(cfg, nil)
-		}
-		return register(cfg, func() (metric.Registration, error) { return o.register(cfg.telemetry.provider, stats) })
+// attachTelemetry registers, once a Coordinator or a Batcher exists, o's
+// callback on stats (o nil: no metrics; stats is then unused) and the log
+// route, and returns what Close undoes (see register).
+func attachTelemetry[S any](cfg *config, o *observers[S], stats func() S) *telemetry {
+	if o == nil {
+		return register(cfg, nil)
 	}
+	return register(cfg, func() (metric.Registration, error) { return o.register(cfg.telemetry.provider, stats) })
+}
+
+// attacher returns attachTelemetry for cfg and o, to be called with stats.
+func attacher[S any](cfg *config, o *observers[S]) func(stats func() S) *telemetry {
+	return func(stats func() S) *telemetry { return attachTelemetry(cfg, o, stats) }
 }

@@ -482,7 +482,7 @@ func (b *batch[K, V, R]) Run() {
 		}()
 		b.vals, b.err = e.cfg.Fn(&b.ctx, b.keys)
 		if b.err != nil {
-			if ke, ok := e.cfg.KeyErrors(b.err); ok {
+			if ke, ok := e.cfg.Hooks.KeyErrors(b.err); ok {
 				b.kerrs, b.err = ke, nil
 			}
 		}

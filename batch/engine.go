@@ -47,12 +47,9 @@ type Config[K comparable, V, R any] struct {
 	Logger        *slog.Logger       // never nil
 
 	Errors Errors
-	// KeyErrors extracts the per-key errors from fn's error (errors.As on
-	// flight.KeyErrors). It runs on the worker, after fn, with fn's panic
-	// recovery: a panicking As method is a panic of the batch.
-	KeyErrors func(err error) (map[K]error, bool)
-	// Result makes the value a caller receives.
-	Result func(val V, err error, shared bool) R
+	// Hooks are the root package's part: the value a caller receives, and
+	// the per-key errors in fn's error. Never nil.
+	Hooks Hooks[K, V, R]
 	// OnBatch, when set (metrics), is told of each dispatched batch's key
 	// count. It runs under the collector's mutex and must not block.
 	OnBatch func(keys int)
@@ -65,6 +62,17 @@ type Config[K comparable, V, R any] struct {
 	// Retain, when set (WithTTL, WithErrorTTL), configures retained results
 	// (see retain.go); nil: none retained.
 	Retain *coordinator.RetainConfig
+}
+
+// Hooks are what the engine asks the root package. A struct of no fields
+// implements them, so that a Batcher holds them without an allocation.
+type Hooks[K comparable, V, R any] interface {
+	// Result makes the value a caller receives.
+	Result(val V, err error, shared bool) R
+	// KeyErrors extracts the per-key errors from fn's error (a
+	// flight.KeyErrors). It runs on the worker, after fn, with fn's panic
+	// recovery: a panicking Unwrap method is a panic of the batch.
+	KeyErrors(err error) (map[K]error, bool)
 }
 
 // Stats are the engine's counters. Shards write Keys, Waiters, Loads and
@@ -96,7 +104,7 @@ type Stats struct {
 type Engine[K comparable, V, R any] struct {
 	cfg    Config[K, V, R]
 	system *actor.ActorSystem
-	ks     *keyspace.Keyspace[K]
+	ks     keyspace.Keyspace[K]
 	stats  Stats
 	ret    *coordinator.Retained[K, V] // retained results (retain.go); nil: none
 
@@ -120,7 +128,7 @@ func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) 
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: ks}
+	e := &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: *ks}
 	if cfg.Retain != nil {
 		// The stores' timers post only once a result is retained, after
 		// start has made the shards and the posts gate.
@@ -183,11 +191,11 @@ func (e *Engine[K, V, R]) Load(ctx context.Context, key K) R {
 		ctx = context.Background()
 	}
 	if v, err, ok := e.hit(ctx, key); ok {
-		return e.cfg.Result(v, err, true)
+		return e.cfg.Hooks.Result(v, err, true)
 	}
 	s, err := e.admit(ctx, key)
 	if err != nil {
-		return e.cfg.Result(zero, err, false)
+		return e.cfg.Hooks.Result(zero, err, false)
 	}
 	c := &call[K, V, R]{key: key, ctx: ctx, ch: make(chan R, 1)}
 	s.send(c)
@@ -204,7 +212,7 @@ func (e *Engine[K, V, R]) Load(ctx context.Context, key K) R {
 		// shard handles it first. The shard may answer c meanwhile: its
 		// channel has room for that answer, which nobody reads.
 		e.post(s, leaveMsg[K, V, R]{c})
-		return e.cfg.Result(zero, ctx.Err(), false)
+		return e.cfg.Hooks.Result(zero, ctx.Err(), false)
 	}
 }
 
@@ -219,12 +227,12 @@ func (e *Engine[K, V, R]) LoadChan(ctx context.Context, key K, anchor any) <-cha
 		ctx = context.Background()
 	}
 	if v, err, ok := e.hit(ctx, key); ok {
-		ch <- e.cfg.Result(v, err, true)
+		ch <- e.cfg.Hooks.Result(v, err, true)
 		return ch
 	}
 	s, err := e.admit(ctx, key)
 	if err != nil {
-		ch <- e.cfg.Result(zero, err, false)
+		ch <- e.cfg.Hooks.Result(zero, err, false)
 		return ch
 	}
 	s.send(&call[K, V, R]{key: key, ctx: ctx, ch: ch, watch: ctx.Done() != nil, anchor: anchor})
@@ -403,6 +411,9 @@ func (g *group[K, V]) deliver(key K, v V, err error) {
 
 // Stats returns the engine's counters.
 func (e *Engine[K, V, R]) Stats() *Stats { return &e.stats }
+
+// Closed reports whether Close has been called.
+func (e *Engine[K, V, R]) Closed() bool { return e.closed.Load() }
 
 // post is how leaves, timers and workers reach an actor.
 func (e *Engine[K, V, R]) post(to interface{ send(any) }, msg any) {

@@ -106,6 +106,12 @@ type result struct {
 	shared bool
 }
 
+// testHooks make a result of an answer; fn's errors fail whole batches.
+type testHooks struct{}
+
+func (testHooks) Result(v string, err error, shared bool) result { return result{v, err, shared} }
+func (testHooks) KeyErrors(error) (map[string]error, bool)       { return nil, false }
+
 type panicErr struct{ v any }
 
 func (p *panicErr) Error() string { return fmt.Sprintf("flight: panic: %v", p.v) }
@@ -183,8 +189,7 @@ func testConfig(fn func(context.Context, []string) (map[string]string, error)) C
 			Goexit: errGoexit, Timeout: errTimeout,
 			Panic: func(v any, _ []byte) error { return &panicErr{v} },
 		},
-		KeyErrors: func(error) (map[string]error, bool) { return nil, false },
-		Result:    func(v string, err error, shared bool) result { return result{v, err, shared} },
+		Hooks: testHooks{},
 	}
 }
 

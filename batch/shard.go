@@ -270,7 +270,7 @@ func (s *shard[K, V, R]) answer(c *call[K, V, R], v V, err error, shared bool) {
 		c.g.deliver(c.key, v, err)
 		return
 	}
-	c.ch <- s.e.cfg.Result(v, err, shared)
+	c.ch <- s.e.cfg.Hooks.Result(v, err, shared)
 }
 
 // leave detaches a caller whose ctx is done; a LoadChan caller gets
@@ -289,7 +289,7 @@ func (s *shard[K, V, R]) leave(c *call[K, V, R]) {
 	}
 	if c.watch {
 		var zero V
-		c.ch <- s.e.cfg.Result(zero, c.ctx.Err(), false)
+		c.ch <- s.e.cfg.Hooks.Result(zero, c.ctx.Err(), false)
 	}
 	en.waiters--
 	s.e.stats.Waiters.Add(-1)
