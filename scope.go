@@ -124,11 +124,11 @@ func newScopedBatcher[K comparable, V any](fn BatchFunc[K, V], scope func(contex
 		System:        bc.System,
 		Logger:        bc.Logger,
 		Errors:        bc.Errors,
-		Hooks:   scopedHooks[K, V]{},
-		OnBatch: bc.OnBatch,
-		Scope:   func(k scopedKey[K]) any { return k.scope },
-		Retain:  bc.Retain,
-		Tracer:  bc.Tracer,
+		Hooks:         scopedHooks[K, V]{},
+		OnBatch:       bc.OnBatch,
+		Scope:         func(k scopedKey[K]) any { return k.scope },
+		Retain:        bc.Retain,
+		Tracer:        bc.Tracer,
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count
