@@ -11,7 +11,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.opentelemetry.io/otel/trace"
 
-	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
 	"github.com/actorflight/flight/internal/hooks"
 )
@@ -306,21 +305,13 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 	}
 	onFinish, attach := startTelemetry(&cfg)
 	ccfg := coordinator.Config[V, Result[V]]{
-		Shards:      cfg.shards,
-		Timeout:     cfg.timeout,
-		MaxWaiters:  cfg.maxWaiters,
-		MaxInFlight: cfg.maxInFlight,
-		System:      cfg.system,
-		Logger:      cfg.logger,
-		Errors: fa.Errors{
-			Closed:     ErrClosed,
-			Overloaded: ErrOverloaded,
-			Goexit:     ErrGoexit,
-			Timeout:    &timeoutError{cfg.timeout},
-			Recursive:  ErrRecursiveCall,
-			Panic:      cfg.panicErr,
-			Stale:      errStale,
-		},
+		Shards:        cfg.shards,
+		Timeout:       cfg.timeout,
+		MaxWaiters:    cfg.maxWaiters,
+		MaxInFlight:   cfg.maxInFlight,
+		System:        cfg.system,
+		Logger:        cfg.logger,
+		Errors:        engineErrors(cfg.timeout, cfg.panicErr),
 		ErrNilFunc:    ErrNilFunc,
 		ErrInvalidKey: ErrInvalidKey,
 		Result: func(v V, err error, shared bool) Result[V] {

@@ -207,10 +207,6 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 	}
 	cfg := batcherConfig(opts)
 	onBatch, obs := startBatchTelemetry(&cfg)
-	timeout := noTimeout
-	if cfg.timeout > 0 {
-		timeout = &timeoutError{cfg.timeout}
-	}
 	bc := batch.Config[K, V, Result[V]]{
 		Fn:            fn,
 		MaxBatch:      cfg.batch.maxBatch,
@@ -221,14 +217,9 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 		System:        cfg.system,
 		Logger:        cfg.logger,
 		Errors: batch.Errors{
-			Closed:     ErrClosed,
+			Errors:     engineErrors(cfg.timeout, newPanicError),
 			NotFound:   ErrNotFound,
 			InvalidKey: ErrInvalidKey,
-			Recursive:  ErrRecursiveCall,
-			Goexit:     ErrGoexit,
-			Timeout:    timeout,
-			Panic:      newPanicError,
-			Stale:      errStale,
 		},
 		Hooks:   batchHooks[K, V]{},
 		OnBatch: onBatch,
@@ -276,10 +267,6 @@ func (b *Batcher[K, V]) arm() {
 		runtime.AddCleanup(b, droppedBatcher.close, droppedBatcher{b.eng, b.tel})
 	}
 }
-
-// noTimeout is the Timeout error of a Batcher without WithTimeout: it is
-// never given to a caller.
-var noTimeout = &timeoutError{}
 
 // batchHooks are the root package's part of a Batcher's engine: the
 // Result a caller gets, and the KeyErrors in fn's error. A struct of no

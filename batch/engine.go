@@ -20,17 +20,14 @@ import (
 
 // Errors are the error values the engine answers with; the root package
 // supplies them so that callers can match them with errors.Is / errors.As.
+// They are the Coordinator's set (package actor's Errors: Closed, Goexit,
+// Timeout, Recursive — a load from inside fn, with its ctx, of a key of its
+// own batch —, Panic, Stale; Overloaded is unused) and the two errors only
+// a Batcher gives.
 type Errors struct {
-	Closed     error
-	NotFound   error
+	fa.Errors
+	NotFound   error // a key missing from fn's map
 	InvalidKey error
-	Recursive  error // a load from inside fn, with its ctx, of a key of its own batch
-	Goexit     error
-	Timeout    error                               // wraps context.DeadlineExceeded
-	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
-	// Stale marks an answer that is a stale value (WithStaleIfError): Result
-	// gets it as its error and makes a Result with Stale set and no error.
-	Stale error
 }
 
 // Config is the resolved configuration of a Batcher. R is the result type
@@ -75,25 +72,24 @@ type Hooks[K comparable, V, R any] interface {
 	KeyErrors(err error) (map[K]error, bool)
 }
 
-// Stats are the engine's counters. Shards write Keys, Waiters, Loads and
-// Joins; the collector writes the others. Anyone may read them at any time;
-// each field is exact on its own.
+// Stats are the engine's counters: the Coordinator's (package actor's
+// Stats), of which a Batcher uses Keys (keys with at least one waiting
+// caller), Waiters, Joins (callers that joined a key another caller asked
+// for), Panics (calls of fn that panicked or called runtime.Goexit),
+// Timeouts and Abandoned (running batches cancelled: every caller of every
+// key left), Hits (retain.go), Refreshes (refresh-ahead loads started) and
+// Stale; and the counters only a Batcher has. Shards write Keys, Waiters,
+// Loads, Joins, Hits, Refreshes and Stale; the collector writes the
+// others. Anyone may read them at any time; each field is exact on its
+// own.
 type Stats struct {
-	Keys        atomic.Int64  // keys with at least one waiting caller
-	Waiters     atomic.Int64  // callers waiting
+	fa.Stats
 	Pending     atomic.Int64  // batches collecting keys or waiting for a slot
 	Running     atomic.Int64  // batches whose fn runs
 	Loads       atomic.Uint64 // callers admitted
-	Joins       atomic.Uint64 // callers that joined a key another caller asked for
 	Batches     atomic.Uint64 // calls of fn started
 	BatchedKeys atomic.Uint64 // keys passed to fn
 	Dropped     atomic.Uint64 // keys taken out of a batch before dispatch: every caller left
-	Abandoned   atomic.Uint64 // running batches cancelled: every caller of every key left
-	Panics      atomic.Uint64 // calls of fn that panicked or called runtime.Goexit
-	Timeouts    atomic.Uint64 // batches answered with the WithTimeout error
-	Hits        atomic.Uint64 // calls answered from a retained result (retain.go)
-	Refreshes   atomic.Uint64 // refresh-ahead loads started
-	Stale       atomic.Uint64 // calls answered with a stale value (WithStaleIfError)
 }
 
 // Engine is the engine behind flight.Batcher.

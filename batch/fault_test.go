@@ -14,6 +14,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
+	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/internal/wait"
 )
 
@@ -185,9 +186,11 @@ func testConfig(fn func(context.Context, []string) (map[string]string, error)) C
 		Shards:   1, // every key on one shard: "other keys untouched" means the same actor
 		Logger:   slog.New(slog.DiscardHandler),
 		Errors: Errors{
-			Closed: errClosed, NotFound: errNotFound, InvalidKey: errInvalid, Recursive: errRecursive,
-			Goexit: errGoexit, Timeout: errTimeout,
-			Panic: func(v any, _ []byte) error { return &panicErr{v} },
+			Errors: fa.Errors{
+				Closed: errClosed, Recursive: errRecursive, Goexit: errGoexit, Timeout: errTimeout,
+				Panic: func(v any, _ []byte) error { return &panicErr{v} },
+			},
+			NotFound: errNotFound, InvalidKey: errInvalid,
 		},
 		Hooks: testHooks{},
 	}
