@@ -36,14 +36,6 @@ type collector[K comparable, V, R any] struct {
 
 	drainedClosed bool
 	drained       chan struct{} // closed once closed and no fn runs
-
-	// onTimer is set while the collector handles a tick on its timer's own
-	// goroutine: the first batch that tick dispatches is left in here, to
-	// run on that goroutine once the mutex is released (see fire), rather
-	// than handed to a worker. A batch dispatched by any other event (a
-	// full batch, on a caller's goroutine; a slot freed) goes to a worker.
-	onTimer bool
-	here    *batch[K, V, R]
 }
 
 // shardMsg is a message for a shard, sent once the collector's mutex is
@@ -131,15 +123,9 @@ type (
 // send hands msg to the collector: it is handled at once, on the caller's
 // goroutine, under the collector's mutex; then the messages it made for the
 // shards are sent. A closeMsg's done is closed after those sends.
-func (c *collector[K, V, R]) send(msg any) { c.deliver(msg, false) }
-
-// deliver is send; onTimer says it runs on the WithMaxWait timer's
-// goroutine, and run is the batch that event left to it (see onTimer).
-func (c *collector[K, V, R]) deliver(msg any, onTimer bool) (run *batch[K, V, R]) {
+func (c *collector[K, V, R]) send(msg any) {
 	c.mu.Lock()
-	c.onTimer = onTimer
 	c.handle(msg)
-	run, c.here, c.onTimer = c.here, nil, false
 	out := c.out
 	if len(out) == 0 {
 		out = nil // nothing to send: keep the buffer where it is
@@ -162,26 +148,6 @@ func (c *collector[K, V, R]) deliver(msg any, onTimer bool) (run *batch[K, V, R]
 	}
 	if m, ok := msg.(*closeMsg); ok {
 		close(m.done)
-	}
-	return run
-}
-
-// fire is the WithMaxWait timer's function: it handles the tick and runs
-// the batch it dispatched, if any, on the timer's goroutine (a goroutine
-// of its own, which the Go runtime starts for each firing): a batch
-// dispatched for its deadline then costs no hand-off to a worker. fn runs
-// outside the posts gate, so that runtime.Goexit in fn (which ends this
-// goroutine) leaves no gate entered; Close waits for it as for any
-// running batch.
-func (c *collector[K, V, R]) fire() {
-	e := c.e
-	if !e.posts.Enter() {
-		return
-	}
-	run := c.deliver(tickMsg{}, true)
-	e.posts.Exit()
-	if run != nil {
-		run.Run()
 	}
 }
 
@@ -294,7 +260,8 @@ func (c *collector[K, V, R]) armWait() {
 		return
 	}
 	if c.wait == nil {
-		c.wait = time.AfterFunc(c.e.cfg.MaxWait, c.fire)
+		e := c.e
+		c.wait = time.AfterFunc(e.cfg.MaxWait, func() { e.post(c, tickMsg{}) })
 		return
 	}
 	c.wait.Reset(c.e.cfg.MaxWait)
@@ -478,10 +445,6 @@ func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
 	e.stats.BatchedKeys.Add(uint64(len(live)))
 	if cfg.OnBatch != nil {
 		cfg.OnBatch(len(live))
-	}
-	if c.onTimer && c.here == nil {
-		c.here = b // run by fire, on the timer's goroutine
-		return
 	}
 	e.pool.Go(b)
 }
