@@ -74,9 +74,8 @@ type BatchFunc[K comparable, V any] func(ctx context.Context, keys []K) (map[K]V
 // the shard actors. A Load costs one actor message (to its key's shard),
 // drained on the caller's own goroutine, and one channel receive; a batch
 // costs no context or timer allocation (its ctx is embedded in it; the
-// WithMaxWait deadline is one timer per Batcher, reset for each batch), and
-// runs on the timer's goroutine when its deadline dispatches it, or after
-// a hand-off to a warm worker when it is dispatched full. docs/batching.md has the figures against
+// WithMaxWait deadline is one timer per Batcher, reset for each batch) and
+// a hand-off to a warm worker. docs/batching.md has the figures against
 // vikstrous/dataloadgen and graph-gophers/dataloader.
 type Batcher[K comparable, V any] struct {
 	e   *batch.Engine[K, V, Result[V]] // nil with WithScope

@@ -39,10 +39,8 @@
 // sleeping goroutine), the WithTimeout expiry of a running batch, done from
 // a worker, close. It owns the open batch, the full batches waiting for a
 // WithMaxConcurrentBatches slot, and the running ones with their contexts,
-// which are embedded in the batches (see batchCtx). A batch dispatched by
-// its WithMaxWait deadline runs on the timer's goroutine (see
-// collector.fire); one dispatched full, or when a slot freed, goes to a
-// warm worker goroutine (package actor's Pool). Either runs fn through
+// which are embedded in the batches (see batchCtx). It hands a batch to a
+// warm worker goroutine (package actor's Pool), which runs fn through
 // internal/outcome and hands the outcome back; the collector resolves it
 // and, once its mutex is released, sends it to each shard that has keys in
 // the batch, which answers the keys' callers.
