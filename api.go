@@ -10,7 +10,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/coordinator"
 )
 
@@ -232,21 +231,13 @@ func New[K comparable, V any](opts ...Option) *Coordinator[K, V] {
 	cfg := newConfig(forNew, opts)
 	onFinish, attach := startTelemetry(&cfg)
 	ccfg := coordinator.Config[V, Result[V]]{
-		Shards:      cfg.shards,
-		Timeout:     cfg.timeout,
-		MaxWaiters:  cfg.maxWaiters,
-		MaxInFlight: cfg.maxInFlight,
-		System:      cfg.system,
-		Logger:      cfg.logger,
-		Errors: fa.Errors{
-			Closed:     ErrClosed,
-			Overloaded: ErrOverloaded,
-			Goexit:     ErrGoexit,
-			Timeout:    &timeoutError{cfg.timeout},
-			Recursive:  ErrRecursiveCall,
-			Panic:      cfg.panicErr,
-			Stale:      errStale,
-		},
+		Shards:        cfg.shards,
+		Timeout:       cfg.timeout,
+		MaxWaiters:    cfg.maxWaiters,
+		MaxInFlight:   cfg.maxInFlight,
+		System:        cfg.system,
+		Logger:        cfg.logger,
+		Errors:        engineErrors(cfg.timeout, cfg.panicErr),
 		ErrNilFunc:    ErrNilFunc,
 		ErrInvalidKey: ErrInvalidKey,
 		Result: func(v V, err error, shared bool) Result[V] {

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/actorflight/flight/batch"
 )
@@ -80,13 +81,42 @@ type Batcher[K comparable, V any] struct {
 	e   *batch.Engine[K, V, Result[V]] // nil with WithScope
 	s   *scopedBatcher[K, V]           // WithScope (scope.go); nil without
 	tel *telemetry                     // metrics callback and log route to undo on Close; nil: none
+	eng batchEngine                    // e or s.e
+
+	// armed is set once the cleanup that closes b if it is dropped is
+	// registered: by NewBatcher when b has telemetry, else by b's first
+	// load (before it, the engine has nothing to close).
+	armed atomic.Bool
+}
+
+// batchEngine is what a Batcher's Stats and Close need of its engine,
+// scoped or not.
+type batchEngine interface {
+	Stats() *batch.Stats
+	Entries() int
+	Close() error
+	Closed() bool
 }
 
 // droppedBatcher is what the cleanup of a Batcher collected without Close
 // undoes.
 type droppedBatcher struct {
-	close func() error // the engine's Close
-	tel   *telemetry
+	e   batchEngine
+	tel *telemetry
+}
+
+// close closes a Batcher collected without Close: its engine and its
+// telemetry, on a goroutine of its own (a cleanup must not block). A
+// Batcher closed already has nothing left to undo, and costs no goroutine.
+func (x droppedBatcher) close() {
+	if x.e.Closed() {
+		x.tel.close() // idempotent; Close has done it
+		return
+	}
+	go func() {
+		x.e.Close()
+		x.tel.close()
+	}()
 }
 
 // BatchStats is a reading of a Batcher's counters. Keys, Waiters, Pending
@@ -175,7 +205,7 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 		panic(ErrNilFunc)
 	}
 	cfg := newConfig(forBatcher, opts)
-	onBatch, attach := startBatchTelemetry(&cfg)
+	onBatch, obs := startBatchTelemetry(&cfg)
 	bc := batch.Config[K, V, Result[V]]{
 		Fn:            fn,
 		MaxBatch:      cfg.batch.maxBatch,
@@ -186,56 +216,70 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 		System:        cfg.system,
 		Logger:        cfg.logger,
 		Errors: batch.Errors{
-			Closed:     ErrClosed,
+			Errors:     engineErrors(cfg.timeout, newPanicError),
 			NotFound:   ErrNotFound,
 			InvalidKey: ErrInvalidKey,
-			Recursive:  ErrRecursiveCall,
-			Goexit:     ErrGoexit,
-			Timeout:    &timeoutError{cfg.timeout},
-			Panic:      newPanicError,
-			Stale:      errStale,
 		},
-		KeyErrors: keyErrorsOf[K],
-		Result: func(v V, err error, shared bool) Result[V] {
-			if err == errStale {
-				return Result[V]{Val: v, Shared: shared, Stale: true}
-			}
-			return Result[V]{Val: v, Err: err, Shared: shared}
-		},
+		Hooks:   batchHooks[K, V]{},
 		OnBatch: onBatch,
 		Tracer:  newTracer(&cfg),
 	}
 	if cfg.retain.TTL > 0 || cfg.retain.ErrorTTL > 0 {
-		bc.Retain = &cfg.retain
+		rc := cfg.retain
+		bc.Retain = &rc
 	}
 	b := &Batcher[K, V]{}
-	var stats func() *batch.Stats
-	var entries func() int
-	var closeEngine func() error
+	var eng batchEngine
 	if cfg.batch.scope != nil {
-		b.s = newScopedBatcher(fn, &cfg, bc)
-		stats, entries, closeEngine = b.s.e.Stats, b.s.e.Entries, b.s.e.Close
+		b.s = newScopedBatcher(fn, cfg.batch.scope, bc)
+		eng = b.s.e
 	} else {
 		e, err := batch.New(bc)
 		if err != nil {
 			panic(err) // unreachable: the options validated the shard count
 		}
 		b.e = e
-		stats, entries, closeEngine = e.Stats, e.Entries, e.Close
+		eng = e
 	}
-	b.tel = attach(func() BatchStats { return batchStatsOf(stats(), entries()) })
-	// As for a Coordinator (see New): the actors hold the engine, not b,
-	// except while a LoadChan is pending; once b is unreachable nothing can
-	// call it or wait for it, and the collector's cleanup closes the engine
-	// and undoes the telemetry. Load and LoadMany keep b on their stacks.
-	runtime.AddCleanup(b, func(x droppedBatcher) {
-		go func() {
-			x.close()
-			x.tel.close()
-		}()
-	}, droppedBatcher{closeEngine, b.tel})
+	var stats func() BatchStats
+	if obs != nil {
+		stats = func() BatchStats { return batchStatsOf(eng.Stats(), eng.Entries()) }
+	}
+	b.tel = attachTelemetry(&cfg, obs, stats)
+	b.eng = eng
+	if b.tel != nil {
+		b.arm()
+	}
 	return b
 }
+
+// arm registers, once, the cleanup that closes b when the garbage
+// collector finds it unreachable without Close. As for a Coordinator (see
+// New): the actors hold the engine, not b, except while a LoadChan is
+// pending; once b is unreachable nothing can call it or wait for it, and
+// the cleanup closes the engine and undoes the telemetry. Load and
+// LoadMany keep b on their stacks. A Batcher without telemetry arms on its
+// first load: one never used has no actor to stop and nothing to undo, so
+// a loader made per request and dropped costs no cleanup.
+func (b *Batcher[K, V]) arm() {
+	if b.armed.CompareAndSwap(false, true) {
+		runtime.AddCleanup(b, droppedBatcher.close, droppedBatcher{b.eng, b.tel})
+	}
+}
+
+// batchHooks are the root package's part of a Batcher's engine: the
+// Result a caller gets, and the KeyErrors in fn's error. A struct of no
+// fields, so that a Batcher holds them without an allocation.
+type batchHooks[K comparable, V any] struct{}
+
+func (batchHooks[K, V]) Result(v V, err error, shared bool) Result[V] {
+	if err == errStale {
+		return Result[V]{Val: v, Shared: shared, Stale: true}
+	}
+	return Result[V]{Val: v, Err: err, Shared: shared}
+}
+
+func (batchHooks[K, V]) KeyErrors(err error) (map[K]error, bool) { return keyErrorsOf[K](err) }
 
 // Load returns key's value, loaded in a batch with the keys other callers
 // asked for meanwhile. If key is already waiting for a batch or inside a
@@ -251,6 +295,9 @@ func NewBatcher[K comparable, V any](fn BatchFunc[K, V], opts ...Option) *Batche
 // ErrInvalidKey) gets ErrInvalidKey. A Load from inside fn, with fn's ctx,
 // of a key of fn's own batch gets ErrRecursiveCall (see BatchFunc).
 func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
+	if !b.armed.Load() {
+		b.arm()
+	}
 	var r Result[V]
 	if b.s != nil {
 		r = b.s.load(ctx, key)
@@ -267,6 +314,9 @@ func (b *Batcher[K, V]) Load(ctx context.Context, key K) (V, error) {
 // reports whether the key had more than one caller. When ctx is done first,
 // the Result carries ctx.Err().
 func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
+	if !b.armed.Load() {
+		b.arm()
+	}
 	if b.s != nil {
 		return b.s.loadChan(ctx, key, b)
 	}
@@ -289,6 +339,9 @@ func (b *Batcher[K, V]) LoadChan(ctx context.Context, key K) <-chan Result[V] {
 // failed keys (if any) joined with an error that matches ErrInvalidKey and
 // counts those keys: errors.As and errors.Is find both.
 func (b *Batcher[K, V]) LoadMany(ctx context.Context, keys []K) (map[K]V, error) {
+	if !b.armed.Load() {
+		b.arm()
+	}
 	var vals map[K]V
 	var errs map[K]error
 	var unhashable int
@@ -337,12 +390,7 @@ func keyErrorsOf[K comparable](err error) (map[K]error, bool) {
 
 // Stats returns the batcher's counters. It takes no lock and sends no
 // message.
-func (b *Batcher[K, V]) Stats() BatchStats {
-	if b.s != nil {
-		return batchStatsOf(b.s.e.Stats(), b.s.e.Entries())
-	}
-	return batchStatsOf(b.e.Stats(), b.e.Entries())
-}
+func (b *Batcher[K, V]) Stats() BatchStats { return batchStatsOf(b.eng.Stats(), b.eng.Entries()) }
 
 func batchStatsOf(s *batch.Stats, entries int) BatchStats {
 	return BatchStats{
@@ -373,12 +421,7 @@ func batchStatsOf(s *batch.Stats, entries int) BatchStats {
 // the shutdown is complete. Close waits for fn, so it must not be called
 // from fn.
 func (b *Batcher[K, V]) Close() error {
-	var err error
-	if b.s != nil {
-		err = b.s.e.Close()
-	} else {
-		err = b.e.Close()
-	}
+	err := b.eng.Close()
 	b.tel.close()
 	return err
 }

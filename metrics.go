@@ -117,50 +117,48 @@ func (mk *maker) updown(name, unit, desc string) metric.Int64ObservableUpDownCou
 
 // instruments are a coordinator's OpenTelemetry instruments.
 type instruments struct {
-	// Observed from Stats on collection.
-	flights, joins, panics, timeouts, abandoned, forgotten, overloaded metric.Int64ObservableCounter
-	hits, refreshes, retries                                           metric.Int64ObservableCounter
-	stale, rejected                                                    metric.Int64ObservableCounter
-	inFlight, waiters, keys, entries, open                             metric.Int64ObservableUpDownCounter
+	obs *observers[Stats] // observed from Stats on collection (coordinatorObserved)
 	// Recorded as each execution of fn returns.
 	duration metric.Float64Histogram
 	callers  metric.Int64Histogram
+	record   []metric.RecordOption // the attributes, made once
+}
 
-	observe []metric.ObserveOption // the attributes, made once
-	record  []metric.RecordOption
+// coordinatorObserved are the observable instruments of a coordinator's
+// Stats.
+var coordinatorObserved = []observed[Stats]{
+	{"flight.flights", "{flight}", "Executions of fn started.", false, func(s *Stats) int64 { return int64(s.Flights) }},
+	{"flight.joins", "{call}", "Calls that shared another call's flight.", false, func(s *Stats) int64 { return int64(s.Joins) }},
+	{"flight.panics", "{flight}", "Executions of fn that panicked or called runtime.Goexit.", false, func(s *Stats) int64 { return int64(s.Panics) }},
+	{"flight.timeouts", "{flight}", "Executions stopped by WithTimeout.", false, func(s *Stats) int64 { return int64(s.Timeouts) }},
+	{"flight.abandoned", "{flight}", "Flights cancelled because no caller waited for them any more.", false, func(s *Stats) int64 { return int64(s.Abandoned) }},
+	{"flight.forgotten", "{flight}", "Forget calls that detached a running flight.", false, func(s *Stats) int64 { return int64(s.Forgotten) }},
+	{"flight.overloaded", "{call}", "Calls refused with ErrOverloaded.", false, func(s *Stats) int64 { return int64(s.Overloaded) }},
+	{"flight.hits", "{call}", "Calls answered from a retained result, without running fn.", false, func(s *Stats) int64 { return int64(s.Hits) }},
+	{"flight.refreshes", "{flight}", "Background refreshes started (WithRefreshAhead).", false, func(s *Stats) int64 { return int64(s.Refreshes) }},
+	{"flight.retries", "{attempt}", "Attempts of fn after a flight's first (WithRetry).", false, func(s *Stats) int64 { return int64(s.Retries) }},
+	{"flight.stale", "{call}", "Calls answered with a stale value (WithStaleIfError).", false, func(s *Stats) int64 { return int64(s.Stale) }},
+	{"flight.rejected", "{call}", "Calls refused with ErrOpen by an open breaker (WithBreaker).", false, func(s *Stats) int64 { return int64(s.Rejected) }},
+	{"flight.in_flight", "{flight}", "Executions of fn running now.", true, func(s *Stats) int64 { return int64(s.InFlight) }},
+	{"flight.waiters", "{call}", "Calls waiting for a flight now, the first caller included.", true, func(s *Stats) int64 { return int64(s.Waiters) }},
+	{"flight.keys", "{key}", "Keys with a live flight actor now.", true, func(s *Stats) int64 { return int64(s.Keys) }},
+	{"flight.entries", "{result}", "Results retained now (WithTTL, WithErrorTTL).", true, func(s *Stats) int64 { return int64(s.Entries) }},
+	{"flight.open", "{key}", "Keys whose breaker is open now (WithBreaker).", true, func(s *Stats) int64 { return int64(s.Open) }},
 }
 
 // newInstruments makes the instruments on mp's meter. A nil result means
 // the meter refused one; the error went to otel.Handle.
 func newInstruments(tc telemetryConfig) *instruments {
 	m := tc.provider.Meter(MeterName)
-	in := &instruments{}
 	mk := &maker{m: m}
-	counter, updown := mk.counter, mk.updown
-	in.flights = counter("flight.flights", "{flight}", "Executions of fn started.")
-	in.joins = counter("flight.joins", "{call}", "Calls that shared another call's flight.")
-	in.panics = counter("flight.panics", "{flight}", "Executions of fn that panicked or called runtime.Goexit.")
-	in.timeouts = counter("flight.timeouts", "{flight}", "Executions stopped by WithTimeout.")
-	in.abandoned = counter("flight.abandoned", "{flight}", "Flights cancelled because no caller waited for them any more.")
-	in.forgotten = counter("flight.forgotten", "{flight}", "Forget calls that detached a running flight.")
-	in.overloaded = counter("flight.overloaded", "{call}", "Calls refused with ErrOverloaded.")
-	in.hits = counter("flight.hits", "{call}", "Calls answered from a retained result, without running fn.")
-	in.refreshes = counter("flight.refreshes", "{flight}", "Background refreshes started (WithRefreshAhead).")
-	in.retries = counter("flight.retries", "{attempt}", "Attempts of fn after a flight's first (WithRetry).")
-	in.stale = counter("flight.stale", "{call}", "Calls answered with a stale value (WithStaleIfError).")
-	in.rejected = counter("flight.rejected", "{call}", "Calls refused with ErrOpen by an open breaker (WithBreaker).")
-	in.inFlight = updown("flight.in_flight", "{flight}", "Executions of fn running now.")
-	in.waiters = updown("flight.waiters", "{call}", "Calls waiting for a flight now, the first caller included.")
-	in.keys = updown("flight.keys", "{key}", "Keys with a live flight actor now.")
-	in.entries = updown("flight.entries", "{result}", "Results retained now (WithTTL, WithErrorTTL).")
-	in.open = updown("flight.open", "{key}", "Keys whose breaker is open now (WithBreaker).")
+	in := &instruments{obs: makeObservers(mk, coordinatorObserved)}
 	var err error
 	in.duration, err = m.Float64Histogram("flight.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of each execution of fn, from its start to its return."))
 	mk.errs = append(mk.errs, err)
 	in.callers = mk.intHistogram("flight.callers", "{call}", "Callers each flight had, the first included, counted once when the flight ends.")
 	var ok bool
-	if in.observe, in.record, ok = mk.attributes(tc); !ok {
+	if in.obs.observe, in.record, ok = mk.attributes(tc); !ok {
 		return nil
 	}
 	return in
@@ -177,33 +175,6 @@ func (in *instruments) onFinish(d time.Duration, callers int) {
 	}
 }
 
-// register registers the callback that observes stats on each collection.
-func (in *instruments) register(mp metric.MeterProvider, stats func() Stats) (metric.Registration, error) {
-	return mp.Meter(MeterName).RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		s := stats()
-		o.ObserveInt64(in.flights, int64(s.Flights), in.observe...)
-		o.ObserveInt64(in.joins, int64(s.Joins), in.observe...)
-		o.ObserveInt64(in.panics, int64(s.Panics), in.observe...)
-		o.ObserveInt64(in.timeouts, int64(s.Timeouts), in.observe...)
-		o.ObserveInt64(in.abandoned, int64(s.Abandoned), in.observe...)
-		o.ObserveInt64(in.forgotten, int64(s.Forgotten), in.observe...)
-		o.ObserveInt64(in.overloaded, int64(s.Overloaded), in.observe...)
-		o.ObserveInt64(in.inFlight, int64(s.InFlight), in.observe...)
-		o.ObserveInt64(in.waiters, int64(s.Waiters), in.observe...)
-		o.ObserveInt64(in.keys, int64(s.Keys), in.observe...)
-		o.ObserveInt64(in.hits, int64(s.Hits), in.observe...)
-		o.ObserveInt64(in.refreshes, int64(s.Refreshes), in.observe...)
-		o.ObserveInt64(in.retries, int64(s.Retries), in.observe...)
-		o.ObserveInt64(in.entries, int64(s.Entries), in.observe...)
-		o.ObserveInt64(in.stale, int64(s.Stale), in.observe...)
-		o.ObserveInt64(in.rejected, int64(s.Rejected), in.observe...)
-		o.ObserveInt64(in.open, int64(s.Open), in.observe...)
-		return nil
-	}, in.flights, in.joins, in.panics, in.timeouts, in.abandoned, in.forgotten, in.overloaded,
-		in.hits, in.refreshes, in.retries, in.stale, in.rejected,
-		in.inFlight, in.waiters, in.keys, in.entries, in.open)
-}
-
 // startTelemetry prepares what New registers outside the coordinator: the
 // instruments (and the OnFinish hook recording the histograms) when a meter
 // provider is given, and the route of the shared actor system's log lines
@@ -211,20 +182,13 @@ func (in *instruments) register(mp metric.MeterProvider, stats func() Stats) (me
 // called once the coordinator exists, registers the Stats callback and
 // returns what Close must undo (nil when nothing was registered).
 func startTelemetry(cfg *config) (onFinish func(time.Duration, int), attach func(stats func() Stats) *telemetry) {
-	var in *instruments
+	var obs *observers[Stats]
 	if cfg.telemetry.provider != nil {
-		in = newInstruments(cfg.telemetry)
-	}
-	if in != nil {
-		onFinish = in.onFinish
-	}
-	attach = func(stats func() Stats) *telemetry {
-		if in == nil {
-			return register(cfg, nil)
+		if in := newInstruments(cfg.telemetry); in != nil {
+			onFinish, obs = in.onFinish, in.obs
 		}
-		return register(cfg, func() (metric.Registration, error) { return in.register(cfg.telemetry.provider, stats) })
 	}
-	return onFinish, attach
+	return onFinish, attacher(cfg, obs)
 }
 
 // register does what a Coordinator or a Batcher registers outside itself

@@ -99,7 +99,16 @@ func scopedFn[K comparable, V any](fn BatchFunc[K, V]) func(context.Context, []s
 	}
 }
 
-func newScopedBatcher[K comparable, V any](fn BatchFunc[K, V], cfg *config, bc batch.Config[K, V, Result[V]]) *scopedBatcher[K, V] {
+// scopedHooks are batchHooks for a scoped engine: its keys' errors are a
+// scopedKeyErrors (see scopedFn).
+type scopedHooks[K comparable, V any] struct{ batchHooks[K, V] }
+
+func (scopedHooks[K, V]) KeyErrors(err error) (map[scopedKey[K]]error, bool) {
+	ske, ok := err.(scopedKeyErrors[K])
+	return ske, ok
+}
+
+func newScopedBatcher[K comparable, V any](fn BatchFunc[K, V], scope func(context.Context) any, bc batch.Config[K, V, Result[V]]) *scopedBatcher[K, V] {
 	e, err := batch.New(batch.Config[scopedKey[K], V, Result[V]]{
 		Fn:            scopedFn(fn),
 		MaxBatch:      bc.MaxBatch,
@@ -110,20 +119,16 @@ func newScopedBatcher[K comparable, V any](fn BatchFunc[K, V], cfg *config, bc b
 		System:        bc.System,
 		Logger:        bc.Logger,
 		Errors:        bc.Errors,
-		KeyErrors: func(err error) (map[scopedKey[K]]error, bool) {
-			ske, ok := err.(scopedKeyErrors[K])
-			return ske, ok
-		},
-		Result:  bc.Result,
-		OnBatch: bc.OnBatch,
-		Scope:   func(k scopedKey[K]) any { return k.scope },
-		Retain:  bc.Retain,
-		Tracer:  bc.Tracer,
+		Hooks:         scopedHooks[K, V]{},
+		OnBatch:       bc.OnBatch,
+		Scope:         func(k scopedKey[K]) any { return k.scope },
+		Retain:        bc.Retain,
+		Tracer:        bc.Tracer,
 	})
 	if err != nil {
 		panic(err) // unreachable: the options validated the shard count
 	}
-	return &scopedBatcher[K, V]{e: e, scope: cfg.batch.scope}
+	return &scopedBatcher[K, V]{e: e, scope: scope}
 }
 
 // scopeOf calls the scope function on ctx (nil: Background) and reports

@@ -101,20 +101,8 @@ func (c *flightCtx) Value(key any) any {
 }
 
 // cancelCtxKey is package context's unexported key for a context's
-// cancelCtx, learnt once from the one call that looks it up on a context
-// of ours: context.Cause asks a cancelled context's Value for it.
-var cancelCtxKey = func() (key any) {
-	context.Cause(keyProbe{func(k any) { key = k }})
-	return key
-}()
-
-// keyProbe is a context whose Value records the key it is asked for.
-type keyProbe struct{ seen func(any) }
-
-func (keyProbe) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (keyProbe) Done() <-chan struct{}       { return nil }
-func (keyProbe) Err() error                  { return context.Canceled }
-func (p keyProbe) Value(key any) any         { p.seen(key); return nil }
+// cancelCtx (see fnctx.CancelCtxKey).
+var cancelCtxKey = fnctx.CancelCtxKey
 
 // callsFrom reports whether ctx is, or derives from, target: a flight's
 // context. It walks the chain of flight contexts ctx descends from (fn

@@ -12,9 +12,8 @@ func allocEngine(tb testing.TB, maxBatch int) *Engine[int, int, int] {
 	e, err := New(Config[int, int, int]{
 		Fn:       func(context.Context, []int) (map[int]int, error) { return vals, nil },
 		MaxBatch: maxBatch, MaxWait: time.Hour, Shards: 1,
-		Logger:    slog.New(slog.DiscardHandler),
-		KeyErrors: func(error) (map[int]error, bool) { return nil, false },
-		Result:    func(v int, err error, _ bool) int { return v },
+		Logger: slog.New(slog.DiscardHandler),
+		Hooks:  intHooks{},
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -45,3 +44,9 @@ func BenchmarkFullBatchLoad(b *testing.B) {
 		e.Load(ctx, 0)
 	}
 }
+
+// intHooks answer with the value alone.
+type intHooks struct{}
+
+func (intHooks) Result(v int, _ error, _ bool) int     { return v }
+func (intHooks) KeyErrors(error) (map[int]error, bool) { return nil, false }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/actorflight/flight/internal/outcome"
 	"github.com/actorflight/flight/internal/tracing"
 )
 
@@ -78,7 +79,7 @@ type batch[K comparable, V, R any] struct {
 	vals   map[K]V
 	kerrs  map[K]error
 	err    error
-	how    outcome
+	how    outcome.How
 	pvalue any
 	pstack []byte
 
@@ -89,14 +90,6 @@ type batch[K comparable, V, R any] struct {
 	rvals  map[K]V     // values
 	rkerrs map[K]error // per-key errors (KeyErrors)
 }
-
-type outcome uint8
-
-const (
-	fnReturned outcome = iota
-	fnPanicked
-	fnExited
-)
 
 // outcome returns key's answer from a resolved batch.
 func (b *batch[K, V, R]) outcome(key K) (V, error) {
@@ -457,40 +450,27 @@ func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
 }
 
 // Run is the worker's side of a batch: it calls fn and records how it
-// ended, then hands the batch back to the collector. A panic is recovered
-// with its stack; runtime.Goexit is detected as x/sync/singleflight does
-// (neither a normal return nor a recovered panic); the batch is handed back
-// in every case, so every caller is answered.
-func (b *batch[K, V, R]) Run() {
-	normal, recovered := false, false
+// ended (package outcome, as a flight's fn is run: a panic recovered with
+// its stack, runtime.Goexit detected), then hands the batch back to the
+// collector, in every case, so every caller is answered.
+func (b *batch[K, V, R]) Run() { outcome.Run(b) }
+
+// Call is fn's call, for outcome.Run.
+func (b *batch[K, V, R]) Call() {
 	e := b.c.e
-	defer func() {
-		b.returned.Store(true)
-		if !normal && !recovered {
-			b.how = fnExited
+	b.vals, b.err = e.cfg.Fn(&b.ctx, b.keys)
+	if b.err != nil {
+		if ke, ok := e.cfg.Hooks.KeyErrors(b.err); ok {
+			b.kerrs, b.err = ke, nil
 		}
-		e.post(b.c, doneMsg[K, V, R]{b})
-	}()
-	func() {
-		defer func() {
-			if !normal {
-				if r := recover(); r != nil {
-					b.how = fnPanicked
-					b.pvalue, b.pstack = r, debug.Stack()
-				}
-			}
-		}()
-		b.vals, b.err = e.cfg.Fn(&b.ctx, b.keys)
-		if b.err != nil {
-			if ke, ok := e.cfg.KeyErrors(b.err); ok {
-				b.kerrs, b.err = ke, nil
-			}
-		}
-		normal = true
-	}()
-	if !normal {
-		recovered = true
 	}
+}
+
+// Ended records how Call ended and hands the batch back, for outcome.Run.
+func (b *batch[K, V, R]) Ended(how outcome.How, value any, stack []byte) {
+	b.returned.Store(true)
+	b.how, b.pvalue, b.pstack = how, value, stack
+	b.c.e.post(b.c, doneMsg[K, V, R]{b})
 }
 
 // done handles fn's return: it resolves the outcome (unless the batch was
@@ -504,11 +484,11 @@ func (c *collector[K, V, R]) done(b *batch[K, V, R]) {
 	var rvals map[K]V
 	var rkerrs map[K]error
 	switch b.how {
-	case fnPanicked:
+	case outcome.Panicked:
 		e.stats.Panics.Add(1)
 		e.logPanic(&b.ctx, len(b.keys), b.pvalue, b.pstack)
 		rerr = e.cfg.Errors.Panic(b.pvalue, b.pstack)
-	case fnExited:
+	case outcome.Exited:
 		e.stats.Panics.Add(1)
 		rerr = e.cfg.Errors.Goexit
 	default:

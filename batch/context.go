@@ -44,9 +44,17 @@ func (c *batchCtx) Err() error {
 	return nil
 }
 
+// Value returns the first caller's value for key, as
+// context.WithoutCancel(first caller's ctx).Value would: package context's
+// own key for a parent's cancellation (fnctx.CancelCtxKey, which
+// context.Cause and WithCancel's propagation look up) is answered with nil,
+// so that caller's cancellation never shows through.
 func (c *batchCtx) Value(key any) any {
-	if key == (batchKey{}) {
+	switch key {
+	case batchKey{}:
 		return c.self
+	case fnctx.CancelCtxKey:
+		return nil
 	}
 	return c.values.Value(key)
 }

@@ -7,6 +7,20 @@
 // this package carries no compatibility promise. docs/batching.md describes
 // how a load flows through it.
 //
+// # What is shared with the Coordinator
+//
+// This package holds only what is specific to collecting and dispatching
+// batches: a key's entry, the collector and its batches, LoadMany's group,
+// and the batch's context (its values and deadline). The rest is the
+// Coordinator's code: the shards' mailbox and its direct posts (package
+// mailbox), the gates Close waits on (internal/gate), the shared actor
+// system, the keyspace, the cancellation of fn's context (internal/fnctx),
+// the run of fn with panic recovery and Goexit detection
+// (internal/outcome), the worker pool (package actor's Pool), the error set
+// ([Errors] embeds package actor's), the counters ([Stats] embeds package
+// actor's), the retained results' store (coordinator.Retained) and the
+// spans (internal/tracing). The fault policy is the Coordinator's shards'.
+//
 // # Shards and the collector
 //
 // A [shard] (one per keyspace shard, a protoactor actor on package mailbox's
@@ -26,10 +40,10 @@
 // a worker, close. It owns the open batch, the full batches waiting for a
 // WithMaxConcurrentBatches slot, and the running ones with their contexts,
 // which are embedded in the batches (see batchCtx). It hands a batch to a
-// warm worker goroutine (package actor's Pool), which runs fn with panic and
-// runtime.Goexit recovery and hands the outcome back; the collector resolves
-// it and, once its mutex is released, sends it to each shard that has keys
-// in the batch, which answers the keys' callers.
+// warm worker goroutine (package actor's Pool), which runs fn through
+// internal/outcome and hands the outcome back; the collector resolves it
+// and, once its mutex is released, sends it to each shard that has keys in
+// the batch, which answers the keys' callers.
 //
 // With Config.Retain (WithTTL), a load first looks its key up in its
 // shard's store of retained results (coordinator.Retained) and, on a hit,

@@ -21,17 +21,14 @@ import (
 
 // Errors are the error values the engine answers with; the root package
 // supplies them so that callers can match them with errors.Is / errors.As.
+// They are the Coordinator's set (package actor's Errors: Closed, Goexit,
+// Timeout, Recursive — a load from inside fn, with its ctx, of a key of its
+// own batch —, Panic, Stale; Overloaded is unused) and the two errors only
+// a Batcher gives.
 type Errors struct {
-	Closed     error
-	NotFound   error
+	fa.Errors
+	NotFound   error // a key missing from fn's map
 	InvalidKey error
-	Recursive  error // a load from inside fn, with its ctx, of a key of its own batch
-	Goexit     error
-	Timeout    error                               // wraps context.DeadlineExceeded
-	Panic      func(value any, stack []byte) error // makes a *flight.PanicError
-	// Stale marks an answer that is a stale value (WithStaleIfError): Result
-	// gets it as its error and makes a Result with Stale set and no error.
-	Stale error
 }
 
 // Config is the resolved configuration of a Batcher. R is the result type
@@ -48,12 +45,9 @@ type Config[K comparable, V, R any] struct {
 	Logger        *slog.Logger       // never nil
 
 	Errors Errors
-	// KeyErrors extracts the per-key errors from fn's error (errors.As on
-	// flight.KeyErrors). It runs on the worker, after fn, with fn's panic
-	// recovery: a panicking As method is a panic of the batch.
-	KeyErrors func(err error) (map[K]error, bool)
-	// Result makes the value a caller receives.
-	Result func(val V, err error, shared bool) R
+	// Hooks are the root package's part: the value a caller receives, and
+	// the per-key errors in fn's error. Never nil.
+	Hooks Hooks[K, V, R]
 	// OnBatch, when set (metrics), is told of each dispatched batch's key
 	// count. It runs under the collector's mutex and must not block.
 	OnBatch func(keys int)
@@ -68,25 +62,35 @@ type Config[K comparable, V, R any] struct {
 	Retain *coordinator.RetainConfig
 }
 
-// Stats are the engine's counters. Shards write Keys, Waiters, Loads and
-// Joins; the collector writes the others. Anyone may read them at any time;
-// each field is exact on its own.
+// Hooks are what the engine asks the root package. A struct of no fields
+// implements them, so that a Batcher holds them without an allocation.
+type Hooks[K comparable, V, R any] interface {
+	// Result makes the value a caller receives.
+	Result(val V, err error, shared bool) R
+	// KeyErrors extracts the per-key errors from fn's error (a
+	// flight.KeyErrors). It runs on the worker, after fn, with fn's panic
+	// recovery: a panicking Unwrap method is a panic of the batch.
+	KeyErrors(err error) (map[K]error, bool)
+}
+
+// Stats are the engine's counters: the Coordinator's (package actor's
+// Stats), of which a Batcher uses Keys (keys with at least one waiting
+// caller), Waiters, Joins (callers that joined a key another caller asked
+// for), Panics (calls of fn that panicked or called runtime.Goexit),
+// Timeouts and Abandoned (running batches cancelled: every caller of every
+// key left), Hits (retain.go), Refreshes (refresh-ahead loads started) and
+// Stale; and the counters only a Batcher has. Shards write Keys, Waiters,
+// Loads, Joins, Hits, Refreshes and Stale; the collector writes the
+// others. Anyone may read them at any time; each field is exact on its
+// own.
 type Stats struct {
-	Keys        atomic.Int64  // keys with at least one waiting caller
-	Waiters     atomic.Int64  // callers waiting
+	fa.Stats
 	Pending     atomic.Int64  // batches collecting keys or waiting for a slot
 	Running     atomic.Int64  // batches whose fn runs
 	Loads       atomic.Uint64 // callers admitted
-	Joins       atomic.Uint64 // callers that joined a key another caller asked for
 	Batches     atomic.Uint64 // calls of fn started
 	BatchedKeys atomic.Uint64 // keys passed to fn
 	Dropped     atomic.Uint64 // keys taken out of a batch before dispatch: every caller left
-	Abandoned   atomic.Uint64 // running batches cancelled: every caller of every key left
-	Panics      atomic.Uint64 // calls of fn that panicked or called runtime.Goexit
-	Timeouts    atomic.Uint64 // batches answered with the WithTimeout error
-	Hits        atomic.Uint64 // calls answered from a retained result (retain.go)
-	Refreshes   atomic.Uint64 // refresh-ahead loads started
-	Stale       atomic.Uint64 // calls answered with a stale value (WithStaleIfError)
 }
 
 // Engine is the engine behind flight.Batcher.
@@ -97,7 +101,7 @@ type Stats struct {
 type Engine[K comparable, V, R any] struct {
 	cfg    Config[K, V, R]
 	system *actor.ActorSystem
-	ks     *keyspace.Keyspace[K]
+	ks     keyspace.Keyspace[K]
 	stats  Stats
 	ret    *coordinator.Retained[K, V] // retained results (retain.go); nil: none
 
@@ -121,7 +125,7 @@ func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) 
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: ks}
+	e := &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: *ks}
 	if cfg.Retain != nil {
 		// The stores' timers post only once a result is retained, after
 		// start has made the shards and the posts gate.
@@ -169,7 +173,8 @@ func (e *Engine[K, V, R]) start() {
 			api:     gate.New(),
 			stopped: make(chan struct{}),
 		}
-		s.pid = e.system.Root.Spawn(mailbox.Props(func() actor.Actor { return s }))
+		s.mb = mailbox.New(s.handle)
+		s.pid = e.system.Root.Spawn(mailbox.PropsWith(func() actor.Actor { return s }, s.mb))
 		e.shards[i] = s
 	}
 	e.live.Store(true)
@@ -183,11 +188,11 @@ func (e *Engine[K, V, R]) Load(ctx context.Context, key K) R {
 		ctx = context.Background()
 	}
 	if v, err, ok := e.hit(ctx, key); ok {
-		return e.cfg.Result(v, err, true)
+		return e.cfg.Hooks.Result(v, err, true)
 	}
 	s, err := e.admit(ctx, key)
 	if err != nil {
-		return e.cfg.Result(zero, err, false)
+		return e.cfg.Hooks.Result(zero, err, false)
 	}
 	c := &call[K, V, R]{key: key, ctx: ctx, ch: make(chan R, 1)}
 	s.send(c)
@@ -204,7 +209,7 @@ func (e *Engine[K, V, R]) Load(ctx context.Context, key K) R {
 		// shard handles it first. The shard may answer c meanwhile: its
 		// channel has room for that answer, which nobody reads.
 		e.post(s, leaveMsg[K, V, R]{c})
-		return e.cfg.Result(zero, ctx.Err(), false)
+		return e.cfg.Hooks.Result(zero, ctx.Err(), false)
 	}
 }
 
@@ -219,12 +224,12 @@ func (e *Engine[K, V, R]) LoadChan(ctx context.Context, key K, anchor any) <-cha
 		ctx = context.Background()
 	}
 	if v, err, ok := e.hit(ctx, key); ok {
-		ch <- e.cfg.Result(v, err, true)
+		ch <- e.cfg.Hooks.Result(v, err, true)
 		return ch
 	}
 	s, err := e.admit(ctx, key)
 	if err != nil {
-		ch <- e.cfg.Result(zero, err, false)
+		ch <- e.cfg.Hooks.Result(zero, err, false)
 		return ch
 	}
 	s.send(&call[K, V, R]{key: key, ctx: ctx, ch: ch, watch: ctx.Done() != nil, anchor: anchor})
@@ -403,6 +408,9 @@ func (g *group[K, V]) deliver(key K, v V, err error) {
 
 // Stats returns the engine's counters.
 func (e *Engine[K, V, R]) Stats() *Stats { return &e.stats }
+
+// Closed reports whether Close has been called.
+func (e *Engine[K, V, R]) Closed() bool { return e.closed.Load() }
 
 // post is how leaves, timers and workers reach an actor.
 func (e *Engine[K, V, R]) post(to interface{ send(any) }, msg any) {

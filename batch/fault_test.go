@@ -14,6 +14,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
 
+	fa "github.com/actorflight/flight/actor"
 	"github.com/actorflight/flight/internal/wait"
 )
 
@@ -106,6 +107,12 @@ type result struct {
 	shared bool
 }
 
+// testHooks make a result of an answer; fn's errors fail whole batches.
+type testHooks struct{}
+
+func (testHooks) Result(v string, err error, shared bool) result { return result{v, err, shared} }
+func (testHooks) KeyErrors(error) (map[string]error, bool)       { return nil, false }
+
 type panicErr struct{ v any }
 
 func (p *panicErr) Error() string { return fmt.Sprintf("flight: panic: %v", p.v) }
@@ -179,12 +186,13 @@ func testConfig(fn func(context.Context, []string) (map[string]string, error)) C
 		Shards:   1, // every key on one shard: "other keys untouched" means the same actor
 		Logger:   slog.New(slog.DiscardHandler),
 		Errors: Errors{
-			Closed: errClosed, NotFound: errNotFound, InvalidKey: errInvalid, Recursive: errRecursive,
-			Goexit: errGoexit, Timeout: errTimeout,
-			Panic: func(v any, _ []byte) error { return &panicErr{v} },
+			Errors: fa.Errors{
+				Closed: errClosed, Recursive: errRecursive, Goexit: errGoexit, Timeout: errTimeout,
+				Panic: func(v any, _ []byte) error { return &panicErr{v} },
+			},
+			NotFound: errNotFound, InvalidKey: errInvalid,
 		},
-		KeyErrors: func(error) (map[string]error, bool) { return nil, false },
-		Result:    func(v string, err error, shared bool) result { return result{v, err, shared} },
+		Hooks: testHooks{},
 	}
 }
 

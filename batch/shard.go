@@ -8,15 +8,21 @@ import (
 
 	"github.com/actorflight/flight/coordinator"
 	"github.com/actorflight/flight/internal/gate"
+	"github.com/actorflight/flight/mailbox"
 )
 
 // shard is a key actor supervisor: it owns the entries of its share of the
 // keyspace and handles every message about them (join, leave, result,
-// close), one at a time, on package mailbox's mailbox.
+// close), one at a time, on package mailbox's mailbox, as the
+// Coordinator's shards do: a caller's join and leave are posted to the
+// mailbox directly, in the node the call carries (no protoactor envelope,
+// no allocation), and protoactor's own messages (Stopped) come through
+// Receive.
 type shard[K comparable, V, R any] struct {
 	e      *Engine[K, V, R]
 	idx    int32
 	pid    *actor.PID
+	mb     *mailbox.Mailbox
 	keys   map[K]*entry[K, V, R] // owned by the actor
 	closed bool                  // owned by the actor
 	// anchor is the flight.Batcher of a LoadChan caller, held while the
@@ -67,6 +73,12 @@ type call[K comparable, V, R any] struct {
 	entry    *entry[K, V, R]
 	answered bool
 	stop     func() bool // stops the ctx watch
+
+	node, leave mailbox.Node // the join's and the leave's, posted once each
+
+	// en1 is the key's entry when this call is its key's first: a key
+	// with one caller costs one allocation, not two (owned by the shard).
+	en1 entry[K, V, R]
 }
 
 // leaveMsg is posted when a caller's ctx is done before its answer.
@@ -76,7 +88,22 @@ type leaveMsg[K comparable, V, R any] struct{ c *call[K, V, R] }
 // b's outcome is resolved.
 type resultMsg[K comparable, V, R any] struct{ b *batch[K, V, R] }
 
-func (s *shard[K, V, R]) send(msg any) { s.e.system.Root.Send(s.pid, msg) }
+// send posts msg to the shard's mailbox: a join or a leave in the node its
+// call carries, anything else in a node of its own. Callers must be inside
+// one of the engine's gates (or be Close, which stops the actor only after
+// they are drained).
+func (s *shard[K, V, R]) send(msg any) {
+	switch m := msg.(type) {
+	case *call[K, V, R]:
+		m.node.Msg = m
+		s.mb.Post(&m.node)
+	case leaveMsg[K, V, R]:
+		m.c.leave.Msg = m
+		s.mb.Post(&m.c.leave)
+	default:
+		s.mb.Post(&mailbox.Node{Msg: msg})
+	}
+}
 
 // failMsg is sent by the collector when its own handling of a key's
 // message faulted: the shard answers the key's callers with err.
@@ -99,8 +126,11 @@ var testHookShard, testHookCollector func(msg any)
 // a *PanicError and is detached, so that it is usable again at once (its
 // batch, if running, goes on and no longer answers it); every other key is
 // untouched; the shard goes on serving. See fault.
-func (s *shard[K, V, R]) Receive(ctx actor.Context) {
-	msg := ctx.Message()
+func (s *shard[K, V, R]) Receive(ctx actor.Context) { s.handle(ctx.Message()) }
+
+// handle handles one message: the mailbox's Handle for the messages posted
+// directly, and Receive's body for protoactor's.
+func (s *shard[K, V, R]) handle(msg any) {
 	if _, ok := msg.(*actor.Stopped); ok {
 		defer close(s.stopped) // even if handling it faults: Close waits for it
 	}
@@ -197,7 +227,8 @@ func (s *shard[K, V, R]) join(c *call[K, V, R]) {
 	st := &s.e.stats
 	en := s.keys[c.key]
 	if en == nil {
-		en = &entry[K, V, R]{key: c.key, shard: s.idx, first: c.ctx, refresh: c.refresh}
+		en = &c.en1
+		*en = entry[K, V, R]{key: c.key, shard: s.idx, first: c.ctx, refresh: c.refresh}
 		en.calls = en.call1[:0] // a key with one caller needs no slice of its own
 		s.keys[c.key] = en
 		st.Keys.Add(1)
@@ -239,7 +270,7 @@ func (s *shard[K, V, R]) answer(c *call[K, V, R], v V, err error, shared bool) {
 		c.g.deliver(c.key, v, err)
 		return
 	}
-	c.ch <- s.e.cfg.Result(v, err, shared)
+	c.ch <- s.e.cfg.Hooks.Result(v, err, shared)
 }
 
 // leave detaches a caller whose ctx is done; a LoadChan caller gets
@@ -258,7 +289,7 @@ func (s *shard[K, V, R]) leave(c *call[K, V, R]) {
 	}
 	if c.watch {
 		var zero V
-		c.ch <- s.e.cfg.Result(zero, c.ctx.Err(), false)
+		c.ch <- s.e.cfg.Hooks.Result(zero, c.ctx.Err(), false)
 	}
 	en.waiters--
 	s.e.stats.Waiters.Add(-1)

@@ -5,6 +5,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/actorflight/flight/internal/outcome"
 	"github.com/actorflight/flight/internal/tracing"
 )
 
@@ -74,9 +75,9 @@ func (c *collector[K, V, R]) traceEnd(b *batch[K, V, R]) {
 	var err error
 	var p *tracing.Panic
 	switch b.how {
-	case fnPanicked:
+	case outcome.Panicked:
 		p = &tracing.Panic{Value: b.pvalue, Stack: b.pstack}
-	case fnExited:
+	case outcome.Exited:
 		err = c.e.cfg.Errors.Goexit
 	default:
 		err = b.err

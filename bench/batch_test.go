@@ -63,8 +63,13 @@ var loaders = []loaderImpl{
 
 type flightLoader struct{ b *flight.Batcher[int, user] }
 
+// batchFetches counts the calls of the workloads' fetch functions, for
+// BenchmarkBatch's fetches/op.
+var batchFetches atomic.Int64
+
 func newFlightLoader(opts ...flight.Option) loader {
 	return flightLoader{flight.NewBatcher(func(_ context.Context, keys []int) (map[int]user, error) {
+		batchFetches.Add(1)
 		users := make(map[int]user, len(keys))
 		var failed flight.KeyErrors[int]
 		for _, k := range keys {
@@ -98,6 +103,7 @@ type dataloadgenLoader struct {
 func newDataloadgen(opts ...dataloadgen.Option) loader {
 	opts = append([]dataloadgen.Option{dataloadgen.WithBatchCapacity(100), dataloadgen.WithWait(500 * time.Nanosecond)}, opts...)
 	return dataloadgenLoader{dataloadgen.NewLoader(func(_ context.Context, keys []int) ([]user, []error) {
+		batchFetches.Add(1)
 		users := make([]user, len(keys))
 		errs := make([]error, len(keys))
 		for i, k := range keys {
@@ -121,6 +127,7 @@ type dataloaderLoader struct{ l *dataloader.Loader[int, user] }
 
 func newDataloader() loader {
 	return dataloaderLoader{dataloader.NewBatchedLoader(func(_ context.Context, keys []int) []*dataloader.Result[user] {
+		batchFetches.Add(1)
 		out := make([]*dataloader.Result[user], len(keys))
 		for i, k := range keys {
 			if k%100 == 1 {
@@ -139,19 +146,22 @@ func (l dataloaderLoader) thunk(ctx context.Context, key int) func() (user, erro
 func (l dataloaderLoader) loadMany(ctx context.Context, keys []int) { _, _ = l.l.LoadMany(ctx, keys)() }
 func (l dataloaderLoader) close()                                   {}
 
-// BenchmarkBatch runs the five workloads for every implementation. ns/op
-// and allocs/op are per request (one loader's life).
+// BenchmarkBatch runs the five workloads for every implementation. ns/op,
+// allocs/op and fetches/op (calls of the fetch function) are per request
+// (one loader's life).
 func BenchmarkBatch(b *testing.B) {
 	ctx := context.Background()
 	run := func(b *testing.B, op func(loader)) {
 		for _, im := range loaders {
 			b.Run(im.name, func(b *testing.B) {
 				b.ReportAllocs()
+				batchFetches.Store(0)
 				for b.Loop() {
 					l := im.make()
 					op(l)
 					l.close()
 				}
+				b.ReportMetric(float64(batchFetches.Load())/float64(b.N), "fetches/op")
 			})
 		}
 	}
@@ -224,6 +234,29 @@ func TestBatchLoadersAgree(t *testing.T) {
 // per request; it also reports ns/load, fetches/load and the p99 request
 // latency.
 func BenchmarkBatchResolver(b *testing.B) {
+	resolver(b, false, func(rng *rand.Rand) func() int { return func() int { return rng.IntN(10000) } })
+}
+
+// BenchmarkBatchResolverPerRequest is the resolver workload with a loader
+// made for each request (and closed at its end), the DataLoader
+// convention.
+func BenchmarkBatchResolverPerRequest(b *testing.B) {
+	resolver(b, true, func(rng *rand.Rand) func() int { return func() int { return rng.IntN(10000) } })
+}
+
+// BenchmarkBatchHotKeys is the resolver workload on a long-lived loader
+// over 100 keys drawn with a Zipf skew (s = 1.1): most loads of a batch
+// want a few hot keys.
+func BenchmarkBatchHotKeys(b *testing.B) {
+	resolver(b, false, func(rng *rand.Rand) func() int {
+		z := rand.NewZipf(rng, 1.1, 1, 99)
+		return func() int { return int(z.Uint64()) }
+	})
+}
+
+// resolver runs the resolver workload: perRequest makes a loader for each
+// request; keys makes each goroutine's key generator.
+func resolver(b *testing.B, perRequest bool, keys func(*rand.Rand) func() int) {
 	var fetches atomic.Int64
 	work := func(n int) {
 		x := 0
@@ -268,8 +301,12 @@ func BenchmarkBatchResolver(b *testing.B) {
 	}
 	for _, im := range impls {
 		b.Run(im.name, func(b *testing.B) {
-			load, done := im.make()
-			defer done()
+			var load func(ctx context.Context, key int) func() (user, error)
+			if !perRequest {
+				var done func()
+				load, done = im.make()
+				defer done()
+			}
 			fetches.Store(0)
 			var mu sync.Mutex
 			var lat []time.Duration
@@ -278,16 +315,22 @@ func BenchmarkBatchResolver(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				rng := rand.New(rand.NewPCG(rand.Uint64(), 1))
+				key := keys(rng)
 				var mine []time.Duration
 				var ts [100]func() (user, error)
 				for pb.Next() {
 					start := time.Now()
+					load, done := load, func() {}
+					if perRequest {
+						load, done = im.make()
+					}
 					for i := range ts {
-						ts[i] = load(context.Background(), rng.IntN(10000))
+						ts[i] = load(context.Background(), key())
 					}
 					for _, t := range ts {
 						_, _ = t()
 					}
+					done()
 					mine = append(mine, time.Since(start))
 				}
 				mu.Lock()

@@ -9,7 +9,30 @@
 // without a goroutine each, as with a parent from the standard library.
 package fnctx
 
-import "sync"
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// CancelCtxKey is package context's unexported key for a context's
+// cancelCtx, learnt once from the one call that looks it up on a context
+// of ours: context.Cause asks a cancelled context's Value for it. A
+// context that carries a caller's values but not its cancellation answers
+// it with nil, as context.WithoutCancel does; else context.Cause, and
+// WithCancel's propagation, would find the caller's cancelCtx through it.
+var CancelCtxKey = func() (key any) {
+	context.Cause(keyProbe{func(k any) { key = k }})
+	return key
+}()
+
+// keyProbe is a context whose Value records the key it is asked for.
+type keyProbe struct{ seen func(any) }
+
+func (keyProbe) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (keyProbe) Done() <-chan struct{}       { return nil }
+func (keyProbe) Err() error                  { return context.Canceled }
+func (p keyProbe) Value(key any) any         { p.seen(key); return nil }
 
 // Live is the reason of a Cancel that has not ended.
 const Live uint8 = 0

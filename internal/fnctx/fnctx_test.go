@@ -2,6 +2,7 @@ package fnctx
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -45,4 +46,31 @@ func TestCancel(t *testing.T) {
 	fresh := &ctx{}
 	fresh.End(1)
 	<-fresh.Done() // made after End: already closed
+}
+
+// CancelCtxKey is the key context.Cause looks up: a context that answers it
+// with a cancelled parent's cancelCtx shows that parent's cause.
+func TestCancelCtxKey(t *testing.T) {
+	if CancelCtxKey == nil {
+		t.Fatal("package context's key was not learnt")
+	}
+	cause := errors.New("cause")
+	parent, cancel := context.WithCancelCause(context.Background())
+	cancel(cause)
+	leaky := valueCtx{Context: context.WithoutCancel(parent), v: parent.Value(CancelCtxKey)}
+	assert.Equal(t, cause, context.Cause(leaky), "the learnt key is not the one context.Cause asks for")
+}
+
+// valueCtx is cancelled and answers CancelCtxKey with v.
+type valueCtx struct {
+	context.Context
+	v any
+}
+
+func (valueCtx) Err() error { return context.Canceled }
+func (c valueCtx) Value(key any) any {
+	if key == CancelCtxKey {
+		return c.v
+	}
+	return c.Context.Value(key)
 }
