@@ -44,6 +44,7 @@ func validOptions() map[string]Option {
 		"WithMaxWait":              WithMaxWait(time.Millisecond),
 		"WithMaxConcurrentBatches": WithMaxConcurrentBatches(1),
 		"hooks.ForgetOverlaps":     hooks.ForgetOverlaps().(Option),
+		"hooks.PrivateCtx":         hooks.PrivateCtx().(Option),
 		"hooks.PanicErrors":        hooks.PanicErrors(newPanicError).(Option),
 	}
 }
