@@ -1,7 +1,7 @@
 // Package actor is the per-key actor of a flight coordinator: [Owner] owns
 // one key's flights, [Flight] is one execution of fn and the callers that
-// share it, [Waiter] is one caller's place in it, [Broadcast] hands a
-// flight's result to its callers, [Limit] bounds the flights across keys, and
+// share it, [Waiter] is one caller's place in it (a DoChan caller gets its
+// result as a [Subscriber]), [Limit] bounds the flights across keys, and
 // [Pool] runs fn on warm worker goroutines with panic and runtime.Goexit
 // detection ([Flight.Run]).
 //
@@ -17,10 +17,8 @@
 // demand: the Owner is made on the key's first call, serializes the key's
 // executions, broadcasts results to the queued callers, and is retired
 // (dropped from the shard's map) the moment it has no flight, so an idle key
-// costs nothing. The reason is cost: a protoactor child actor per key pays a
-// spawn, a registry entry, a mailbox and a stop per flight on top of the same
-// two messages, about ten times the whole cost of a flight here
-// (docs/design.md, "Choices"; figures in bench/README.md).
+// costs nothing. (Why not a protoactor child actor per key:
+// https://github.com/actorflight/flight/blob/main/docs/design.md.)
 //
 // # Ownership
 //

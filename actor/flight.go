@@ -181,7 +181,7 @@ func (k *Owner[K, V]) Idle() bool {
 // The layout is kept small because a flight is the one allocation every
 // distinct key pays for: what is rare (a panic) hangs off a pointer.
 type Flight[K comparable, V any] struct {
-	Broadcast[V]
+	broadcast[V]
 
 	owner *Owner[K, V]
 	wake  *Waiter[K, V] // the first Do caller, woken on its own channel; see Waiter.Wake
@@ -313,7 +313,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 		f = nil
 	}
 	if f == nil {
-		if !env.Limit.TryAcquire() {
+		if !env.Limit.tryAcquire() {
 			env.Stats.Overloaded.Add(1)
 			k.refuse(w, env.Errors.Overloaded)
 			return
@@ -346,7 +346,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 	w.Flight, w.gen = f, f.gen
 	if w.Out == nil {
 		switch {
-		case f.Published(): // an answered flight is detached at once: not seen today
+		case f.isPublished(): // an answered flight is detached at once: not seen today
 			w.Val, w.Res, w.Shared, w.Answered = f.Val, f.Err, f.Shared, true
 		case f.wake == nil:
 			f.wake = w
@@ -356,7 +356,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 		}
 		return
 	}
-	w.slot = f.Subscribe(w)
+	w.slot = f.subscribe(w)
 	if w.Ctx.Done() != nil {
 		post := env.Post
 		w.stop = context.AfterFunc(w.Ctx, func() { post(Leave[K, V]{w}) })
@@ -364,7 +364,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 }
 
 // Deliver forwards the flight's result to the DoChan caller and stops the
-// watch on its ctx. The shard calls it once, from Publish.
+// watch on its ctx. The shard calls it once, from deliverAll.
 func (w *Waiter[K, V]) Deliver(val V, err error, shared bool) {
 	if w.stop != nil {
 		w.stop()
@@ -433,14 +433,14 @@ func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 // cancelled and detached, so the next caller starts a fresh one.
 func (k *Owner[K, V]) Leave(w *Waiter[K, V]) {
 	f := w.Flight
-	if w.gen != f.gen || f.Published() || w.left {
+	if w.gen != f.gen || f.isPublished() || w.left {
 		return // answered already (or f reused since); nothing to undo
 	}
 	w.left = true
 	f.waiters--
 	k.env.Stats.Waiters.Add(-1)
 	if w.Out != nil {
-		if moved := f.Unsubscribe(w.slot); moved != nil {
+		if moved := f.unsubscribe(w.slot); moved != nil {
 			moved.(*Waiter[K, V]).slot = w.slot
 		}
 		var zero V
@@ -464,7 +464,7 @@ func (k *Owner[K, V]) abandon(f *Flight[K, V]) {
 // with the timeout error, and detaches it. Its fn, if running, goes on (its
 // ctx is already cancelled) and the key's next flight waits for it.
 func (k *Owner[K, V]) Expire(f *Flight[K, V]) {
-	if f.Published() || f.abandoned || f.ctx.Err() != context.DeadlineExceeded {
+	if f.isPublished() || f.abandoned || f.ctx.Err() != context.DeadlineExceeded {
 		return
 	}
 	k.timeout(f)
@@ -519,7 +519,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 		k.runNext() // the wait frees the key's exec
 		return
 	}
-	answer := !f.abandoned && !f.Published()
+	answer := !f.abandoned && !f.isPublished()
 	expired := answer && f.ctx.passed()
 	// WithBreaker, WithStaleIfError: the outcome counts before the waiters
 	// are answered, and a failed flight answered with a stale value is
@@ -578,7 +578,7 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 func (k *Owner[K, V]) retryAfter(f *Flight[K, V], err error) (bool, error) {
 	env := k.env
 	if err == nil || int(f.attempts) >= env.Attempts || f.outcome != fnReturned ||
-		f.abandoned || f.Published() || env.Closed || f.ctx.Err() != nil || f.ctx.passed() {
+		f.abandoned || f.isPublished() || env.Closed || f.ctx.Err() != nil || f.ctx.passed() {
 		return false, err
 	}
 	d, again, failed := k.askRetry(f, err)
@@ -707,7 +707,7 @@ func (k *Owner[K, V]) retainable(err error) bool {
 // retained anyway), after Close, or when WithMaxInFlight is full.
 func (k *Owner[K, V]) Refresh(ctx context.Context, fn func(context.Context) (V, error)) bool {
 	env := k.env
-	if k.open != nil || env.Closed || !env.Limit.TryAcquire() {
+	if k.open != nil || env.Closed || !env.Limit.tryAcquire() {
 		return false
 	}
 	f := k.newFlight(&Waiter[K, V]{Ctx: ctx, Fn: fn})
@@ -733,7 +733,7 @@ func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
 		env.Stats.InFlight.Add(-1)
 	}
 	env.Finished()
-	env.Limit.Release()
+	env.Limit.release()
 	if k.exec == f {
 		k.exec = nil
 	}
@@ -792,8 +792,10 @@ func (k *Owner[K, V]) Forget() bool {
 }
 
 // Close answers every waiter of the key with err, cancels its flights and
-// drops a flight that has not started. A running fn goes on until it returns
-// (Finish then retires it). The shard sets env.Closed first.
+// drops a flight that has not started, so that the key can be used again at
+// once. A running fn goes on until it returns (Finish then retires it). The
+// shard calls it on Close (setting env.Closed first) and after a fault in
+// its own handling of one of the key's messages.
 func (k *Owner[K, V]) Close(err error) {
 	for _, f := range slices.Concat([]*Flight[K, V]{k.exec, k.open}, k.gone(), k.parked()) {
 		if f == nil || f.finished {
@@ -804,17 +806,12 @@ func (k *Owner[K, V]) Close(err error) {
 	}
 }
 
-// Fail answers every waiter of the key with err after a fault in the shard's
-// own handling of one of its messages, and detaches its flights so that the
-// key can be used again at once. Running fns go on and are retired normally.
-func (k *Owner[K, V]) Fail(err error) { k.Close(err) }
-
 // FailFlight answers every waiter of f with err, unless f was answered or
 // abandoned, and detaches it. The shard calls it when the message that
 // failed was about f itself (its Done), since f may be retired already and
 // then out of Fail's reach.
 func (k *Owner[K, V]) FailFlight(f *Flight[K, V], err error) {
-	if !f.Published() && !f.abandoned {
+	if !f.isPublished() && !f.abandoned {
 		k.publish(f, *new(V), err)
 	}
 	k.detach(f)
@@ -835,7 +832,7 @@ func (k *Owner[K, V]) detach(f *Flight[K, V]) {
 	if !f.started && !f.finished {
 		f.finished = true
 		f.stopTimer()
-		k.env.Limit.Release()
+		k.env.Limit.release()
 	}
 }
 
@@ -851,7 +848,7 @@ func (f *Flight[K, V]) stopTimer() {
 func (k *Owner[K, V]) publish(f *Flight[K, V], val V, err error) {
 	k.env.Stats.Waiters.Add(-int64(f.waiters))
 	f.waiters = 0
-	if !f.Publish(val, err, f.joined > 1) {
+	if !f.deliverAll(val, err, f.joined > 1) {
 		return
 	}
 	if w := f.wake; w != nil {

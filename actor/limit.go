@@ -7,7 +7,7 @@ import "sync/atomic"
 //
 // A nil *Limit admits everything and counts nothing, so an unbounded
 // coordinator pays nothing for it. A non-nil Limit is safe for concurrent use;
-// TryAcquire is one atomic load and one compare-and-swap when uncontended.
+// tryAcquire is one atomic load and one compare-and-swap when uncontended.
 type Limit struct {
 	max int64
 	n   atomic.Int64
@@ -21,9 +21,9 @@ func NewLimit(max int) *Limit {
 	return &Limit{max: int64(max)}
 }
 
-// TryAcquire takes one unit and reports true, or reports false without
+// tryAcquire takes one unit and reports true, or reports false without
 // taking anything when max units are already taken.
-func (l *Limit) TryAcquire() bool {
+func (l *Limit) tryAcquire() bool {
 	if l == nil {
 		return true
 	}
@@ -38,8 +38,8 @@ func (l *Limit) TryAcquire() bool {
 	}
 }
 
-// Release gives back one unit taken by TryAcquire.
-func (l *Limit) Release() {
+// release gives back one unit taken by tryAcquire.
+func (l *Limit) release() {
 	if l == nil {
 		return
 	}

@@ -8,14 +8,14 @@ import (
 
 func TestLimit(t *testing.T) {
 	var nilLimit *Limit
-	assert.True(t, nilLimit.TryAcquire())
-	nilLimit.Release()
+	assert.True(t, nilLimit.tryAcquire())
+	nilLimit.release()
 	l := NewLimit(2)
-	assert.True(t, l.TryAcquire())
-	assert.True(t, l.TryAcquire())
-	assert.False(t, l.TryAcquire())
+	assert.True(t, l.tryAcquire())
+	assert.True(t, l.tryAcquire())
+	assert.False(t, l.tryAcquire())
 	assert.Equal(t, int64(2), l.n.Load())
-	l.Release()
-	assert.True(t, l.TryAcquire())
+	l.release()
+	assert.True(t, l.tryAcquire())
 	assert.Nil(t, NewLimit(0))
 }

@@ -59,13 +59,6 @@ func (w *Waiter[K, V]) Park(n uint32) bool {
 	}
 }
 
-// Await waits for signal n without a way out (a ctx that can never be done).
-func (w *Waiter[K, V]) Await(n uint32) {
-	if w.Park(n) {
-		<-w.Wake
-	}
-}
-
 // queue adds w, a Do caller that joins a flight another Do caller started,
 // to the flight's joiners. It gets no signal now: its one signal comes with
 // the result (answerQueued), so a joiner parks once, and reads its result

@@ -4,8 +4,8 @@
 // waiting for a slot, and the batches running.
 //
 // It is part of flight's engine: the root package flight is the API, and
-// this package carries no compatibility promise. docs/batching.md describes
-// how a load flows through it.
+// this package carries no compatibility promise. How a load flows through
+// it: https://github.com/actorflight/flight/blob/main/docs/batching.md.
 //
 // # What is shared with the Coordinator
 //

@@ -308,7 +308,7 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 		defer s.finished()
 	}
 	if k != nil {
-		k.Fail(err)
+		k.Close(err)
 		s.retireIfIdle(k)
 	}
 }
