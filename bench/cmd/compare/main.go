@@ -74,7 +74,7 @@ func run(count int, benchtime, filter, svgPath, mdPath, rawPath, in, dir string)
 		raw = append(raw, out...)
 		fmt.Fprintf(os.Stderr, "compare: benchmarks took %v\n", time.Since(start).Round(time.Second))
 		if rawPath != "" {
-			if werr := writeFile(filepath.Join(dir, rawPath), raw); werr != nil {
+			if werr := writeFile(inDir(dir, rawPath), raw); werr != nil {
 				return werr
 			}
 		}
@@ -98,7 +98,7 @@ func run(count int, benchtime, filter, svgPath, mdPath, rawPath, in, dir string)
 	}
 	os.Stdout.Write(md.Bytes())
 	if mdPath != "" {
-		if err := writeFile(filepath.Join(dir, mdPath), md.Bytes()); err != nil {
+		if err := writeFile(inDir(dir, mdPath), md.Bytes()); err != nil {
 			return err
 		}
 	}
@@ -107,10 +107,7 @@ func run(count int, benchtime, filter, svgPath, mdPath, rawPath, in, dir string)
 		if err := WriteSVG(&svg, outs, m); err != nil {
 			return err
 		}
-		p := filepath.Join(dir, svgPath)
-		if filepath.IsAbs(svgPath) {
-			p = svgPath
-		}
+		p := inDir(dir, svgPath)
 		if err := writeFile(p, svg.Bytes()); err != nil {
 			return err
 		}
@@ -172,6 +169,15 @@ func runTee(dir, name string, args ...string) ([]byte, error) {
 	pw.Close()
 	<-done
 	return out.Bytes(), err
+}
+
+// inDir resolves an output path: relative paths are taken from the bench
+// module's directory, absolute ones as they are.
+func inDir(dir, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
 }
 
 func writeFile(path string, data []byte) error {
