@@ -214,7 +214,8 @@ func WithActorSystem(s *actor.ActorSystem) Option {
 // shared actor system (no WithActorSystem), protoactor's own lines (dead
 // letters, restarts) go to l too, with component=protoactor, until Close.
 // The default, and a nil l, discard everything: the coordinator never
-// prints unless asked to.
+// prints unless asked to. A panic in l's handler is recovered and its line
+// dropped: logging never fails a flight.
 func WithLogger(l *slog.Logger) Option {
 	return &option{id: optLogger, p: l}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/actorflight/flight/coordinator"
 	"github.com/actorflight/flight/internal/hooks"
+	"github.com/actorflight/flight/internal/logroute"
 	"github.com/actorflight/flight/internal/shared"
 )
 
@@ -357,6 +358,8 @@ func (c *config) validate() {
 	r.Stale = c.stale
 	if c.logger == nil {
 		c.logger = discard
+	} else if c.logger != discard {
+		c.logger = slog.New(logroute.Safe(c.logger.Handler()))
 	}
 	if c.retryable == nil {
 		c.retryable = defaultRetryable

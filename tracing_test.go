@@ -740,3 +740,44 @@ func TestTraceNeverSampled(t *testing.T) {
 	sp.End()
 	assert.Empty(t, rec.Ended())
 }
+
+// panicLog is a slog handler that panics on every record.
+type panicLog struct{}
+
+func (panicLog) Enabled(context.Context, slog.Level) bool  { return true }
+func (panicLog) Handle(context.Context, slog.Record) error { panic("the log handler failed") }
+func (h panicLog) WithAttrs([]slog.Attr) slog.Handler      { return h }
+func (h panicLog) WithGroup(string) slog.Handler           { return h }
+
+// A log handler that panics while fn's panic is logged fails nothing: the
+// line is dropped, the caller gets fn's *PanicError, the execution's span
+// ends, and Close returns.
+func TestPanickingLogHandler(t *testing.T) {
+	t.Run("coordinator", func(t *testing.T) {
+		x := newTraced(t)
+		c := newC[int](t, flight.WithTracerProvider(x.tp), flight.WithLogger(slog.New(panicLog{})))
+		ctx, sp := x.caller("caller")
+		_, _, err := c.Do(ctx, "p", func(context.Context) (int, error) { panic("boom") })
+		sp.End()
+		var pe *flight.PanicError
+		require.ErrorAs(t, err, &pe)
+		runs := x.ended(tracing.RunSpan)
+		require.Len(t, runs, 1, "flight.run ended")
+		assert.Equal(t, codes.Error, runs[0].Status().Code)
+		require.NoError(t, c.Close())
+	})
+	t.Run("batcher", func(t *testing.T) {
+		x := newTraced(t)
+		b := flight.NewBatcher(func(context.Context, []string) (map[string]int, error) { panic("boom") },
+			flight.WithTracerProvider(x.tp), flight.WithMaxBatch(1), flight.WithLogger(slog.New(panicLog{})))
+		ctx, sp := x.caller("caller")
+		_, err := b.Load(ctx, "p")
+		sp.End()
+		var pe *flight.PanicError
+		require.ErrorAs(t, err, &pe)
+		spans := x.ended(tracing.BatchSpan)
+		require.Len(t, spans, 1, "flight.batch ended")
+		assert.Equal(t, codes.Error, spans[0].Status().Code)
+		require.NoError(t, b.Close())
+	})
+}

@@ -9,6 +9,7 @@ package logroute
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -159,4 +160,64 @@ func (v *view) WithGroup(g string) slog.Handler {
 func (v *view) with(op func(slog.Handler) slog.Handler) slog.Handler {
 	ops := append(slices.Clip(v.ops), op)
 	return &view{r: v.r, ops: ops}
+}
+
+// Safe returns h as a handler whose panics are recovered: a record whose
+// handling panics is dropped (Handle returns an error, which slog.Logger
+// ignores), and a panicking Enabled reports false. The engines log through
+// it, so that a user's handler that panics cannot fail a flight or wedge
+// the actor that was logging. Safe of a handler Safe returned is that
+// handler.
+func Safe(h slog.Handler) slog.Handler {
+	if s, ok := h.(*safe); ok {
+		return s
+	}
+	return &safe{h: h}
+}
+
+// Inner returns the handler that Safe wrapped, or h itself: what identifies
+// a route (two coordinators given the same logger share one).
+func Inner(h slog.Handler) slog.Handler {
+	if s, ok := h.(*safe); ok {
+		return s.h
+	}
+	return h
+}
+
+type safe struct{ h slog.Handler }
+
+func (s *safe) Enabled(ctx context.Context, l slog.Level) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return s.h.Enabled(ctx, l)
+}
+
+func (s *safe) Handle(ctx context.Context, rec slog.Record) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("flight: log handler panicked: %v", r)
+		}
+	}()
+	return s.h.Handle(ctx, rec)
+}
+
+func (s *safe) WithAttrs(as []slog.Attr) (h slog.Handler) {
+	defer func() {
+		if recover() != nil {
+			h = s
+		}
+	}()
+	return &safe{h: s.h.WithAttrs(as)}
+}
+
+func (s *safe) WithGroup(name string) (h slog.Handler) {
+	defer func() {
+		if recover() != nil {
+			h = s
+		}
+	}()
+	return &safe{h: s.h.WithGroup(name)}
 }

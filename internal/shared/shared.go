@@ -43,7 +43,7 @@ var logs logroute.Router
 // (two coordinators given the same logger do not see each line twice). The
 // returned function is idempotent.
 func RouteLogs(h slog.Handler) (unroute func()) {
-	return logs.Route(h.WithAttrs([]slog.Attr{slog.String("component", "protoactor")}), h)
+	return logs.Route(h.WithAttrs([]slog.Attr{slog.String("component", "protoactor")}), logroute.Inner(h))
 }
 
 // LogRoutes returns the number of distinct handlers the shared system's log
