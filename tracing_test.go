@@ -20,6 +20,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/actorflight/flight"
 	"github.com/actorflight/flight/internal/tracing"
@@ -780,4 +782,122 @@ func TestPanickingLogHandler(t *testing.T) {
 		assert.Equal(t, codes.Error, spans[0].Status().Code)
 		require.NoError(t, b.Close())
 	})
+}
+
+// panicTracer is a provider whose tracer's Start panics.
+type panicTracer struct{ embedded.TracerProvider }
+
+func (panicTracer) Tracer(string, ...trace.TracerOption) trace.Tracer { return panicStart{} }
+
+type panicStart struct{ noop.Tracer }
+
+func (panicStart) Start(context.Context, string, ...trace.SpanStartOption) (context.Context, trace.Span) {
+	panic("the tracer failed")
+}
+
+// A tracer that panics as a span starts is contained as a fault of the
+// engine: the callers get a *PanicError, nothing waits for ever, and Close
+// returns.
+func TestPanickingTracer(t *testing.T) {
+	t.Run("coordinator", func(t *testing.T) {
+		c := flight.New[string, int](flight.WithTracerProvider(panicTracer{}))
+		_, _, err := c.Do(context.Background(), "k", func(context.Context) (int, error) { return 1, nil })
+		var pe *flight.PanicError
+		require.ErrorAs(t, err, &pe)
+		require.NoError(t, c.Close())
+	})
+	t.Run("batcher", func(t *testing.T) {
+		b := flight.NewBatcher(func(_ context.Context, keys []string) (map[string]int, error) {
+			return map[string]int{keys[0]: 1}, nil
+		}, flight.WithTracerProvider(panicTracer{}), flight.WithMaxBatch(1))
+		for _, k := range []string{"full", "again"} { // dispatched full, then the next batch
+			ch := b.LoadChan(context.Background(), k)
+			select {
+			case r := <-ch:
+				var pe *flight.PanicError
+				require.ErrorAs(t, r.Err, &pe, k)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Load(%q) never answered", k)
+			}
+		}
+		st := b.Stats()
+		assert.Zero(t, st.Pending, "pending batches")
+		assert.Zero(t, st.Waiters, "waiting loads")
+		require.NoError(t, b.Close())
+	})
+	t.Run("batcher-some", func(t *testing.T) {
+		// Every second span start panics; one batch runs at a time, so a
+		// batch that returns dispatches the next (from done).
+		var starts atomic.Int64
+		tp := sometimesTracer{n: &starts, TracerProvider: newTraced(t).tp}
+		b := flight.NewBatcher(func(_ context.Context, keys []string) (map[string]int, error) {
+			time.Sleep(time.Millisecond)
+			return map[string]int{keys[0]: 1}, nil
+		}, flight.WithTracerProvider(tp), flight.WithMaxBatch(1), flight.WithMaxConcurrentBatches(1))
+		var chs []<-chan flight.Result[int]
+		for i := range 20 {
+			chs = append(chs, b.LoadChan(context.Background(), fmt.Sprint(i)))
+		}
+		ok, failed := 0, 0
+		for i, ch := range chs {
+			select {
+			case r := <-ch:
+				var pe *flight.PanicError
+				if r.Err == nil {
+					ok++
+				} else if errors.As(r.Err, &pe) {
+					failed++
+				} else {
+					t.Errorf("Load(%d): %v", i, r.Err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Load(%d) never answered", i)
+			}
+		}
+		assert.Equal(t, 20, ok+failed)
+		assert.Positive(t, ok, "loads answered")
+		assert.Positive(t, failed, "loads failed by the tracer")
+		st := b.Stats()
+		assert.Zero(t, st.Pending, "pending batches")
+		assert.Zero(t, st.Running, "running batches")
+		require.NoError(t, b.Close())
+	})
+	t.Run("batcher-timer", func(t *testing.T) {
+		b := flight.NewBatcher(func(_ context.Context, keys []string) (map[string]int, error) {
+			return map[string]int{keys[0]: 1}, nil
+		}, flight.WithTracerProvider(panicTracer{}), flight.WithMaxWait(time.Millisecond))
+		ch := b.LoadChan(context.Background(), "k") // dispatched by its WithMaxWait deadline
+		select {
+		case r := <-ch:
+			var pe *flight.PanicError
+			require.ErrorAs(t, r.Err, &pe)
+		case <-time.After(5 * time.Second):
+			t.Fatal("Load never answered")
+		}
+		assert.Zero(t, b.Stats().Pending, "pending batches")
+		require.NoError(t, b.Close())
+	})
+}
+
+// sometimesTracer is a provider whose tracer's Start panics on every second
+// call and otherwise starts a span of the embedded provider.
+type sometimesTracer struct {
+	trace.TracerProvider
+	n *atomic.Int64
+}
+
+func (p sometimesTracer) Tracer(name string, o ...trace.TracerOption) trace.Tracer {
+	return sometimesStart{Tracer: p.TracerProvider.Tracer(name, o...), n: p.n}
+}
+
+type sometimesStart struct {
+	trace.Tracer
+	n *atomic.Int64
+}
+
+func (s sometimesStart) Start(ctx context.Context, name string, o ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if s.n.Add(1)%2 == 0 {
+		panic("the tracer failed")
+	}
+	return s.Tracer.Start(ctx, name, o...)
 }

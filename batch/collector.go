@@ -415,7 +415,6 @@ func (c *collector[K, V, R]) dispatchReady() {
 func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
 	e := c.e
 	cfg := &e.cfg
-	b.dispatched = true
 	live := b.entries[:0]
 	for _, en := range b.entries {
 		if !en.dropped {
@@ -429,7 +428,10 @@ func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
 	for i, en := range live {
 		b.keys[i] = en.key
 	}
-	b.ctx.values, b.ctx.self = c.traceStart(b, live[0].first), b // tracing hook (trace.go)
+	if !c.dispatchHooks(b, live[0].first) {
+		return
+	}
+	b.dispatched = true
 	if cfg.Timeout > 0 {
 		// One timer both expires fn's ctx and tells the collector.
 		b.ctx.deadline = time.Now().Add(cfg.Timeout)
@@ -443,10 +445,32 @@ func (c *collector[K, V, R]) dispatch(b *batch[K, V, R]) {
 	e.stats.Running.Add(1)
 	e.stats.Batches.Add(1)
 	e.stats.BatchedKeys.Add(uint64(len(live)))
-	if cfg.OnBatch != nil {
-		cfg.OnBatch(len(live))
-	}
 	e.pool.Go(b)
+}
+
+// dispatchHooks runs the user's code that b's dispatch calls (a tracer's
+// Start, a meter's Record) before b counts as dispatched, and reports
+// whether it returned. A panic in it is contained here, not by fault: b's
+// callers get the *PanicError and b is discarded, and the caller goes on
+// (dispatchReady to the next batch), so a hook that panics on every batch
+// never panics inside fault's own recovery.
+func (c *collector[K, V, R]) dispatchHooks(b *batch[K, V, R], first context.Context) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			stack := debug.Stack()
+			c.e.cfg.Logger.Error("flight: a tracer or meter panicked as a batch was dispatched; the batch's callers get a *PanicError",
+				"panic", r)
+			c.e.stats.Pending.Add(-1)
+			b.answered, b.rerr = true, c.e.cfg.Errors.Panic(r, stack)
+			c.publish(b)
+			ok = false
+		}
+	}()
+	b.ctx.values, b.ctx.self = c.traceStart(b, first), b // tracing hook (trace.go)
+	if cfg := &c.e.cfg; cfg.OnBatch != nil {
+		cfg.OnBatch(len(b.keys))
+	}
+	return true
 }
 
 // Run is the worker's side of a batch: it calls fn and records how it
