@@ -57,3 +57,23 @@ func TestNewBatcherSpawnsNothing(t *testing.T) {
 	assert.ErrorIs(t, err, flight.ErrClosed)
 	assert.Equal(t, actors, actorsOf(sys), "loads after Close make no actor")
 }
+
+// NewBatcher and Close of an unused Batcher allocate the Batcher, its
+// engine and the options, nothing more: the configuration and the keyspace
+// are held by value.
+func TestNewBatcherAllocs(t *testing.T) {
+	fn := echo(nil)
+	opts := []flight.Option{flight.WithMaxBatch(100), flight.WithShards(1)}
+	n := testing.AllocsPerRun(1000, func() {
+		b := flight.NewBatcher(fn, opts...)
+		_ = b.Close()
+	})
+	assert.LessOrEqual(t, n, 2.0, "allocations per NewBatcher+Close (options made once)")
+}
+
+// A nil Option is refused with a message that says so, by both
+// constructors.
+func TestNilOption(t *testing.T) {
+	assert.PanicsWithValue(t, "flight: a nil Option", func() { flight.New[string, int](nil) })
+	assert.PanicsWithValue(t, "flight: a nil Option", func() { flight.NewBatcher(echo(nil), nil) })
+}

@@ -315,13 +315,17 @@ func newConfig(ctor constructor, opts []Option) config {
 		c.batch = batchConfig{maxBatch: defaultMaxBatch, maxWait: defaultMaxWait}
 	}
 	for _, o := range opts {
-		if o, ok := o.(*option); ok {
-			if r := rules[o.id]; r.check != nil {
-				if msg := r.check(o); msg != "" && o.isNil {
-					panic("flight: " + o.call()) // WithScope(nil) says it all
-				} else if msg != "" {
-					panic("flight: " + o.call() + ": " + msg)
-				}
+		// *option is the only Option (apply is unexported); calling apply
+		// on it, not on the interface, keeps c off the heap.
+		o, _ := o.(*option)
+		if o == nil {
+			panic("flight: a nil Option")
+		}
+		if r := rules[o.id]; r.check != nil {
+			if msg := r.check(o); msg != "" && o.isNil {
+				panic("flight: " + o.call()) // WithScope(nil) says it all
+			} else if msg != "" {
+				panic("flight: " + o.call() + ": " + msg)
 			}
 		}
 		o.apply(&c)

@@ -121,11 +121,11 @@ type Engine[K comparable, V, R any] struct {
 // New returns a batcher engine. It spawns no actor and starts no goroutine:
 // the first load does (start).
 func New[K comparable, V, R any](cfg Config[K, V, R]) (*Engine[K, V, R], error) {
-	ks, err := keyspace.New[K](cfg.Shards)
+	ks, err := keyspace.Make[K](cfg.Shards)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: *ks}
+	e := &Engine[K, V, R]{cfg: cfg, system: cfg.System, ks: ks}
 	if cfg.Retain != nil {
 		// The stores' timers post only once a result is retained, after
 		// start has made the shards and the posts gate.

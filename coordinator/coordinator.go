@@ -75,7 +75,7 @@ type Config[V, R any] struct {
 type Engine[K comparable, V, R any] struct {
 	cfg    Config[V, R]
 	system *actor.ActorSystem
-	ks     *keyspace.Keyspace[K]
+	ks     keyspace.Keyspace[K]
 	shards []*shard[K, V, R]
 	pool   *fa.Pool
 	calls  sync.Pool // *call for Do, see getCall
@@ -92,7 +92,7 @@ type Engine[K comparable, V, R any] struct {
 // New starts a coordinator: it spawns cfg.Shards shard actors on the actor
 // system. Spawning costs a few microseconds per shard and no goroutine.
 func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
-	ks, err := keyspace.New[K](cfg.Shards)
+	ks, err := keyspace.Make[K](cfg.Shards)
 	if err != nil {
 		return nil, err
 	}

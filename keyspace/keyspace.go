@@ -54,10 +54,20 @@ const (
 // New returns a Keyspace of n shards with a fresh random seed. It returns an
 // error when n is not in [1, MaxShards].
 func New[K comparable](n int) (*Keyspace[K], error) {
-	if n < 1 || n > MaxShards {
-		return nil, fmt.Errorf("flight: shard count %d out of range [1, %d]", n, MaxShards)
+	ks, err := Make[K](n)
+	if err != nil {
+		return nil, err
 	}
-	return &Keyspace[K]{seed: maphash.MakeSeed(), n: uint64(n), check: checkOf(reflect.TypeFor[K]())}, nil
+	return &ks, nil
+}
+
+// Make is New for a holder that keeps its Keyspace by value: it allocates
+// nothing.
+func Make[K comparable](n int) (Keyspace[K], error) {
+	if n < 1 || n > MaxShards {
+		return Keyspace[K]{}, fmt.Errorf("flight: shard count %d out of range [1, %d]", n, MaxShards)
+	}
+	return Keyspace[K]{seed: maphash.MakeSeed(), n: uint64(n), check: checkOf(reflect.TypeFor[K]())}, nil
 }
 
 // checkOf says how keys of type t must be checked.
