@@ -331,8 +331,8 @@ func newConfig(ctor constructor, opts []Option) config {
 		o.apply(&c)
 	}
 	for _, o := range opts {
-		o, ok := o.(*option)
-		if !ok || rules[o.id].takes&ctor != 0 {
+		o := o.(*option) // not nil: the loop above panicked
+		if rules[o.id].takes&ctor != 0 {
 			continue
 		}
 		if ctor == forNew {

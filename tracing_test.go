@@ -755,33 +755,37 @@ func (h panicLog) WithGroup(string) slog.Handler           { return h }
 // line is dropped, the caller gets fn's *PanicError, the execution's span
 // ends, and Close returns.
 func TestPanickingLogHandler(t *testing.T) {
-	t.Run("coordinator", func(t *testing.T) {
-		x := newTraced(t)
-		c := newC[int](t, flight.WithTracerProvider(x.tp), flight.WithLogger(slog.New(panicLog{})))
-		ctx, sp := x.caller("caller")
-		_, _, err := c.Do(ctx, "p", func(context.Context) (int, error) { panic("boom") })
-		sp.End()
-		var pe *flight.PanicError
-		require.ErrorAs(t, err, &pe)
-		runs := x.ended(tracing.RunSpan)
-		require.Len(t, runs, 1, "flight.run ended")
-		assert.Equal(t, codes.Error, runs[0].Status().Code)
-		require.NoError(t, c.Close())
-	})
-	t.Run("batcher", func(t *testing.T) {
-		x := newTraced(t)
-		b := flight.NewBatcher(func(context.Context, []string) (map[string]int, error) { panic("boom") },
-			flight.WithTracerProvider(x.tp), flight.WithMaxBatch(1), flight.WithLogger(slog.New(panicLog{})))
-		ctx, sp := x.caller("caller")
-		_, err := b.Load(ctx, "p")
-		sp.End()
-		var pe *flight.PanicError
-		require.ErrorAs(t, err, &pe)
-		spans := x.ended(tracing.BatchSpan)
-		require.Len(t, spans, 1, "flight.batch ended")
-		assert.Equal(t, codes.Error, spans[0].Status().Code)
-		require.NoError(t, b.Close())
-	})
+	log := flight.WithLogger(slog.New(panicLog{}))
+	for _, tc := range []struct {
+		name, span string
+		run        func(t *testing.T, tp trace.TracerProvider, ctx context.Context) error
+	}{
+		{"coordinator", tracing.RunSpan, func(t *testing.T, tp trace.TracerProvider, ctx context.Context) error {
+			c := flight.New[string, int](flight.WithTracerProvider(tp), log)
+			_, _, err := c.Do(ctx, "p", func(context.Context) (int, error) { panic("boom") })
+			require.NoError(t, c.Close())
+			return err
+		}},
+		{"batcher", tracing.BatchSpan, func(t *testing.T, tp trace.TracerProvider, ctx context.Context) error {
+			b := flight.NewBatcher(func(context.Context, []string) (map[string]int, error) { panic("boom") },
+				flight.WithTracerProvider(tp), flight.WithMaxBatch(1), log)
+			_, err := b.Load(ctx, "p")
+			require.NoError(t, b.Close())
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newTraced(t)
+			ctx, sp := x.caller("caller")
+			err := tc.run(t, x.tp, ctx)
+			sp.End()
+			var pe *flight.PanicError
+			require.ErrorAs(t, err, &pe)
+			spans := x.ended(tc.span)
+			require.Len(t, spans, 1, "%s ended", tc.span)
+			assert.Equal(t, codes.Error, spans[0].Status().Code)
+		})
+	}
 }
 
 // panicTracer is a provider whose tracer's Start panics.
