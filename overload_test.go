@@ -238,3 +238,21 @@ func newCInt(t testing.TB, opts ...flight.Option) *flight.Coordinator[int, int] 
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// freshKeyAllocs returns the allocations of a Do of a key c has never seen,
+// after warm such calls (the owners reused, maps and pools at their size).
+func freshKeyAllocs(c *flight.Coordinator[int, int], warm int) float64 {
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 1, nil }
+	next := 0
+	for range warm {
+		next++
+		_, _, _ = c.Do(ctx, next, fn)
+	}
+	return testing.AllocsPerRun(2000, func() {
+		next++
+		if _, shared, _ := c.Do(ctx, next, fn); shared {
+			panic("a fresh key was shared")
+		}
+	})
+}

@@ -297,23 +297,8 @@ func TestTraceAllocs(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
 		sdktrace.WithSpanProcessor(nopProcessor{}))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
-	ctx := context.Background()
-	fn := func(context.Context) (int, error) { return 1, nil }
-	flights := func(c *flight.Coordinator[int, int]) float64 {
-		next := 0
-		for range 2000 { // warm: the owners reused, the maps at their size
-			next++
-			_, _, _ = c.Do(ctx, next, fn)
-		}
-		return testing.AllocsPerRun(2000, func() {
-			next++
-			if _, shared, _ := c.Do(ctx, next, fn); shared {
-				panic("a fresh key was shared")
-			}
-		})
-	}
-	untraced := flights(newCInt(t, flight.WithShards(1)))
-	traced := flights(newCInt(t, flight.WithShards(1), flight.WithTracerProvider(tp)))
+	untraced := freshKeyAllocs(newCInt(t, flight.WithShards(1)), 2000)
+	traced := freshKeyAllocs(newCInt(t, flight.WithShards(1), flight.WithTracerProvider(tp)), 2000)
 	t.Logf("allocations per flight: %.2f untraced, %.2f traced", untraced, traced)
 	assert.LessOrEqual(t, traced, untraced+4)
 }

@@ -12,24 +12,31 @@ import (
 // retained, every keep of a fresh key evicting one (keep), and a look-up
 // of a key that has none (find), the caller's half of a miss; miss is
 // both, as a miss does them.
-func BenchmarkStore(b *testing.B) {
-	const shards, max = 8, 100_000
-	cfg := &RetainConfig{TTL: time.Hour, MaxEntries: max}
-	mk := func() ([]*store[uint64, int], func()) {
-		pol := newPolicy[uint64, int](max)
-		sts := make([]*store[uint64, int], shards)
-		for i := range sts {
-			sts[i] = newStore[uint64, int](cfg, pol, func(any) {})
-		}
-		for k := range uint64(max) {
-			sts[k%shards].keep(k, 1, nil)
-		}
-		return sts, func() {
-			for _, st := range sts {
-				st.close()
-			}
+// The stores of BenchmarkStore and BenchmarkStoreParallel: benchShards
+// stores of one policy bounded at benchMax, full (every next keep evicts).
+const benchShards, benchMax = 8, 100_000
+
+// fullStores makes those stores and returns them with their close.
+func fullStores() ([]*store[uint64, int], func()) {
+	cfg := &RetainConfig{TTL: time.Hour, MaxEntries: benchMax}
+	pol := newPolicy[uint64, int](benchMax)
+	sts := make([]*store[uint64, int], benchShards)
+	for i := range sts {
+		sts[i] = newStore[uint64, int](cfg, pol, func(any) {})
+	}
+	for k := range uint64(benchMax) {
+		sts[k%benchShards].keep(k, 1, nil)
+	}
+	return sts, func() {
+		for _, st := range sts {
+			st.close()
 		}
 	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	const shards, max = benchShards, benchMax
+	mk := fullStores
 	b.Run("keep", func(b *testing.B) {
 		sts, done := mk()
 		defer done()
@@ -76,21 +83,9 @@ func BenchmarkStore(b *testing.B) {
 // one message at a time), at the same steady state as BenchmarkStore: what
 // the stores share is all that makes them wait for each other.
 func BenchmarkStoreParallel(b *testing.B) {
-	const shards, max = 8, 100_000
-	cfg := &RetainConfig{TTL: time.Hour, MaxEntries: max}
-	pol := newPolicy[uint64, int](max)
-	sts := make([]*store[uint64, int], shards)
-	for i := range sts {
-		sts[i] = newStore[uint64, int](cfg, pol, func(any) {})
-	}
-	for k := range uint64(max) {
-		sts[k%shards].keep(k, 1, nil)
-	}
-	defer func() {
-		for _, st := range sts {
-			st.close()
-		}
-	}()
+	const shards, max = benchShards, benchMax
+	sts, done := fullStores()
+	defer done()
 	var next atomic.Uint64
 	b.ReportAllocs()
 	b.ResetTimer()
