@@ -35,47 +35,33 @@ func fullStores() ([]*store[uint64, int], func()) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	const shards, max = benchShards, benchMax
-	mk := fullStores
-	b.Run("keep", func(b *testing.B) {
-		sts, done := mk()
-		defer done()
-		k := uint64(max)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
-			sts[k%shards].keep(k, 1, nil)
-			k++
-		}
-	})
-	b.Run("miss", func(b *testing.B) { // a miss's look-up, then its result retained
-		sts, done := mk()
-		defer done()
-		k := uint64(max)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
-			st := sts[k%shards]
+	for _, bc := range []struct {
+		name string
+		op   func(b *testing.B, st *store[uint64, int], k uint64) // on key k's store
+	}{
+		{"keep", func(_ *testing.B, st *store[uint64, int], k uint64) { st.keep(k, 1, nil) }},
+		{"miss", func(b *testing.B, st *store[uint64, int], k uint64) { // a miss's look-up, then its result retained
 			if _, ok := st.find(k, false); ok {
 				b.Fatal("a hit")
 			}
 			st.keep(k, 1, nil)
-			k++
-		}
-	})
-	b.Run("find", func(b *testing.B) {
-		sts, done := mk()
-		defer done()
-		k := uint64(max)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
-			if _, ok := sts[k%shards].find(k*0x9e3779b97f4a7c15, false); ok {
+		}},
+		{"find", func(b *testing.B, st *store[uint64, int], k uint64) {
+			if _, ok := st.find(k*0x9e3779b97f4a7c15, false); ok {
 				b.Fatal("a hit")
 			}
-			k++
-		}
-	})
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			sts, done := fullStores()
+			defer done()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for k := uint64(benchMax); k < benchMax+uint64(b.N); k++ {
+				bc.op(b, sts[k%benchShards], k)
+			}
+		})
+	}
 }
 
 // BenchmarkStoreParallel is keep on every processor at once, each
