@@ -26,7 +26,7 @@ func allocEngine(tb testing.TB, maxBatch int) *Engine[int, int, int] {
 // batch no context of the standard library (its ctx is embedded in it) and
 // no timer (the collector's one WithMaxWait timer is reset, not made). The
 // six allocations left: the call and its channel, the key's entry, the
-// batch, its entries and its keys. On 0148285 it was 13.
+// batch, its entries and its keys.
 func TestAllocsPerFullBatch(t *testing.T) {
 	e := allocEngine(t, 1)
 	ctx := context.Background()
