@@ -525,3 +525,40 @@ func TestMetricsRefusedInstrument(t *testing.T) {
 	require.Len(t, handled, 1)
 	assert.ErrorContains(t, handled[0], "refused")
 }
+
+// panicMeter is a MeterProvider whose Int64 histograms panic on Record.
+type panicMeter struct{ noop.MeterProvider }
+
+func (panicMeter) Meter(string, ...metric.MeterOption) metric.Meter { return panicMeterM{} }
+
+type panicMeterM struct{ noop.Meter }
+
+func (panicMeterM) Int64Histogram(string, ...metric.Int64HistogramOption) (metric.Int64Histogram, error) {
+	return panicRecord{}, nil
+}
+
+type panicRecord struct{ noop.Int64Histogram }
+
+func (panicRecord) Record(context.Context, int64, ...metric.RecordOption) { panic("the meter failed") }
+
+// A meter that panics as a batch is dispatched fails that batch's callers
+// with a *PanicError and leaves nothing behind: the batch's span, started
+// just before, ends with the Error status, and the gauges return to 0.
+func TestPanickingMeterBatch(t *testing.T) {
+	x := newTraced(t)
+	b := flight.NewBatcher(func(_ context.Context, keys []string) (map[string]int, error) {
+		return map[string]int{keys[0]: 1}, nil
+	}, flight.WithMeterProvider(panicMeter{}), flight.WithTracerProvider(x.tp), flight.WithMaxBatch(1))
+	ctx, sp := x.caller("caller")
+	_, err := b.Load(ctx, "k")
+	sp.End()
+	var pe *flight.PanicError
+	require.ErrorAs(t, err, &pe)
+	require.NoError(t, b.Close())
+	st := b.Stats()
+	assert.Zero(t, st.Pending, "pending batches")
+	assert.Zero(t, st.Waiters, "waiting loads")
+	spans := x.ended("flight.batch")
+	require.Len(t, spans, 1, "flight.batch ended")
+	assert.Equal(t, "Error", spans[0].Status().Code.String())
+}

@@ -462,6 +462,9 @@ func (c *collector[K, V, R]) dispatchHooks(b *batch[K, V, R], first context.Cont
 				"panic", r)
 			c.e.stats.Pending.Add(-1)
 			b.answered, b.rerr = true, c.e.cfg.Errors.Panic(r, stack)
+			if b.trace != nil {
+				b.trace.End(b.rerr, nil) // a span started before the meter panicked
+			}
 			c.publish(b)
 			ok = false
 		}
