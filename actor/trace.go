@@ -49,12 +49,19 @@ func (f *Flight[K, V]) traceStart() {
 	f.ctx.values = t.StartRun(f.ctx.values)
 }
 
-// traceJoin links a caller that joined f after its first.
+// traceJoin links a caller that joined f after its first. Without a
+// tracer it is one nil check, inlined into Owner.Join: linkJoin's frame
+// (about 360 bytes) would otherwise make every joiner that handles its
+// own join on a fresh goroutine grow its stack (TestJoinFitsFreshStack),
+// since the stack is checked before the function's first line runs.
 func (f *Flight[K, V]) traceJoin(w *Waiter[K, V]) {
-	t := f.owner.env.Tracer
-	if t == nil {
-		return
+	if t := f.owner.env.Tracer; t != nil {
+		f.linkJoin(t, w)
 	}
+}
+
+//go:noinline
+func (f *Flight[K, V]) linkJoin(t *tracing.Tracer, w *Waiter[K, V]) {
 	sc := trace.SpanContextFromContext(w.Ctx)
 	if !sc.IsValid() {
 		return
