@@ -247,7 +247,7 @@ func (c *Engine[K, V, R]) wait(s *shard[K, V, R], cl *call[K, V, R]) (v V, share
 	// load, without touching the channel.
 	ctx := cl.w.Ctx
 	done := ctx.Done()
-	if cl.w.Park(1) && !await(s, cl, done) {
+	if cl.w.Park(1) && !awaitSignal(s, cl, done) {
 		// The join may still be queued. The Leave was posted after it, from
 		// this goroutine, so the shard handles it second: it finds the join
 		// refused (its ctx is done) or detaches the waiter. The call is not
@@ -294,7 +294,7 @@ func (c *Engine[K, V, R]) wait(s *shard[K, V, R], cl *call[K, V, R]) (v V, share
 		// ready); a slow one costs one yield more.
 		runtime.Gosched()
 	}
-	if cl.w.Park(2) && !await(s, cl, done) {
+	if cl.w.Park(2) && !awaitSignal(s, cl, done) {
 		// The call is not recycled: the shard still holds it, and a wake-up
 		// may still arrive on its channel.
 		return v, false, ctx.Err()
@@ -309,6 +309,21 @@ func (c *Engine[K, V, R]) wait(s *shard[K, V, R], cl *call[K, V, R]) (v V, share
 	return v, shared, err
 }
 
+// awaitSignal is await without await's frame when done is nil (a ctx
+// that can never be done): the receive is then made here, inlined into
+// wait. A stampede's callers park from a fresh goroutine's 2 KB stack,
+// and the runtime's parking path (chanrecv, acquireSudog, mallocgc) needs
+// room below them: await's frame, sized for its select, made most of
+// 10,000 fresh callers grow their stack as they parked (gdb on
+// runtime.morestack in BenchmarkStampedeWhole).
+func awaitSignal[K comparable, V, R any](s *shard[K, V, R], cl *call[K, V, R], done <-chan struct{}) bool {
+	if done == nil {
+		<-cl.w.Wake
+		return true
+	}
+	return await(s, cl, done)
+}
+
 // await waits, parked (Park said so), for the signal a Do caller waits
 // for, or for done (its ctx; nil if it can never be done): then it posts
 // the caller's Leave and reports false. It is apart from Do, and not
@@ -317,10 +332,6 @@ func (c *Engine[K, V, R]) wait(s *shard[K, V, R], cl *call[K, V, R]) (v V, share
 //
 //go:noinline
 func await[K comparable, V, R any](s *shard[K, V, R], cl *call[K, V, R], done <-chan struct{}) bool {
-	if done == nil { // cannot be cancelled: skip the select
-		<-cl.w.Wake
-		return true
-	}
 	select {
 	case <-cl.w.Wake:
 		return true
