@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/stretchr/testify/assert"
@@ -58,9 +59,9 @@ func TestNewBatcherSpawnsNothing(t *testing.T) {
 	assert.Equal(t, actors, actorsOf(sys), "loads after Close make no actor")
 }
 
-// NewBatcher and Close of an unused Batcher allocate the Batcher, its
-// engine and the options, nothing more: the configuration and the keyspace
-// are held by value.
+// NewBatcher and Close of an unused Batcher allocate the Batcher and its
+// engine, nothing more: the configuration and the keyspace are held by
+// value, and options written in the call stay on the caller's stack.
 func TestNewBatcherAllocs(t *testing.T) {
 	fn := echo(nil)
 	opts := []flight.Option{flight.WithMaxBatch(100), flight.WithShards(1)}
@@ -69,6 +70,13 @@ func TestNewBatcherAllocs(t *testing.T) {
 		_ = b.Close()
 	})
 	assert.LessOrEqual(t, n, 2.0, "allocations per NewBatcher+Close (options made once)")
+	// Options written in the call, as a loader per request makes them: they
+	// stay on the caller's stack.
+	n = testing.AllocsPerRun(1000, func() {
+		b := flight.NewBatcher(fn, flight.WithMaxBatch(100), flight.WithMaxWait(time.Millisecond), flight.WithShards(1))
+		_ = b.Close()
+	})
+	assert.LessOrEqual(t, n, 2.0, "allocations per NewBatcher+Close (options in the call)")
 }
 
 // A nil Option is refused with a message that says so, by both

@@ -115,35 +115,35 @@ type rule struct {
 	takes constructor
 	// check returns what is wrong with o's arguments, "" when nothing is;
 	// nil: every argument is valid.
-	check func(o *option) string
+	check func(o option) string
 	// refused is the message of NewBatcher refusing the option: a
 	// Coordinator's bound names its constructors, the other options of a
 	// Coordinator only say that they do not apply.
 	refused string
 }
 
-func nonNegativeDuration(o *option) string {
+func nonNegativeDuration(o option) string {
 	if o.d < 0 {
 		return "negative duration"
 	}
 	return ""
 }
 
-func positiveDuration(o *option) string {
+func positiveDuration(o option) string {
 	if o.d <= 0 {
 		return "need a positive duration"
 	}
 	return ""
 }
 
-func nonNegativeBound(o *option) string {
+func nonNegativeBound(o option) string {
 	if o.n < 0 {
 		return "negative bound"
 	}
 	return ""
 }
 
-func notNil(o *option) string {
+func notNil(o option) string {
 	if o.isNil {
 		return "nil argument"
 	}
@@ -171,20 +171,20 @@ var rules = [numOptions]rule{
 	optTTL:              {name: "WithTTL", takes: forBoth, check: nonNegativeDuration},
 	optErrorTTL:         {name: "WithErrorTTL", takes: forBoth, check: nonNegativeDuration},
 	optRefreshAhead:     {name: "WithRefreshAhead", takes: forBoth}, // checked against WithTTL in validate
-	optMaxEntries: {name: "WithMaxEntries", takes: forBoth, check: func(o *option) string {
+	optMaxEntries: {name: "WithMaxEntries", takes: forBoth, check: func(o option) string {
 		if o.n < 1 {
 			return "need at least 1"
 		}
 		return ""
 	}},
 	optStaleIfError: {name: "WithStaleIfError", takes: forBoth, check: positiveDuration},
-	optBreaker: {name: "WithBreaker", takes: forNew, refused: notForBatcher, check: func(o *option) string {
+	optBreaker: {name: "WithBreaker", takes: forNew, refused: notForBatcher, check: func(o option) string {
 		if o.n < 1 || o.d <= 0 {
 			return "need failures >= 1 and cooldown > 0"
 		}
 		return ""
 	}},
-	optRetry: {name: "WithRetry", takes: forNew, refused: notForBatcher, check: func(o *option) string {
+	optRetry: {name: "WithRetry", takes: forNew, refused: notForBatcher, check: func(o option) string {
 		if o.n < 1 {
 			return "attempts must be at least 1"
 		}
@@ -192,7 +192,7 @@ var rules = [numOptions]rule{
 	}},
 	optRetryIf: {name: "WithRetryIf", takes: forNew, refused: notForBatcher, check: notNil},
 	optScope:   {name: "WithScope", takes: forBoth, check: notNil},
-	optMaxBatch: {name: "WithMaxBatch", takes: forBatcher, check: func(o *option) string {
+	optMaxBatch: {name: "WithMaxBatch", takes: forBatcher, check: func(o option) string {
 		if o.n < 1 {
 			return "a batch holds at least one key"
 		}
@@ -205,7 +205,7 @@ var rules = [numOptions]rule{
 	optPanicErrors:          {name: "hooks.PanicErrors", takes: forNew, refused: notForBatcher},
 }
 
-func shardsInRange(o *option) string {
+func shardsInRange(o option) string {
 	if o.n < 1 || o.n > 1<<16 {
 		return "out of range [1, 65536]"
 	}
@@ -322,7 +322,10 @@ func newConfig(ctor constructor, opts []Option) config {
 			panic("flight: a nil Option")
 		}
 		if r := rules[o.id]; r.check != nil {
-			if msg := r.check(o); msg != "" && o.isNil {
+			// By value: a check is called through a func value, which
+			// would make every option given escape to the heap (one
+			// allocation per option per constructor call).
+			if msg := r.check(*o); msg != "" && o.isNil {
 				panic("flight: " + o.call()) // WithScope(nil) says it all
 			} else if msg != "" {
 				panic("flight: " + o.call() + ": " + msg)
