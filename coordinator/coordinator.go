@@ -326,10 +326,10 @@ func awaitSignal[K comparable, V, R any](s *shard[K, V, R], cl *call[K, V, R], d
 
 // await waits, parked (Park said so), for the signal a Do caller waits
 // for, or for done (its ctx; never nil: awaitSignal waits for a ctx that
-// can never be done): then it posts
-// the caller's Leave and reports false. It is apart from Do, and not
-// inlined, to keep Do's frame small: a caller whose post drains its shard
-// runs the shard's handlers on top of it (see shard.handle).
+// can never be done): then it posts the caller's Leave and reports false.
+// It is apart from Do, and not inlined, to keep Do's frame small: a caller
+// whose post drains its shard runs the shard's handlers on top of it (see
+// shard.handle).
 //
 //go:noinline
 func await[K comparable, V, R any](s *shard[K, V, R], cl *call[K, V, R], done <-chan struct{}) bool {
