@@ -27,6 +27,29 @@ func (c *child) mem(t testing.TB) memSample {
 	return memSample{v[0], v[1], v[2], v[3], v[4]}
 }
 
+// goroutineSlack is how far an idle member's goroutine count may be from
+// the start's.
+const goroutineSlack = 2
+
+// settledMem is mem, sampled again (up to ten times, each sample after a
+// GC) while the goroutine count is more than goroutineSlack from want.
+// protoactor's cluster runs periodic work on goroutines of its own (gossip
+// rounds, the remote's endpoint writers, request futures), so one sample
+// can catch two or three of them in flight: CI once saw 43 against a
+// start of 40, and 40 again in the next cycle. A leaked goroutine is in
+// every sample; a goroutine of that periodic work is not.
+func (c *child) settledMem(t testing.TB, want int64) memSample {
+	s := c.mem(t)
+	for range 10 {
+		if d := s.goroutines - want; d >= -goroutineSlack && d <= goroutineSlack {
+			break
+		}
+		t.Logf("member %d: %d goroutines against a start of %d; sampling again", c.i, s.goroutines, want)
+		s = c.mem(t)
+	}
+	return s
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
 
 // Memory after load returns to a bound that does not grow per cycle: three
@@ -67,7 +90,7 @@ func TestMemoryAfterLoadCycles(t *testing.T) {
 			c.expect(t, "GRAINS 0", nil)
 		}
 		for i, c := range children {
-			samples[i] = append(samples[i], c.mem(t))
+			samples[i] = append(samples[i], c.settledMem(t, base[i].goroutines))
 		}
 		if p := os.Getenv("FLIGHT_HEAP"); p != "" && cycle == 0 {
 			children[0].send(t, "HEAP "+p+".1")
@@ -94,7 +117,7 @@ func TestMemoryAfterLoadCycles(t *testing.T) {
 		lo, hi := samples[i][0].heapAlloc, samples[i][0].heapAlloc
 		for c, s := range samples[i] {
 			assert.LessOrEqual(t, s.heapAlloc, base[i].heapAlloc+slack, "member %d cycle %d: live heap %s MiB, start %s MiB", i, c+1, mib(s.heapAlloc), mib(base[i].heapAlloc))
-			assert.InDelta(t, base[i].goroutines, s.goroutines, 2, "member %d cycle %d: goroutines", i, c+1)
+			assert.InDelta(t, base[i].goroutines, s.goroutines, goroutineSlack, "member %d cycle %d: goroutines", i, c+1)
 			lo, hi = min(lo, s.heapAlloc), max(hi, s.heapAlloc)
 		}
 		assert.LessOrEqual(t, hi-lo, int64(perCycle), "member %d: live heap over the cycles between %s and %s MiB", i, mib(lo), mib(hi))
