@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,8 +86,8 @@ type RetainConfig struct {
 
 func (r RetainConfig) enabled() bool { return r.TTL > 0 || r.ErrorTTL > 0 }
 
-// A retained result lives in a slot of its coordinator's slab: fixed-size
-// chunks of slots, reused through a free list, linked by int32 indexes
+// A retained result lives in a slot of its coordinator's slab: chunks of
+// slots (see policy.locate for their lengths), reused through a free list, linked by int32 indexes
 // rather than pointers. With keys and values free of pointers (ints, say)
 // the slab and the stores' maps (K to a slot index) hold no pointer at all,
 // so the garbage collector does not scan the retained results, and a miss
@@ -164,6 +165,8 @@ type policy[K comparable, V any] struct {
 	// hits may read.
 	dir    atomic.Pointer[[]*[]slot[K, V]]
 	shift  uint           // log2 of the chunk length
+	grown  int            // chunks that grow to it (see locate); 0: none
+	fixed  uint32         // the first index in a chunk of the chunk length
 	made   int32          // slots made so far (the next fresh index)
 	gen    uint32         // the generation the next allocated slot gets
 	free   []int32        // freed slots
@@ -179,18 +182,57 @@ func newPolicy[K comparable, V any](max int) *policy[K, V] {
 	for 1<<shift < max && shift < 10 { // chunks of up to 1,024 slots
 		shift++
 	}
-	return &policy[K, V]{max: int64(max), shift: shift, hand: none}
+	p := &policy[K, V]{max: int64(max), shift: shift, hand: none}
+	if shift > firstChunkShift {
+		p.grown, p.fixed = int(shift-firstChunkShift)+1, 1<<shift
+	}
+	return p
+}
+
+// firstChunkShift is log2 of the first chunk's length.
+const firstChunkShift = 4
+
+// locate returns the chunk of slot i and i's place in it. The first chunks
+// grow to the chunk length (1<<shift): 16 slots, then 16, 32, 64, … so
+// that indexes below 1<<shift fill chunks of 16·2^(c−1) for c ≥ 1; from
+// index fixed on, every chunk has the chunk length. A Batcher made for one
+// request with WithTTL keeps a few dozen results: with one chunk of 1,024
+// slots from the first result on, that chunk (about 100 KiB for a
+// two-string value) was most of what the request allocated.
+func (p *policy[K, V]) locate(i int32) (c int, off uint32) {
+	u := uint32(i)
+	if u >= p.fixed {
+		u -= p.fixed
+		return p.grown + int(u>>p.shift), u & (1<<p.shift - 1)
+	}
+	if c = bits.Len32(u >> firstChunkShift); c == 0 {
+		return 0, u
+	}
+	return c, u - 1<<(firstChunkShift+c-1)
+}
+
+// chunkLen is the length of chunk c.
+func (p *policy[K, V]) chunkLen(c int) int {
+	switch {
+	case c >= p.grown:
+		return 1 << p.shift
+	case c == 0:
+		return 1 << firstChunkShift
+	}
+	return 1 << (firstChunkShift + c - 1)
 }
 
 func (p *policy[K, V]) slot(i int32) *slot[K, V] {
-	return &(*(*p.dir.Load())[i>>p.shift])[i&(1<<p.shift-1)]
+	c, off := p.locate(i)
+	return &(*(*p.dir.Load())[c])[off]
 }
 
 // holds reports whether slot i exists (the slab may have been dropped since
 // a refresh message named it). The caller holds mu.
 func (p *policy[K, V]) holds(i int32) bool {
 	d := p.dir.Load()
-	return d != nil && int(i>>p.shift) < len(*d) && (*d)[i>>p.shift] != nil
+	c, _ := p.locate(i)
+	return d != nil && c < len(*d) && (*d)[c] != nil
 }
 
 // alloc returns a free slot's index (the caller holds mu; at most max+1
@@ -203,7 +245,7 @@ func (p *policy[K, V]) alloc() int32 {
 		return i
 	}
 	i := p.made
-	c := int(i >> p.shift)
+	c, _ := p.locate(i)
 	d := p.dir.Load()
 	if d == nil || c >= len(*d) {
 		grown := make([]*[]slot[K, V], max(4, 2*c))
@@ -214,7 +256,7 @@ func (p *policy[K, V]) alloc() int32 {
 		d = &grown
 	}
 	if (*d)[c] == nil {
-		chunk := make([]slot[K, V], 1<<p.shift)
+		chunk := make([]slot[K, V], p.chunkLen(c))
 		(*d)[c] = &chunk
 	}
 	p.made++

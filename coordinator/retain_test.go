@@ -212,3 +212,44 @@ func TestSlotLayout(t *testing.T) {
 	}
 	walk(reflect.TypeFor[slot[uint64, int]](), "slot")
 }
+
+// The slab's chunks: indexes 0, 1, 2, … fill chunk 0 from its start, then
+// chunk 1, and so on, each chunk once, each place once; the first chunks
+// grow from 16 slots to the chunk length, and a slab of a few results
+// allocates a chunk of 16, not 1,024.
+func TestSlabChunks(t *testing.T) {
+	for _, max := range []int{1, 2, 16, 17, 33, 1000, 1024, 1025, 1 << 20} {
+		p := newPolicy[int, int](max)
+		wantC, wantOff := 0, uint32(0)
+		for i := range int32(5000) {
+			c, off := p.locate(i)
+			if c != wantC || off != wantOff {
+				t.Fatalf("max %d: index %d at chunk %d place %d; want chunk %d place %d", max, i, c, off, wantC, wantOff)
+			}
+			if wantOff++; int(wantOff) == p.chunkLen(c) {
+				wantC, wantOff = wantC+1, 0
+			}
+		}
+		if got, want := p.chunkLen(0), min(16, 1<<p.shift); got != want {
+			t.Errorf("max %d: first chunk of %d slots, want %d", max, got, want)
+		}
+		if max >= 1024 && p.chunkLen(100) != 1024 {
+			t.Errorf("max %d: chunk 100 has %d slots, want 1,024", max, p.chunkLen(100))
+		}
+		// alloc makes the chunks as it goes, and slot finds them.
+		p.mu.Lock()
+		for range 3000 {
+			i := p.alloc()
+			p.slot(i).key = int(i)
+			if !p.holds(i) {
+				t.Fatalf("max %d: slot %d allocated but not held", max, i)
+			}
+		}
+		for i := range int32(3000) {
+			if p.slot(i).key != int(i) {
+				t.Fatalf("max %d: slot %d holds %d", max, i, p.slot(i).key)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
