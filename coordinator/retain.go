@@ -177,16 +177,22 @@ type policy[K comparable, V any] struct {
 }
 
 func newPolicy[K comparable, V any](max int) *policy[K, V] {
+	p := new(policy[K, V])
+	p.init(max)
+	return p
+}
+
+// init makes p a policy of at most max entries, with no store.
+func (p *policy[K, V]) init(max int) {
 	max = min(max, 1<<31-2) // slot indexes are int32 (2^31 results would not fit in memory anyway)
 	shift := uint(0)
 	for 1<<shift < max && shift < 10 { // chunks of up to 1,024 slots
 		shift++
 	}
-	p := &policy[K, V]{max: int64(max), shift: shift, hand: none}
+	p.max, p.shift, p.hand = int64(max), shift, none
 	if shift > firstChunkShift {
 		p.grown, p.fixed = int(shift-firstChunkShift)+1, 1<<shift
 	}
-	return p
 }
 
 // firstChunkShift is log2 of the first chunk's length.
@@ -364,7 +370,8 @@ type store[K comparable, V any] struct {
 	timer   *time.Timer     // fires at the queues' earliest deadline; nil until first armed
 	armedAt time.Duration   // deadline the timer is armed for, if armed
 	armed   bool            // the timer is armed (owned by the shard)
-	post    func(msg any)   // shard.postInternal
+	shard   int             // the shard it belongs to, for postTo
+	postTo  func(int, any)  // posts to a shard's actor (the shard's internal post)
 	cfg     *RetainConfig
 	closed  bool // set by the shard on Close (owned by the shard)
 }
@@ -381,14 +388,24 @@ type refreshMsg[K comparable, V any] struct {
 	fn  func(context.Context) (V, error)
 }
 
+// newStore returns a store of pol whose timer's messages go to post.
 func newStore[K comparable, V any](cfg *RetainConfig, pol *policy[K, V], post func(any)) *store[K, V] {
-	st := &store[K, V]{entries: make(map[K]int32), errs: make(map[int32]error), cfg: cfg, pol: pol, post: post,
-		vals: queue{none, none}, errq: queue{none, none}}
+	st := new(store[K, V])
+	st.init(cfg, pol, 0, func(_ int, msg any) { post(msg) })
+	return st
+}
+
+// init makes st a store of pol for shard, whose timer's messages go to
+// post(shard, msg). Its maps are made by its first keep: a store that
+// never retains anything (a Batcher made for a request that loads no
+// key twice) costs no allocation of its own.
+func (st *store[K, V]) init(cfg *RetainConfig, pol *policy[K, V], shard int, post func(int, any)) {
+	st.cfg, st.pol, st.shard, st.postTo = cfg, pol, shard, post
+	st.vals, st.errq = queue{none, none}, queue{none, none}
 	pol.mu.Lock()
 	st.id = int32(len(pol.stores))
 	pol.stores = append(pol.stores, st)
 	pol.mu.Unlock()
-	return st
 }
 
 func (st *store[K, V]) queue(isErr bool) *queue {
@@ -567,11 +584,17 @@ func (st *store[K, V]) keep(key K, val V, err error) held {
 		e.flags.Store(0)
 	}
 	st.mu.Lock()
+	if st.entries == nil {
+		st.entries = make(map[K]int32)
+	}
 	st.entries[key] = i
 	if replace && p.slot(old).isErr {
 		delete(st.errs, old)
 	}
 	if err != nil {
+		if st.errs == nil {
+			st.errs = make(map[int32]error)
+		}
 		st.errs[i] = err
 	}
 	st.mu.Unlock()
@@ -649,8 +672,8 @@ func (st *store[K, V]) armFor(next time.Duration) {
 	st.armedAt = next
 	d := next - since()
 	if st.timer == nil {
-		post := st.post
-		st.timer = time.AfterFunc(d, func() { post(expireMsg{}) })
+		post, shard := st.postTo, st.shard
+		st.timer = time.AfterFunc(d, func() { post(shard, expireMsg{}) })
 		return
 	}
 	st.timer.Reset(d)

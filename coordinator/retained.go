@@ -8,8 +8,8 @@ package coordinator
 // goroutine and never allocates; Keep, Expire and Close are its shard
 // actor's, one message at a time.
 type Retained[K comparable, V any] struct {
-	pol    *policy[K, V]
-	stores []*store[K, V]
+	pol    policy[K, V]
+	stores []store[K, V]
 }
 
 // NewRetained returns the store of shards shards under cfg (TTL or
@@ -17,9 +17,13 @@ type Retained[K comparable, V any] struct {
 // actor, which must then call Expire(i) when IsExpire(msg): it is what a
 // store's timer posts. No goroutine is started.
 func NewRetained[K comparable, V any](cfg *RetainConfig, shards int, post func(shard int, msg any)) *Retained[K, V] {
-	r := &Retained[K, V]{pol: newPolicy[K, V](cfg.MaxEntries), stores: make([]*store[K, V], shards)}
+	// Three allocations, whatever the shard count: r with its policy, the
+	// stores, the policy's list of them.
+	r := &Retained[K, V]{stores: make([]store[K, V], shards)}
+	r.pol.init(cfg.MaxEntries)
+	r.pol.stores = make([]*store[K, V], 0, shards)
 	for i := range r.stores {
-		r.stores[i] = newStore[K, V](cfg, r.pol, func(msg any) { post(i, msg) })
+		r.stores[i].init(cfg, &r.pol, i, post)
 	}
 	return r
 }
@@ -46,7 +50,7 @@ func (r *Retained[K, V]) Stale(shard int, key K) (V, bool) {
 // Keep retains val (err nil) or err for key, as its kind's TTL says; an
 // error only if cfg.Retainable allows it. Shard actor only.
 func (r *Retained[K, V]) Keep(shard int, key K, val V, err error) {
-	st := r.stores[shard]
+	st := &r.stores[shard]
 	if err != nil && st.cfg.Retainable != nil && !st.cfg.Retainable(err) {
 		return
 	}
