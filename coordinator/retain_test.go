@@ -22,48 +22,55 @@ import (
 // nothing. A store left with a freed slot on the ring or a broken queue
 // fails here before any caller could see it.
 func TestStoreInvariants(t *testing.T) {
-	for seed := range uint64(20) {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 1))
-			const max = 12
-			cfg := &RetainConfig{TTL: time.Hour, ErrorTTL: 30 * time.Minute, MaxEntries: max}
-			pol := newPolicy[int, int](max)
-			sts := make([]*store[int, int], 3)
-			for i := range sts {
-				sts[i] = newStore[int, int](cfg, pol, func(any) {})
-			}
-			defer func() {
-				for _, st := range sts {
-					st.close()
-				}
-			}()
-			closed := -1
-			for op := range 600 {
-				key := rng.IntN(40)
-				st := sts[key%len(sts)]
-				switch r := rng.IntN(10); {
-				case r < 6:
-					var err error
-					if rng.IntN(4) == 0 {
-						err = fmt.Errorf("e%d", key)
-					}
-					st.keep(key, key, err)
-				case r < 8:
-					st.find(key, false) // a hit marks its entry for CLOCK
-				default:
-					st.remove(key)
-				}
-				if op == 300 {
-					closed = rng.IntN(len(sts))
-					sts[closed].close()
-				}
-				checkStores(t, pol, sts, closed)
-				if t.Failed() {
-					t.Fatalf("after operation %d", op)
-				}
-			}
-		})
+	// 12: one chunk of 16 slots; 35: chunks of 16, 16 and 32 (see locate).
+	// Either is below the 40 keys, so CLOCK evicts.
+	for _, max := range []int{12, 35} {
+		for seed := range uint64(20) {
+			testStoreInvariants(t, max, seed)
+		}
 	}
+}
+
+func testStoreInvariants(t *testing.T, max int, seed uint64) {
+	t.Run(fmt.Sprint("max=", max, "/seed=", seed), func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		cfg := &RetainConfig{TTL: time.Hour, ErrorTTL: 30 * time.Minute, MaxEntries: max}
+		pol := newPolicy[int, int](max)
+		sts := make([]*store[int, int], 3)
+		for i := range sts {
+			sts[i] = newStore[int, int](cfg, pol, func(any) {})
+		}
+		defer func() {
+			for _, st := range sts {
+				st.close()
+			}
+		}()
+		closed := -1
+		for op := range 600 {
+			key := rng.IntN(40)
+			st := sts[key%len(sts)]
+			switch r := rng.IntN(10); {
+			case r < 6:
+				var err error
+				if rng.IntN(4) == 0 {
+					err = fmt.Errorf("e%d", key)
+				}
+				st.keep(key, key, err)
+			case r < 8:
+				st.find(key, false) // a hit marks its entry for CLOCK
+			default:
+				st.remove(key)
+			}
+			if op == 300 {
+				closed = rng.IntN(len(sts))
+				sts[closed].close()
+			}
+			checkStores(t, pol, sts, closed)
+			if t.Failed() {
+				t.Fatalf("after operation %d", op)
+			}
+		}
+	})
 }
 
 func checkStores(t *testing.T, p *policy[int, int], sts []*store[int, int], closed int) {
