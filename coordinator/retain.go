@@ -87,13 +87,14 @@ type RetainConfig struct {
 func (r RetainConfig) enabled() bool { return r.TTL > 0 || r.ErrorTTL > 0 }
 
 // A retained result lives in a slot of its coordinator's slab: chunks of
-// slots (see policy.locate for their lengths), reused through a free list, linked by int32 indexes
-// rather than pointers. With keys and values free of pointers (ints, say)
-// the slab and the stores' maps (K to a slot index) hold no pointer at all,
-// so the garbage collector does not scan the retained results, and a miss
-// that retains a result allocates nothing for it: a live store of 100,000
-// results no longer makes every other allocation's collections longer.
-// Errors, which are interfaces, live in a side map of their store.
+// slots (policy.locate gives their lengths), reused through a free list,
+// linked by int32 indexes rather than pointers. With keys and values free
+// of pointers (ints, say) the slab and the stores' maps (K to a slot
+// index) hold no pointer at all, so the garbage collector does not scan
+// the retained results, and a miss that retains a result allocates nothing
+// for it: a live store of 100,000 results no longer makes every other
+// allocation's collections longer. Errors, which are interfaces, live in a
+// side map of their store.
 
 // none is the index of no slot.
 const none = -1
