@@ -20,10 +20,11 @@ import (
 // The shard's hot messages (a caller's join, fn's return, a caller leaving)
 // do not take protoactor's send path: their poster calls [Mailbox.Post]
 // with a [Node] that the message carries inside itself (a call, a flight,
-// a waiter), so a post is one compare-and-swap on the queue's head — no PID
-// look-up, no envelope, no middleware, no allocation — and the drainer
-// hands the node's message to the shard's handler (Handle) directly, not
-// through protoactor's actor context. Anything sent the ordinary way
+// a waiter), so a post is one compare-and-swap on the queue's head, or none
+// when it finds the mailbox idle and empty — no PID look-up, no envelope,
+// no middleware, no allocation — and the drainer hands the node's message
+// to the shard's handler (Handle) directly, not through protoactor's actor
+// context. Anything sent the ordinary way
 // (PostUserMessage, from RootContext.Send) is wrapped in a Node of its own
 // and given to the invoker as protoactor would. Both go into the same FIFO,
 // so every poster's messages are handled in the order it posted them
@@ -53,7 +54,6 @@ type Mailbox struct {
 
 	sysN      atomic.Int32 // messages in system
 	suspended atomic.Bool
-	held      atomic.Bool // taken messages left unhandled in local (while suspended)
 
 	mu     sync.Mutex // protects system
 	system ring
@@ -92,16 +92,35 @@ func New(handle func(msg any)) *Mailbox { return &Mailbox{Handle: handle} }
 
 // Post enqueues n and, if the mailbox was idle, drains it on the calling
 // goroutine. It allocates nothing.
+//
+// A poster that finds the mailbox idle with nothing queued (the common
+// case: a shard not shared at that instant) takes the running status first
+// and hands n to the drain directly, as the remainder of a taken batch: no
+// compare-and-swap on the queue's head, and no swap to take it back. If
+// anything is queued, n goes behind it, so each poster's order holds.
 func (m *Mailbox) Post(n *Node) {
-	m.userN.Add(1)
+	if m.status.Load() == idle && m.status.CompareAndSwap(idle, running) {
+		if m.local == nil && m.head.Load() == nil {
+			m.local = n
+		} else {
+			m.push(n)
+		}
+		m.drain(true)
+		return
+	}
+	m.push(n)
+	m.schedule()
+}
+
+// push puts n on the queue's head.
+func (m *Mailbox) push(n *Node) {
 	for {
 		old := m.head.Load()
 		n.next = old
 		if m.head.CompareAndSwap(old, n) {
-			break
+			return
 		}
 	}
-	m.schedule()
 }
 
 // PostUserMessage enqueues msg, sent the ordinary protoactor way, to be given
@@ -114,6 +133,7 @@ func (m *Mailbox) PostUserMessage(msg any) {
 		n = new(Node)
 	}
 	n.Msg, n.invoke = msg, true
+	m.userN.Add(1)
 	m.Post(n)
 }
 
@@ -139,7 +159,11 @@ func (m *Mailbox) RegisterHandlers(invoker actor.MessageInvoker, _ actor.Dispatc
 // Start is called by protoactor at spawn; there is nothing to start.
 func (m *Mailbox) Start() {}
 
-// UserMessageCount returns the user messages waiting.
+// UserMessageCount returns the user messages waiting: those sent the
+// protoactor way (PostUserMessage), which protoactor's mailbox-length
+// metric reads. The nodes posted with Post are the shard's own traffic,
+// handled before their poster returns unless the shard is busy, and are
+// not counted: counting them cost two atomic adds per message.
 func (m *Mailbox) UserMessageCount() int { return int(m.userN.Load()) }
 
 func (m *Mailbox) schedule() {
@@ -161,11 +185,11 @@ func (m *Mailbox) drain(poster bool) {
 			go m.drain(false) // the status stays running: it is handed over
 			return
 		}
-		m.held.Store(m.local != nil)
+		held := m.local != nil
 		m.status.Store(idle)
 		// A message posted after run saw the queues empty, but before the
 		// store, found the mailbox running: take it over if nobody did.
-		if m.sysN.Load() == 0 && (m.suspended.Load() || (m.head.Load() == nil && !m.held.Load())) {
+		if m.sysN.Load() == 0 && (m.suspended.Load() || (m.head.Load() == nil && !held)) {
 			return
 		}
 		if !m.status.CompareAndSwap(idle, running) {
@@ -219,9 +243,9 @@ func (m *Mailbox) run(poster bool) (more bool) {
 		}
 		m.local = n.next
 		n.next = nil
-		m.userN.Add(-1)
 		msg = n.Msg
 		if n.invoke {
+			m.userN.Add(-1)
 			n.Msg, n.invoke = nil, false
 			userNodes.Put(n)
 			m.invoker.InvokeUserMessage(msg)

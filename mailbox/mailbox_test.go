@@ -283,7 +283,7 @@ func TestSuspendHoldsTheRestOfABatch(t *testing.T) {
 	}
 	mb.Post(&newNode(0).Node)
 	assert.Equal(t, []int{0, 1}, got, "2 handled while suspended")
-	assert.Equal(t, 1, mb.UserMessageCount())
+	assert.Equal(t, 0, mb.UserMessageCount(), "a node posted with Post is not a protoactor user message")
 	mb.Post(&newNode(3).Node)
 	assert.Equal(t, []int{0, 1}, got)
 	mb.PostSystemMessage(&actor.ResumeMailbox{})
@@ -347,4 +347,36 @@ func TestPostsDoNotAllocate(t *testing.T) {
 	if a := testing.AllocsPerRun(1000, func() { mb.PostUserMessage(msg) }); a != 0 {
 		t.Errorf("PostUserMessage: %v allocations per message", a)
 	}
+}
+
+// A post that finds the mailbox idle but a message still in the queue (one
+// pushed just after the last drain looked, whose poster lost the race for
+// the running status) handles that message first.
+func TestPostToIdleMailboxKeepsQueuedMessageFirst(t *testing.T) {
+	var got []int
+	mb := New(nil)
+	mb.RegisterHandlers(&recorder{}, nil)
+	mb.Handle = func(m any) { got = append(got, m.(*node).id) }
+	mb.push(&newNode(0).Node) // queued, mailbox idle: the state the race leaves
+	mb.Post(&newNode(1).Node)
+	assert.Equal(t, []int{0, 1}, got)
+	assert.Equal(t, int32(idle), mb.status.Load())
+	assert.Nil(t, mb.head.Load())
+}
+
+// UserMessageCount counts the messages sent the protoactor way that wait,
+// not the shard's own posts.
+func TestUserMessageCountCountsProtoactorMessages(t *testing.T) {
+	mb := New(nil)
+	r := &recorder{}
+	mb.RegisterHandlers(r, nil)
+	mb.Handle = func(any) {}
+	mb.PostSystemMessage(&actor.SuspendMailbox{})
+	mb.PostUserMessage("a")
+	mb.Post(&newNode(1).Node)
+	mb.PostUserMessage("b")
+	assert.Equal(t, 2, mb.UserMessageCount())
+	mb.PostSystemMessage(&actor.ResumeMailbox{})
+	assert.Equal(t, 0, mb.UserMessageCount())
+	assert.Equal(t, []any{"a", "b"}, r.user)
 }
