@@ -324,11 +324,21 @@ func (s *shard[K, V, R]) send(msg any) {
 // postInternal is how timers, ctx watches and workers reach the shard. fn's
 // return (Done) and a caller leaving (Leave) are posted in the node their
 // flight or waiter carries: no allocation.
+//
+// A Done skips the posts gate (two atomic adds and a load per flight): its
+// flight is counted in the shard's InFlight until the shard handles this
+// very message, and Close closes that gate, and stops the actor, only after
+// the closed shard's InFlight has reached 0 (shutdown's step 2; Owner.Close
+// answers and cancels a running flight but leaves it counted until its fn
+// returns). So a Done is always posted to a live actor. Timers and ctx
+// watches fire at any time, and go through the gate.
 func (s *shard[K, V, R]) postInternal(msg any) {
+	if m, ok := msg.(fa.Done[K, V]); ok {
+		s.mb.Post(m.F.DoneNode())
+		return
+	}
 	if s.posts.Enter() {
 		switch m := msg.(type) {
-		case fa.Done[K, V]:
-			s.mb.Post(m.F.DoneNode())
 		case fa.Leave[K, V]:
 			s.mb.Post(m.W.LeaveNode())
 		default:
