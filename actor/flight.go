@@ -108,7 +108,10 @@ type Env[K comparable, V any] struct {
 // An Owner belongs to its shard actor: every method is called from the shard's
 // handlers only, one message at a time.
 type Owner[K comparable, V any] struct {
-	Key  K
+	Key K
+	// Hash is Key's hash, set by the shard that keeps the owner (its table
+	// of owners is keyed by it) and never read by this package.
+	Hash uint64
 	env  *Env[K, V]
 	open *Flight[K, V]   // the flight new callers join; nil if none
 	exec *Flight[K, V]   // the flight whose fn runs now; nil if none

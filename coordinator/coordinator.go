@@ -116,7 +116,6 @@ func New[K comparable, V, R any](cfg Config[V, R]) (*Engine[K, V, R], error) {
 	for i := range c.shards {
 		s := &shard[K, V, R]{
 			c:       c,
-			keys:    make(map[K]*fa.Owner[K, V]),
 			api:     gate.New(),
 			posts:   gate.New(),
 			drained: make(chan struct{}),
@@ -187,7 +186,7 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 	if fn == nil {
 		return v, false, c.cfg.ErrNilFunc
 	}
-	i, ok := c.ks.Shard(key)
+	i, h, ok := c.locate(key)
 	if !ok {
 		return v, false, c.cfg.ErrInvalidKey
 	}
@@ -204,11 +203,34 @@ func (c *Engine[K, V, R]) Do(ctx context.Context, key K, fn func(context.Context
 		return v, false, c.cfg.Errors.Closed
 	}
 	cl := c.getCall()
-	cl.key = key
+	cl.key, cl.h = key, h
 	cl.w.Ctx, cl.w.Fn = ctx, fn
 	s.mb.Post(&cl.node)
 	return c.wait(s, cl)
 }
+
+// locate returns key's shard and hash (keyspace.Locate), or false for a
+// key that cannot be shared.
+func (c *Engine[K, V, R]) locate(key K) (shard int, h uint64, ok bool) {
+	shard, h, ok = c.ks.Locate(key)
+	if testHookHash != nil {
+		h = testHookHash(h)
+	}
+	return shard, h, ok
+}
+
+// hash returns the hash of a key that locate accepted.
+func (c *Engine[K, V, R]) hash(key K) uint64 {
+	h := c.ks.Hash(key)
+	if testHookHash != nil {
+		h = testHookHash(h)
+	}
+	return h
+}
+
+// testHookHash, when set by a test, maps every key's hash (to force
+// collisions in the shards' tables of owners).
+var testHookHash func(uint64) uint64
 
 // early is Do's answer before any message: ctx done already, an open
 // breaker, a retained result. ok reports an answer.
@@ -355,7 +377,7 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 		ch <- c.cfg.Result(zero, c.cfg.ErrNilFunc, false)
 		return ch
 	}
-	i, ok := c.ks.Shard(key)
+	i, h, ok := c.locate(key)
 	if !ok {
 		ch <- c.cfg.Result(zero, c.cfg.ErrInvalidKey, false)
 		return ch
@@ -397,7 +419,7 @@ func (c *Engine[K, V, R]) DoChan(ctx context.Context, key K, fn func(context.Con
 			return ch
 		}
 	}
-	cl := &call[K, V, R]{key: key, ch: ch, mk: c.cfg.Result, anchor: anchor}
+	cl := &call[K, V, R]{key: key, h: h, ch: ch, mk: c.cfg.Result, anchor: anchor}
 	cl.node.Msg = cl
 	cl.w.Ctx, cl.w.Fn, cl.w.Out = ctx, fn, cl
 	s.mb.Post(&cl.node)
@@ -413,7 +435,7 @@ const minBacklog = 1024
 
 // Forget detaches key's running flight. See flight.Coordinator.Forget.
 func (c *Engine[K, V, R]) Forget(key K) {
-	i, ok := c.ks.Shard(key)
+	i, h, ok := c.locate(key)
 	if !ok {
 		return // no flight can have an invalid key
 	}
@@ -423,13 +445,13 @@ func (c *Engine[K, V, R]) Forget(key K) {
 	}
 	defer s.api.Exit()
 	if s.store == nil && s.brk == nil {
-		s.send(&forgetMsg[K]{key: key})
+		s.send(&forgetMsg[K]{key: key, h: h})
 		return
 	}
 	// With retained results or breakers, wait for the shard to drop the
 	// key's result and breaker and detach its flight together: a call that
 	// starts after Forget returns must find none of them.
-	m := &forgetMsg[K]{key: key, done: make(chan struct{})}
+	m := &forgetMsg[K]{key: key, h: h, done: make(chan struct{})}
 	s.send(m)
 	<-m.done
 }
@@ -524,6 +546,7 @@ func (c *Engine[K, V, R]) shutdown() {
 type call[K comparable, V, R any] struct {
 	node   mailbox.Node // the join's link in the shard's mailbox; Msg is the call
 	key    K
+	h      uint64 // key's hash (see owners)
 	w      fa.Waiter[K, V]
 	ch     chan R // DoChan: buffer of one, receives exactly one R
 	mk     func(V, error, bool) R
@@ -570,7 +593,7 @@ func (c *Engine[K, V, R]) putCall(cl *call[K, V, R]) {
 	// and, as its flight's first Do caller, the result token.
 	wake := cl.w.Wake
 	var zero K
-	cl.key = zero
+	cl.key, cl.h = zero, 0
 	cl.w = fa.Waiter[K, V]{Wake: wake}
 	cl.replied = false
 	cl.hit = false
@@ -585,6 +608,7 @@ func (cl *call[K, V, R]) Deliver(val V, err error, shared bool) {
 
 type forgetMsg[K comparable] struct {
 	key  K
+	h    uint64        // key's hash
 	done chan struct{} // closed once handled; nil: nobody waits
 }
 

@@ -57,8 +57,8 @@ func (s *shard[K, V, R]) forgetWhere(m *forgetWhereMsg[K]) {
 			s.brk.remove(key)
 		}
 	}
-	for key, k := range s.keys {
-		if m.match(key) {
+	for k := range s.keys.all() {
+		if m.match(k.Key) {
 			k.Forget()
 		}
 	}

@@ -21,7 +21,7 @@ type shard[K comparable, V, R any] struct {
 	c    *Engine[K, V, R]
 	pid  *actor.PID
 	mb   *mailbox.Mailbox
-	keys map[K]*fa.Owner[K, V] // owned by the actor
+	keys owners[K, V] // owned by the actor
 	// free holds retired owners kept for reuse (fa.Owner.Recyclable), at
 	// most maxFree: a distinct key's flight then allocates no owner
 	// (owned by the actor).
@@ -123,7 +123,7 @@ func (s *shard[K, V, R]) handleRare(msg any) {
 		if s.brk != nil {
 			s.brk.remove(m.key) // Forget closes the key's breaker
 		}
-		if k := s.keys[m.key]; k != nil {
+		if k := s.keys.get(m.h, m.key); k != nil {
 			k.Forget()
 		}
 		if m.done != nil {
@@ -135,7 +135,7 @@ func (s *shard[K, V, R]) handleRare(msg any) {
 	case expireMsg:
 		s.store.expire()
 	case breakerMsg:
-		s.brk.expire(func(key K) bool { return s.keys[key] != nil })
+		s.brk.expire(func(key K) bool { return s.keys.get(s.c.hash(key), key) != nil })
 	case *refreshMsg[K, V]:
 		s.refresh(m)
 	case *closeMsg:
@@ -146,7 +146,7 @@ func (s *shard[K, V, R]) handleRare(msg any) {
 			s.brk.close()
 		}
 		s.env.Closed = true
-		for _, k := range s.keys {
+		for k := range s.keys.all() {
 			k.Close(s.env.Errors.Closed)
 			s.retireIfIdle(k)
 		}
@@ -170,7 +170,7 @@ func (s *shard[K, V, R]) join(cl *call[K, V, R]) {
 	if (s.store != nil || s.brk != nil || cl.ch != nil) && s.joinRare(cl) {
 		return
 	}
-	k := s.owner(cl.key)
+	k := s.owner(cl.key, cl.h)
 	k.Join(&cl.w)
 	if cl.anchor != nil {
 		s.anchor = cl.anchor
@@ -219,9 +219,10 @@ func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
 	}
 }
 
-// owner returns key's actor, making it on the key's first message.
-func (s *shard[K, V, R]) owner(key K) *fa.Owner[K, V] {
-	k := s.keys[key]
+// owner returns key's actor, making it on the key's first message; h is
+// key's hash.
+func (s *shard[K, V, R]) owner(key K, h uint64) *fa.Owner[K, V] {
+	k := s.keys.get(h, key)
 	if k == nil {
 		if n := len(s.free); n > 0 {
 			k = s.free[n-1]
@@ -231,7 +232,8 @@ func (s *shard[K, V, R]) owner(key K) *fa.Owner[K, V] {
 		} else {
 			k = fa.NewOwner(key, &s.env)
 		}
-		s.keys[key] = k
+		k.Hash = h
+		s.keys.put(k)
 		s.stats.Keys.Add(1)
 	}
 	return k
@@ -241,10 +243,9 @@ func (s *shard[K, V, R]) owner(key K) *fa.Owner[K, V] {
 // retired, never comes back; a stale message about it (a late leave) finds it
 // idle and the map already pointing elsewhere or nowhere.
 func (s *shard[K, V, R]) retireIfIdle(k *fa.Owner[K, V]) {
-	if k.Idle() && s.keys[k.Key] == k {
-		delete(s.keys, k.Key)
+	if k.Idle() && s.keys.remove(k) {
 		s.stats.Keys.Add(-1)
-		if len(s.keys) == 0 {
+		if s.keys.len() == 0 {
 			s.anchor = nil
 		}
 		if len(s.free) < maxFree && k.Recyclable() {
@@ -267,7 +268,7 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 	var k *fa.Owner[K, V]
 	switch m := msg.(type) {
 	case *call[K, V, R]:
-		k = s.keys[m.key]
+		k = s.keys.get(m.h, m.key)
 		if m.w.Flight == nil && m.w.Err == nil {
 			m.w.Err = err
 			if m.ch != nil {
@@ -289,7 +290,7 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 	case fa.Retry[K, V]:
 		k = m.F.Owner()
 	case *forgetMsg[K]:
-		k = s.keys[m.key]
+		k = s.keys.get(m.h, m.key)
 		if m.done != nil {
 			defer close(m.done)
 		}
@@ -300,7 +301,7 @@ func (s *shard[K, V, R]) fault(msg any, r any, stack []byte) {
 	case *closeMsg:
 		// Finish closing the other keys; this one is failed below.
 		s.env.Closed = true
-		for _, other := range s.keys {
+		for other := range s.keys.all() {
 			other.Close(s.env.Errors.Closed)
 			s.retireIfIdle(other)
 		}
@@ -383,7 +384,7 @@ func (s *shard[K, V, R]) refresh(m *refreshMsg[K, V]) {
 		s.store.unclaim(m.i, m.gen) // an open breaker starts no flight
 		return
 	}
-	k := s.owner(key)
+	k := s.owner(key, s.c.hash(key))
 	if !k.Refresh(m.ctx, m.fn) {
 		s.store.unclaim(m.i, m.gen)
 	}

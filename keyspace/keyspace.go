@@ -114,6 +114,31 @@ func (ks *Keyspace[K]) Shard(key K) (shard int, ok bool) {
 	return int(hi), true
 }
 
+// Locate is Shard that also returns the key's hash (maphash.Comparable
+// under the Keyspace's seed), for a holder that keys its own table by it:
+// a shard's table of key actors is keyed by the hash, so each operation on
+// it hashes a word instead of the key (see the coordinator's owners). It
+// hashes even with one shard; ok is false exactly when Shard's is.
+func (ks *Keyspace[K]) Locate(key K) (shard int, hash uint64, ok bool) {
+	switch ks.check {
+	case checkSelf:
+		if key != key {
+			return 0, 0, false
+		}
+	case checkSafe:
+		if !selfEqual(key) {
+			return 0, 0, false
+		}
+	}
+	hash = maphash.Comparable(ks.seed, key)
+	hi, _ := bits.Mul64(hash, ks.n) // with one shard, always 0
+	return int(hi), hash, true
+}
+
+// Hash returns key's hash as Locate does, for a key known to be valid
+// (Locate accepted it once).
+func (ks *Keyspace[K]) Hash(key K) uint64 { return maphash.Comparable(ks.seed, key) }
+
 // selfEqual reports whether key == key, and false when the comparison
 // panics (a dynamic value that is not comparable). maphash.Comparable
 // panics on exactly the keys that comparison panics on.

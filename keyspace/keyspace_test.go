@@ -67,6 +67,10 @@ func FuzzShardString(f *testing.F) {
 		if again, _ := ks.Shard(string([]byte(key))); again != s {
 			t.Fatalf("Shard(%q) unstable: %d then %d", key, s, again)
 		}
+		ls, h, ok := ks.Locate(string([]byte(key)))
+		if !ok || ls != s || h != ks.Hash(key) {
+			t.Fatalf("Locate(%q) = %d, %#x, %v; Shard %d, Hash %#x", key, ls, h, ok, s, ks.Hash(key))
+		}
 	})
 }
 
@@ -184,4 +188,22 @@ func FuzzShardAny(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Locate refuses exactly the keys Shard refuses, and hashes with one shard.
+func TestLocateRefusesAsShard(t *testing.T) {
+	ks, err := New[any](1)
+	require.NoError(t, err)
+	for _, key := range []any{math.NaN(), []int{1}, struct{ F any }{map[int]int{}}, "ok", 1.5} {
+		_, want := ks.Shard(key)
+		s, h, ok := ks.Locate(key)
+		require.Equal(t, want, ok, "%#v", key)
+		if ok {
+			require.Equal(t, 0, s)
+			require.Equal(t, ks.Hash(key), h)
+		}
+	}
+	_, h1, _ := ks.Locate("a")
+	_, h2, _ := ks.Locate("b")
+	require.NotEqual(t, h1, h2, "one shard: the hash is still the key's")
 }

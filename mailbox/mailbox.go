@@ -75,9 +75,18 @@ type Mailbox struct {
 // allocation) and posts &node each time. A Node must not be posted again
 // before its message has been handled.
 type Node struct {
-	next   *Node
-	Msg    any  // what Handle (or the invoker) gets
-	invoke bool // from PostUserMessage: deliver through the invoker
+	next *Node
+	Msg  any // what Handle gets
+}
+
+// userNode carries a message sent the protoactor way (PostUserMessage),
+// which goes to the invoker: its Node's Msg is the userNode itself, so a
+// Node needs no flag (it is two words and an interface: a flight, a call
+// and a waiter each embed one, and the flight with its owner, and the call,
+// are objects every key in flight holds).
+type userNode struct {
+	Node
+	msg any
 }
 
 const (
@@ -128,16 +137,17 @@ func (m *Mailbox) push(n *Node) {
 // goroutine. Its Node comes from a pool and goes back once msg is taken:
 // no allocation once the pool is warm.
 func (m *Mailbox) PostUserMessage(msg any) {
-	n, _ := userNodes.Get().(*Node)
-	if n == nil {
-		n = new(Node)
+	u, _ := userNodes.Get().(*userNode)
+	if u == nil {
+		u = new(userNode)
+		u.Msg = u
 	}
-	n.Msg, n.invoke = msg, true
+	u.msg = msg
 	m.userN.Add(1)
-	m.Post(n)
+	m.Post(&u.Node)
 }
 
-// userNodes holds the Nodes of PostUserMessage between uses.
+// userNodes holds the userNodes of PostUserMessage between uses.
 var userNodes sync.Pool
 
 // PostSystemMessage enqueues a protoactor system message (Started, Stop,
@@ -244,10 +254,10 @@ func (m *Mailbox) run(poster bool) (more bool) {
 		m.local = n.next
 		n.next = nil
 		msg = n.Msg
-		if n.invoke {
+		if u, ok := msg.(*userNode); ok {
 			m.userN.Add(-1)
-			n.Msg, n.invoke = nil, false
-			userNodes.Put(n)
+			msg, u.msg = u.msg, nil
+			userNodes.Put(u)
 			m.invoker.InvokeUserMessage(msg)
 		} else {
 			m.Handle(msg)
