@@ -12,6 +12,7 @@ package fnctx
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,12 +41,22 @@ const Live uint8 = 0
 // Cancel is a context's cancellation: whether and why it ended, its Done
 // channel and the functions registered with AfterFunc. The zero value is
 // live. Its methods are safe for concurrent use; End's first call wins.
+//
+// Most contexts are never watched: fn neither selects on Done nor derives
+// a context from it. Ending one of those is one compare-and-swap on state,
+// and Reason (hence Err) one atomic load; the mutex is taken only by Done,
+// AfterFunc, and the End of a context one of them watched.
 type Cancel struct {
-	mu     sync.Mutex // protects the fields below
-	reason uint8      // Live, or the owner's reason for ending it
+	mu     sync.Mutex    // protects done and afters, and orders a watched context's End
+	state  atomic.Uint32 // the reason (Live until it ends) in the low byte, and watched
 	done   chan struct{}
 	afters *afterFunc // registered by AfterFunc, newest first
 }
+
+// watched is set in Cancel.state, under its mutex, by the first Done or
+// AfterFunc of a live context: its End must then close Done and run the
+// functions, under the mutex.
+const watched = 1 << 8
 
 type afterFunc struct {
 	f    func()
@@ -63,28 +74,40 @@ func (c *Cancel) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.reason != Live {
-			c.done = closedDone
-		} else {
+		if c.watch() {
 			c.done = make(chan struct{})
+		} else {
+			c.done = closedDone
 		}
 	}
 	return c.done
 }
 
-// Reason returns why c ended, or Live.
-func (c *Cancel) Reason() uint8 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reason
+// watch marks c watched unless it has ended, and reports whether c is live;
+// c.mu is held. Its compare-and-swap and End's unwatched one exclude each
+// other: either End sees watched and takes the mutex, or watch sees c
+// ended.
+func (c *Cancel) watch() bool {
+	for {
+		s := c.state.Load()
+		if uint8(s) != Live {
+			return false
+		}
+		if s&watched != 0 || c.state.CompareAndSwap(s, s|watched) {
+			return true
+		}
+	}
 }
+
+// Reason returns why c ended, or Live.
+func (c *Cancel) Reason() uint8 { return uint8(c.state.Load()) }
 
 // AfterFunc registers f to run when c ends (at once, on a goroutine, if it
 // already has). package context calls it, with a non-blocking f, to
 // propagate cancellation to children.
 func (c *Cancel) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
-	if c.reason != Live {
+	if !c.watch() {
 		c.mu.Unlock()
 		go f()
 		return func() bool { return false }
@@ -109,12 +132,16 @@ func (c *Cancel) AfterFunc(f func()) (stop func() bool) {
 // registered with AfterFunc, on the caller's goroutine. Only the first call
 // has an effect.
 func (c *Cancel) End(reason uint8) {
+	if c.state.CompareAndSwap(uint32(Live), uint32(reason)) {
+		return // never watched: no channel to close, no function to run
+	}
 	c.mu.Lock()
-	if c.reason != Live {
+	s := c.state.Load()
+	if uint8(s) != Live {
 		c.mu.Unlock()
 		return
 	}
-	c.reason = reason
+	c.state.Store(s | uint32(reason)) // s is watched: no CAS of End's can succeed
 	if c.done == nil {
 		c.done = closedDone
 	} else {

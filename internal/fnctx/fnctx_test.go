@@ -3,6 +3,8 @@ package fnctx
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,4 +75,62 @@ func (c valueCtx) Value(key any) any {
 		return c.v
 	}
 	return c.Context.Value(key)
+}
+
+// End's unwatched compare-and-swap races Done and AfterFunc, which mark
+// the context watched: whichever wins, a Done channel asked for around an
+// End is closed, and a function registered around it runs exactly once.
+func TestWatchRacingEnd(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for i := range 20000 {
+		c := &ctx{}
+		var ran atomic.Int32
+		ranOnce := make(chan struct{})
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var done <-chan struct{}
+		wg.Go(func() { <-start; done = c.Done() })
+		wg.Go(func() {
+			<-start
+			c.AfterFunc(func() {
+				if ran.Add(1) == 1 {
+					close(ranOnce)
+				}
+			})
+		})
+		wg.Go(func() { <-start; c.End(uint8(1 + i%2)) })
+		close(start)
+		wg.Wait()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Done never closed after End", i)
+		}
+		select {
+		case <-ranOnce:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: the AfterFunc never ran", i)
+		}
+		if got := c.Reason(); got != uint8(1+i%2) {
+			t.Fatalf("round %d: Reason = %d", i, got)
+		}
+		c.End(3) // a second End changes nothing and runs nothing again
+		if n := ran.Load(); n != 1 || c.Reason() != uint8(1+i%2) {
+			t.Fatalf("round %d: ran %d times, Reason %d", i, n, c.Reason())
+		}
+	}
+}
+
+// BenchmarkEnd is a flight's context ended by its owner after fn returned,
+// having never been watched (the common case: fn neither selects on Done
+// nor derives a context), and its Err read once.
+func BenchmarkEnd(b *testing.B) {
+	c := &ctx{}
+	for b.Loop() {
+		*c = ctx{}
+		if c.Err() != nil {
+			b.Fatal("a fresh context has ended")
+		}
+		c.End(1)
+	}
 }
