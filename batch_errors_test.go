@@ -237,7 +237,7 @@ func TestBatchRefusesRetryOptionsAtZero(t *testing.T) {
 	}
 }
 
-// §7.4: NewBatcher takes the options of retained results and validates
+// NewBatcher takes the options of retained results and validates
 // them as New does.
 func TestBatchRetainOptions(t *testing.T) {
 	for name, opts := range map[string][]flight.Option{

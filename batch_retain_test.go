@@ -48,7 +48,7 @@ func (c *counting) setFail(f func(keys []string) (map[string]string, error)) {
 	c.mu.Unlock()
 }
 
-// §7.4: a key with a retained result is answered at once by Load, LoadChan
+// A key with a retained result is answered at once by Load, LoadChan
 // and LoadMany, without a message to its shard (Loads, which the shard
 // counts as it handles each call, does not move) and without joining a
 // batch (no call of fn).
@@ -86,7 +86,7 @@ func TestBatchRetainHitNoMessageNoBatch(t *testing.T) {
 	assert.Equal(t, 1, s.Entries)
 }
 
-// §7.4: refresh-ahead refreshes are collected into batches: 50 keys hit
+// Refresh-ahead refreshes are collected into batches: 50 keys hit
 // together past their refresh point make one call of fn with all 50, not
 // 50 calls; with WithMaxBatch(20), three calls of at most 20. A refresh
 // counts as a load of its key; each key is refreshed once.
@@ -152,7 +152,7 @@ func TestBatchRetainRefreshAheadBatched(t *testing.T) {
 	}
 }
 
-// §7.4: keys a KeyErrors names are retained as errors only with
+// Keys a KeyErrors names are retained as errors only with
 // WithErrorTTL; ErrNotFound is retained with it too (negative caching);
 // a ctx error inside a KeyErrors never.
 func TestBatchRetainKeyErrorsOnlyWithErrorTTL(t *testing.T) {
@@ -194,7 +194,7 @@ func TestBatchRetainKeyErrorsOnlyWithErrorTTL(t *testing.T) {
 	}
 }
 
-// §7.4: a batch-wide error (fn's error, a panic) is never retained, even
+// A batch-wide error (fn's error, a panic) is never retained, even
 // with WithErrorTTL.
 func TestBatchRetainBatchWideErrorNever(t *testing.T) {
 	defer goleak.VerifyNone(t)
@@ -218,7 +218,7 @@ func TestBatchRetainBatchWideErrorNever(t *testing.T) {
 	}
 }
 
-// §7.2 on the Batcher: past its TTL, a key whose load fails (its KeyErrors
+// WithStaleIfError on the Batcher: past its TTL, a key whose load fails (its KeyErrors
 // entry, or a batch-wide error) is answered with its stale value, nil
 // error, Result.Stale; ErrNotFound is an answer, never replaced by a stale
 // value. The stale value is dropped at TTL + d without a caller.
@@ -266,7 +266,7 @@ func TestBatchStaleIfError(t *testing.T) {
 	})
 }
 
-// §6.1 per key: expired results are dropped without any caller asking
+// Per key: expired results are dropped without any caller asking
 // (Entries back to 0), by a timer: no goroutine waits meanwhile.
 func TestBatchRetainExpiryWithoutCaller(t *testing.T) {
 	shared.System()
@@ -287,7 +287,7 @@ func TestBatchRetainExpiryWithoutCaller(t *testing.T) {
 	})
 }
 
-// §6.4: Entries never goes beyond WithMaxEntries.
+// Entries never goes beyond WithMaxEntries.
 func TestBatchRetainMaxEntries(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	var c counting

@@ -89,7 +89,7 @@ func batchIdle[V any](b *flight.Batcher[string, V]) func() bool {
 	}
 }
 
-// §: each caller gets its own key's value; a batch holds each key once, in
+// Each caller gets its own key's value; a batch holds each key once, in
 // first-arrival order.
 func TestBatchOrderOnceAndOwnValues(t *testing.T) {
 	batches := make(chan []string, 10)
@@ -117,7 +117,7 @@ func TestBatchOrderOnceAndOwnValues(t *testing.T) {
 	assert.Equal(t, uint64(2), st.Joins)
 }
 
-// §: a key already waiting for a batch is joined, never sent twice — here
+// A key already waiting for a batch is joined, never sent twice — here
 // with Load on many goroutines.
 func TestBatchJoinsWaitingKey(t *testing.T) {
 	batches := make(chan []string, 10)
@@ -141,7 +141,7 @@ func TestBatchJoinsWaitingKey(t *testing.T) {
 	assert.Empty(t, batches)
 }
 
-// §: a key inside a running batch is joined: its fn is not called again.
+// A key inside a running batch is joined: its fn is not called again.
 func TestBatchJoinsRunningKey(t *testing.T) {
 	bl := newBlocking()
 	b := newBatcher(t, bl.fn, flight.WithMaxBatch(1))
@@ -162,7 +162,7 @@ func TestBatchJoinsRunningKey(t *testing.T) {
 	assert.Equal(t, uint64(2), b.Stats().Batches)
 }
 
-// §: at most WithMaxBatch keys per batch; a full batch is dispatched at
+// At most WithMaxBatch keys per batch; a full batch is dispatched at
 // once, without waiting for WithMaxWait.
 func TestBatchMaxBatchDispatchesWhenFull(t *testing.T) {
 	batches := make(chan []string, 10)
@@ -209,7 +209,7 @@ func TestBatchOneShardKeepsOrder(t *testing.T) {
 	assert.Equal(t, [][]string{keys[:100], keys[100:200]}, got)
 }
 
-// §: a batch is dispatched WithMaxWait after its first key, not before,
+// A batch is dispatched WithMaxWait after its first key, not before,
 // and not later — measured on synctest's clock.
 func TestBatchMaxWait(t *testing.T) {
 	shared.System() // the shared actor system lives outside the bubble
@@ -239,7 +239,7 @@ func TestBatchMaxWait(t *testing.T) {
 	})
 }
 
-// §: a key missing from fn's map gets ErrNotFound; the others their values.
+// A key missing from fn's map gets ErrNotFound; the others their values.
 func TestBatchMissingKeyNotFound(t *testing.T) {
 	b := newBatcher(t, func(_ context.Context, keys []string) (map[string]string, error) {
 		return map[string]string{"here": "v"}, nil
@@ -253,7 +253,7 @@ func TestBatchMissingKeyNotFound(t *testing.T) {
 	assert.Equal(t, "flight: key not in batch result", flight.ErrNotFound.Error())
 }
 
-// §: KeyErrors (matched with errors.As, so wrapped too) fails only the keys
+// KeyErrors (matched with errors.As, so wrapped too) fails only the keys
 // it names with a non-nil error; the others get their values.
 func TestBatchKeyErrorsFailOnlyTheirKeys(t *testing.T) {
 	bad := errors.New("bad row")
@@ -269,7 +269,7 @@ func TestBatchKeyErrorsFailOnlyTheirKeys(t *testing.T) {
 	assert.Equal(t, "flight: 1 keys failed: bad: bad row", ke.Error())
 }
 
-// §: any other error reaches every key of that batch; the next batch is
+// Any other error reaches every key of that batch; the next batch is
 // unaffected.
 func TestBatchErrorReachesOnlyItsBatch(t *testing.T) {
 	boom := errors.New("db down")
@@ -290,7 +290,7 @@ func TestBatchErrorReachesOnlyItsBatch(t *testing.T) {
 	assert.Equal(t, map[string]string{"a": "v:a", "c": "v:c"}, vals)
 }
 
-// §: a panic reaches every key of that batch as a *PanicError, and
+// A panic reaches every key of that batch as a *PanicError, and
 // runtime.Goexit as ErrGoexit; the process lives on and the next batch is
 // unaffected.
 func TestBatchPanicAndGoexit(t *testing.T) {
@@ -331,7 +331,7 @@ func TestBatchPanicAndGoexit(t *testing.T) {
 
 type batchCtxKey struct{}
 
-// §: the batch's ctx carries the first caller's values, and one caller
+// The batch's ctx carries the first caller's values, and one caller
 // leaving does not cancel it for the others (graph-gophers/dataloader#105).
 func TestBatchCtxValuesAndOneCallerLeaving(t *testing.T) {
 	bl := newBlocking()
@@ -352,7 +352,7 @@ func TestBatchCtxValuesAndOneCallerLeaving(t *testing.T) {
 	assert.Zero(t, b.Stats().Abandoned)
 }
 
-// §: the batch's ctx is cancelled when every caller of every key in it has
+// The batch's ctx is cancelled when every caller of every key in it has
 // left; Stats counts it Abandoned.
 func TestBatchCtxCancelledWhenEveryCallerLeft(t *testing.T) {
 	bl := newBlocking()
@@ -379,7 +379,7 @@ func TestBatchCtxCancelledWhenEveryCallerLeft(t *testing.T) {
 	assert.Equal(t, uint64(1), b.Stats().Abandoned)
 }
 
-// §: the batch's ctx is cancelled on WithTimeout, and every key of the batch
+// The batch's ctx is cancelled on WithTimeout, and every key of the batch
 // gets an error matching context.DeadlineExceeded even if fn ignores its
 // ctx.
 func TestBatchTimeout(t *testing.T) {
@@ -401,7 +401,7 @@ func TestBatchTimeout(t *testing.T) {
 	assert.Equal(t, uint64(1), b.Stats().Timeouts)
 }
 
-// §: a key whose every caller left before dispatch is taken out of the
+// A key whose every caller left before dispatch is taken out of the
 // batch, and does not count toward WithMaxBatch.
 func TestBatchKeyLeftBeforeDispatchTakenOut(t *testing.T) {
 	batches := make(chan []string, 10)
@@ -422,7 +422,7 @@ func TestBatchKeyLeftBeforeDispatchTakenOut(t *testing.T) {
 	assert.Equal(t, []string{"a", "b"}, wait.Recv(t, batches))
 }
 
-// §6.4: a batch waiting for a WithMaxConcurrentBatches slot is not
+// A batch waiting for a WithMaxConcurrentBatches slot is not
 // dispatched yet: fn is not called for it, and a key whose callers left
 // meanwhile is taken out of it; it is dispatched when the slot frees.
 func TestBatchWaitsForSlot(t *testing.T) {
@@ -463,7 +463,7 @@ func TestBatchWaitsForSlot(t *testing.T) {
 	assert.Equal(t, uint64(5), b.Stats().BatchedKeys)
 }
 
-// §: LoadMany returns the values it got and a KeyErrors for the keys that
+// LoadMany returns the values it got and a KeyErrors for the keys that
 // failed, and ctx.Err() when its ctx ends first (its keys' callers leave).
 func TestBatchLoadMany(t *testing.T) {
 	bl := newBlocking()
@@ -497,7 +497,7 @@ func TestBatchLoadMany(t *testing.T) {
 	wait.Until(t, "idle", batchIdle(b))
 }
 
-// §: Result.Shared means the key had more than one caller.
+// Result.Shared means the key had more than one caller.
 func TestBatchShared(t *testing.T) {
 	b := newBatcher(t, echo(nil), flight.WithMaxBatch(3), flight.WithMaxWait(hour))
 	x1 := b.LoadChan(context.Background(), "x")
@@ -510,7 +510,7 @@ func TestBatchShared(t *testing.T) {
 	assert.False(t, wait.Recv(t, z).Shared)
 }
 
-// §6.4: Close answers waiters with ErrClosed (in a running batch and in one
+// Close answers waiters with ErrClosed (in a running batch and in one
 // not dispatched), cancels the running batch's ctx, waits for fn to
 // return, and refuses later loads. It is idempotent.
 func TestBatchClose(t *testing.T) {
@@ -557,7 +557,7 @@ func TestBatchClose(t *testing.T) {
 	assert.Equal(t, uint64(1), st.Batches, "the queued batch was never dispatched")
 }
 
-// §: LoadChan's channel gets exactly one Result: ctx.Err() when the caller
+// LoadChan's channel gets exactly one Result: ctx.Err() when the caller
 // leaves, even if the batch answers later.
 func TestBatchLoadChanLeaves(t *testing.T) {
 	bl := newBlocking()
@@ -585,7 +585,7 @@ func TestBatchLoadChanLeaves(t *testing.T) {
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
-// §1 rule 6 for the Batcher: keys that can never be shared get
+// Bad input, on the Batcher: keys that can never be shared get
 // ErrInvalidKey and never reach the actors.
 func TestBatchInvalidKey(t *testing.T) {
 	called := false
@@ -605,7 +605,7 @@ func TestBatchInvalidKey(t *testing.T) {
 	assert.Zero(t, b.Stats().Loads)
 }
 
-// §6.4: which options apply to which constructor; one that does not apply,
+// Which options apply to which constructor; one that does not apply,
 // or an invalid value, panics with a clear message; a nil fn panics with
 // ErrNilFunc.
 func TestBatchOptions(t *testing.T) {
