@@ -34,8 +34,10 @@ import (
 // batch (one slice and one map).
 //
 // scope must be quick, must not block, and is called on the caller's
-// goroutine. It applies to New and NewBatcher, which panic if scope is
-// nil.
+// goroutine before anything is posted: a panic in it propagates from the
+// call, as a panic in the caller's own code would, and leaves the
+// Coordinator or Batcher as it was. It applies to New and NewBatcher,
+// which panic if scope is nil.
 func WithScope(scope func(ctx context.Context) any) Option {
 	return &option{id: optScope, p: scope, isNil: scope == nil}
 }

@@ -95,3 +95,48 @@ func TestCoordinatorScopeInvalid(t *testing.T) {
 	assert.Equal(t, 1, v)
 	assert.Zero(t, c.Stats().Waiters)
 }
+
+// A scope function runs on the caller's goroutine before anything is
+// posted, so its panic is the caller's, as a panic in the caller's own
+// code would be: it propagates from the call, and the Coordinator or
+// Batcher is left as it was, serving every other call.
+func TestScopePanicIsTheCallers(t *testing.T) {
+	scope := func(ctx context.Context) any {
+		if v := tenantOf(ctx); v != "boom" {
+			return v
+		}
+		panic("scope boom")
+	}
+	boom := withTenant("boom")
+	fn := func(ctx context.Context) (string, error) { return fmt.Sprint(tenantOf(ctx)), nil }
+	c := flight.New[string, string](flight.WithScope(scope))
+	defer c.Close()
+	assert.PanicsWithValue(t, "scope boom", func() { _, _, _ = c.Do(boom, "k", fn) })
+	assert.PanicsWithValue(t, "scope boom", func() { c.DoChan(boom, "k", fn) })
+	v, _, err := c.Do(withTenant("a"), "k", fn)
+	require.NoError(t, err)
+	assert.Equal(t, "a", v)
+	st := c.Stats()
+	assert.Zero(t, st.Waiters)
+	assert.Zero(t, st.Keys)
+	assert.Equal(t, uint64(1), st.Flights)
+
+	b := flight.NewBatcher(func(ctx context.Context, keys []int) (map[int]string, error) {
+		m := make(map[int]string, len(keys))
+		for _, k := range keys {
+			m[k] = fmt.Sprint(tenantOf(ctx), k)
+		}
+		return m, nil
+	}, flight.WithScope(scope), flight.WithMaxWait(time.Millisecond))
+	defer b.Close()
+	assert.PanicsWithValue(t, "scope boom", func() { _, _ = b.Load(boom, 1) })
+	assert.PanicsWithValue(t, "scope boom", func() { b.LoadChan(boom, 1) })
+	assert.PanicsWithValue(t, "scope boom", func() { _, _ = b.LoadMany(boom, []int{1, 2}) })
+	got, err := b.LoadMany(withTenant("a"), []int{1, 2})
+	require.NoError(t, err)
+	assert.Equal(t, map[int]string{1: "a1", 2: "a2"}, got)
+	bs := b.Stats()
+	assert.Zero(t, bs.Waiters)
+	assert.Zero(t, bs.Keys)
+	assert.Equal(t, uint64(2), bs.Loads, "the panicking calls were never admitted")
+}
