@@ -109,8 +109,7 @@ func TestScopePanicIsTheCallers(t *testing.T) {
 	}
 	boom := withTenant("boom")
 	fn := func(ctx context.Context) (string, error) { return fmt.Sprint(tenantOf(ctx)), nil }
-	c := flight.New[string, string](flight.WithScope(scope))
-	defer c.Close()
+	c := newC[string](t, flight.WithScope(scope))
 	assert.PanicsWithValue(t, "scope boom", func() { _, _, _ = c.Do(boom, "k", fn) })
 	assert.PanicsWithValue(t, "scope boom", func() { c.DoChan(boom, "k", fn) })
 	v, _, err := c.Do(withTenant("a"), "k", fn)
@@ -118,23 +117,22 @@ func TestScopePanicIsTheCallers(t *testing.T) {
 	assert.Equal(t, "a", v)
 	// The shard counts the flight's caller out and retires its key just
 	// after it answers.
-	wait.Until(t, "no waiter, no key", func() bool { st := c.Stats(); return st.Waiters == 0 && st.Keys == 0 })
+	wait.Until(t, "the coordinator idle", idle(c))
 	assert.Equal(t, uint64(1), c.Stats().Flights, "the panicking calls started nothing")
 
-	b := flight.NewBatcher(func(ctx context.Context, keys []int) (map[int]string, error) {
-		m := make(map[int]string, len(keys))
+	b := newBatcher(t, func(ctx context.Context, keys []string) (map[string]string, error) {
+		m := make(map[string]string, len(keys))
 		for _, k := range keys {
-			m[k] = fmt.Sprint(tenantOf(ctx), k)
+			m[k] = fmt.Sprint(tenantOf(ctx), ":", k)
 		}
 		return m, nil
 	}, flight.WithScope(scope), flight.WithMaxWait(time.Millisecond))
-	defer b.Close()
-	assert.PanicsWithValue(t, "scope boom", func() { _, _ = b.Load(boom, 1) })
-	assert.PanicsWithValue(t, "scope boom", func() { b.LoadChan(boom, 1) })
-	assert.PanicsWithValue(t, "scope boom", func() { _, _ = b.LoadMany(boom, []int{1, 2}) })
-	got, err := b.LoadMany(withTenant("a"), []int{1, 2})
+	assert.PanicsWithValue(t, "scope boom", func() { _, _ = b.Load(boom, "k1") })
+	assert.PanicsWithValue(t, "scope boom", func() { b.LoadChan(boom, "k1") })
+	assert.PanicsWithValue(t, "scope boom", func() { _, _ = b.LoadMany(boom, []string{"k1", "k2"}) })
+	got, err := b.LoadMany(withTenant("a"), []string{"k1", "k2"})
 	require.NoError(t, err)
-	assert.Equal(t, map[int]string{1: "a1", 2: "a2"}, got)
-	wait.Until(t, "no waiter, no key", func() bool { bs := b.Stats(); return bs.Waiters == 0 && bs.Keys == 0 })
+	assert.Equal(t, map[string]string{"k1": "a:k1", "k2": "a:k2"}, got)
+	wait.Until(t, "the batcher idle", batchIdle(b))
 	assert.Equal(t, uint64(2), b.Stats().Loads, "the panicking calls were never admitted")
 }
