@@ -106,6 +106,57 @@ func BenchmarkTracing(b *testing.B) {
 	}
 }
 
+// BenchmarkTracingSeq is BenchmarkTracing on one goroutine: no processor
+// waits for another, so a traced flight's own work is seen apart from how
+// well it runs in parallel. traced ≈ span-attrs + untraced says that the
+// flight adds nothing to the SDK's work on its span but its own call.
+func BenchmarkTracingSeq(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithSpanProcessor(nopProcessor{}))
+	defer tp.Shutdown(context.Background())
+	keys := keyTable(keysPerGoroutine)
+	if err := flight.New[string, int]().Close(); err != nil { // the shared actor system
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	tr := tp.Tracer("bench")
+	attrs := []attribute.KeyValue{attribute.Int("flight.attempt", 1), attribute.Bool("flight.refresh", false), attribute.Int("flight.callers", 1)}
+	b.Run("span", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			_, sp := tr.Start(ctx, "flight.run")
+			sp.End()
+		}
+	})
+	b.Run("span-attrs", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			_, sp := tr.Start(ctx, "flight.run")
+			sp.SetAttributes(attrs...)
+			sp.End()
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		opts []flight.Option
+	}{
+		{"traced", []flight.Option{flight.WithTracerProvider(tp)}},
+		{"untraced", nil},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := flight.New[string, int](tc.opts...)
+			defer c.Close()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if v, sh, err := c.Do(ctx, keys[i%len(keys)], noop); err != nil || v != 1 || sh {
+					b.Fatalf("Do = %d, %v, %v", v, sh, err)
+				}
+			}
+		})
+	}
+}
+
 // cpuClock is the process's CPU time at the start of a benchmark's loop.
 type cpuClock int64
 
