@@ -399,7 +399,7 @@ func batchStatsOf(s *batch.Stats, entries int) BatchStats {
 		Refreshes:   s.Refreshes.Load(),
 		Stale:       s.Stale.Load(),
 		Keys:        int(s.Keys.Load()),
-		Waiters:     int(s.Waiters.Load()),
+		Waiters:     int(s.Waiters()),
 		Pending:     int(s.Pending.Load()),
 		Running:     int(s.Running.Load()),
 		Loads:       s.Loads.Load(),

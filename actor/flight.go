@@ -91,8 +91,31 @@ type Env[K comparable, V any] struct {
 	// execution (trace.go); nil: no tracing.
 	Tracer *tracing.Tracer
 
+	// inFlight and waiters are the changes the current handler made to
+	// Stats' two gauges, published together by Publish when it is over.
+	inFlight, waiters int64
+
 	Closed bool // set by the shard on Close: refuse joins, start nothing
 }
+
+// Publish makes the gauge changes of the handler that just ran visible in
+// Stats, with one atomic add (none if they cancel out). The shard calls it
+// after every message it handles, faulted or not: until then Stats show
+// the gauges as they were before the message.
+func (e *Env[K, V]) Publish() {
+	if e.inFlight != 0 || e.waiters != 0 {
+		e.Stats.AddGauges(e.inFlight, e.waiters)
+		e.inFlight, e.waiters = 0, 0
+	}
+}
+
+// InFlight returns the flights whose fn is running, counting the current
+// handler's changes (shard actor only).
+func (e *Env[K, V]) InFlight() int64 { return e.Stats.InFlight() + e.inFlight }
+
+// Waiters returns the callers attached to a flight and not yet answered,
+// counting the current handler's changes (shard actor only).
+func (e *Env[K, V]) Waiters() int64 { return e.Stats.Waiters() + e.waiters }
 
 // Owner is the actor of one key: it exists while the key has a flight and is
 // retired as soon as it has none (Idle), so an idle key costs nothing.
@@ -345,7 +368,7 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 	}
 	f.waiters++
 	f.joined++
-	env.Stats.Waiters.Add(1)
+	env.waiters++
 	w.Flight, w.gen = f, f.gen
 	if w.Out == nil {
 		switch {
@@ -425,7 +448,7 @@ func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 	f.attempts = 1
 	f.traceStart() // tracing hook (trace.go)
 	env.Stats.Flights.Add(1)
-	env.Stats.InFlight.Add(1)
+	env.inFlight++
 	if !byCaller {
 		env.Pool.Go(f)
 	}
@@ -441,7 +464,7 @@ func (k *Owner[K, V]) Leave(w *Waiter[K, V]) {
 	}
 	w.left = true
 	f.waiters--
-	k.env.Stats.Waiters.Add(-1)
+	k.env.waiters--
 	if w.Out != nil {
 		if moved := f.unsubscribe(w.slot); moved != nil {
 			moved.(*Waiter[K, V]).slot = w.slot
@@ -592,7 +615,7 @@ func (k *Owner[K, V]) retryAfter(f *Flight[K, V], err error) (bool, error) {
 		return false, err
 	}
 	f.backoff = true
-	env.Stats.InFlight.Add(-1)
+	env.inFlight--
 	if k.exec == f {
 		k.exec = nil
 	}
@@ -661,7 +684,7 @@ func (k *Owner[K, V]) attempt(f *Flight[K, V]) {
 	f.traceStart() // tracing hook (trace.go)
 	env.Stats.Retries.Add(1)
 	env.Stats.Flights.Add(1)
-	env.Stats.InFlight.Add(1)
+	env.inFlight++
 	if env.OnFinish != nil {
 		f.ctx.began = time.Since(epoch)
 	}
@@ -733,7 +756,7 @@ func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
 	if f.backoff {
 		f.backoff, f.due = false, false // ended between two attempts: not counted in InFlight
 	} else {
-		env.Stats.InFlight.Add(-1)
+		env.inFlight--
 	}
 	env.Finished()
 	env.Limit.release()
@@ -849,7 +872,7 @@ func (f *Flight[K, V]) stopTimer() {
 }
 
 func (k *Owner[K, V]) publish(f *Flight[K, V], val V, err error) {
-	k.env.Stats.Waiters.Add(-int64(f.waiters))
+	k.env.waiters -= int64(f.waiters)
 	f.waiters = 0
 	if !f.deliverAll(val, err, f.joined > 1) {
 		return

@@ -27,12 +27,12 @@ func TestBatchContextHidesCallerCancellation(t *testing.T) {
 	firstOut := e.LoadChan(first, "a", nil)
 	bctx := wait.Recv(t, in)
 	other := e.LoadChan(context.Background(), "a", nil)
-	wait.Until(t, "two waiters", func() bool { return e.Stats().Waiters.Load() == 2 })
+	wait.Until(t, "two waiters", func() bool { return e.Stats().Waiters() == 2 })
 	cancel(cause)
 	if r := wait.Recv(t, firstOut); !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("the first caller got %+v, want context.Canceled", r)
 	}
-	wait.Until(t, "one waiter", func() bool { return e.Stats().Waiters.Load() == 1 })
+	wait.Until(t, "one waiter", func() bool { return e.Stats().Waiters() == 1 })
 	if err := bctx.Err(); err != nil {
 		t.Fatalf("the batch's ctx ended with the first caller: %v", err)
 	}

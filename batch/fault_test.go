@@ -246,7 +246,7 @@ func newScene(t *testing.T, cfg func(*Config[string, string, result])) *scene {
 	}
 	s.badCh = s.e.LoadChan(ctx, "bad", nil)
 	s.goodCh = s.e.LoadChan(ctx, "good", nil)
-	wait.Until(t, "six waiters", func() bool { return s.e.Stats().Waiters.Load() == 6 })
+	wait.Until(t, "six waiters", func() bool { return s.e.Stats().Waiters() == 6 })
 	wait.Until(t, "two batches running", func() bool { return s.e.Stats().Running.Load() == 2 })
 	// Both fns have started (and marked their keys seen): a later batch of
 	// "bad" must not be taken for its first.
@@ -271,7 +271,7 @@ func (s *scene) expectBadFailed(t *testing.T) {
 		pending(t, o, "a Load of the other key")
 	}
 	pending(t, s.goodCh, "the LoadChan of the other key")
-	wait.Until(t, "only the other key's callers left", func() bool { return s.e.Stats().Waiters.Load() == 3 })
+	wait.Until(t, "only the other key's callers left", func() bool { return s.e.Stats().Waiters() == 3 })
 }
 
 // expectServing checks that the shard still serves the failed key (a new
@@ -299,7 +299,7 @@ func (s *scene) expectServing(t *testing.T) {
 
 func idle(e *eng) bool {
 	st := e.Stats()
-	return st.Keys.Load()+st.Waiters.Load()+st.Pending.Load()+st.Running.Load() == 0
+	return st.Keys.Load()+st.Waiters()+st.Pending.Load()+st.Running.Load() == 0
 }
 
 // A fault while the shard handles a caller's join: that caller and every
@@ -332,7 +332,7 @@ func TestFaultOnLeave(t *testing.T) {
 	s := newScene(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	leaver := s.e.LoadChan(ctx, "bad", nil)
-	wait.Until(t, "seven waiters", func() bool { return s.e.Stats().Waiters.Load() == 7 })
+	wait.Until(t, "seven waiters", func() bool { return s.e.Stats().Waiters() == 7 })
 	fired := inject[leaveMsg[string, string, result]](t, "shard", "bad")
 	cancel()
 	wait.Recv(t, fired)

@@ -240,7 +240,7 @@ func (s *shard[K, V, R]) join(c *call[K, V, R]) {
 		st.Joins.Add(1)
 	}
 	st.Loads.Add(1)
-	st.Waiters.Add(1)
+	st.AddGauges(0, 1)
 	if c.anchor != nil {
 		s.anchor, c.anchor = c.anchor, nil
 	}
@@ -292,7 +292,7 @@ func (s *shard[K, V, R]) leave(c *call[K, V, R]) {
 		c.ch <- s.e.cfg.Hooks.Result(zero, c.ctx.Err(), false)
 	}
 	en.waiters--
-	s.e.stats.Waiters.Add(-1)
+	s.e.stats.AddGauges(0, -1)
 	if en.waiters == 0 {
 		s.detach(en)
 		s.e.col.send(dropMsg[K, V, R]{en})
@@ -336,7 +336,7 @@ func (s *shard[K, V, R]) publish(en *entry[K, V, R], v V, err error) {
 			s.answer(c, v, err, shared)
 		}
 	}
-	s.e.stats.Waiters.Add(-int64(en.waiters))
+	s.e.stats.AddGauges(0, -int64(en.waiters))
 	en.waiters = 0
 	s.detach(en)
 }

@@ -471,8 +471,8 @@ func (c *Engine[K, V, R]) Stats() Stats {
 	for _, s := range c.shards {
 		x := &s.stats
 		st.Keys += int(x.Keys.Load())
-		st.InFlight += int(x.InFlight.Load())
-		st.Waiters += int(x.Waiters.Load())
+		st.InFlight += int(x.InFlight())
+		st.Waiters += int(x.Waiters())
 		st.Flights += x.Flights.Load()
 		st.Joins += x.Joins.Load()
 		st.Panics += x.Panics.Load()

@@ -79,6 +79,7 @@ func (s *shard[K, V, R]) handle(msg any) {
 		if r := recover(); r != nil {
 			s.fault(msg, r, debug.Stack())
 		}
+		s.env.Publish() // the message's changes to the gauges, in one add
 	}()
 	if testHookReceive != nil {
 		testHookReceive(msg)
@@ -160,7 +161,7 @@ func (s *shard[K, V, R]) handleRare(msg any) {
 // is the shard's own, written only by the shard actor, so no global
 // WaitGroup is touched per flight.
 func (s *shard[K, V, R]) finished() {
-	if s.env.Closed && s.stats.InFlight.Load() == 0 && !s.drainedClosed {
+	if s.env.Closed && s.env.InFlight() == 0 && !s.drainedClosed {
 		s.drainedClosed = true
 		close(s.drained)
 	}

@@ -1,0 +1,68 @@
+package actor
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// InFlight and Waiters share one word: an add that raises one and lowers
+// the other, or that takes one to its largest value, must leave the other
+// as it was (no carry or borrow between the halves).
+func TestGaugesDoNotCarry(t *testing.T) {
+	var s Stats
+	s.AddGauges(5, 0)
+	s.AddGauges(-1, 3)
+	assert.Equal(t, int64(4), s.InFlight())
+	assert.Equal(t, int64(3), s.Waiters())
+	s.AddGauges(1, -3)
+	assert.Equal(t, int64(5), s.InFlight())
+	assert.Equal(t, int64(0), s.Waiters())
+
+	s.AddGauges(0, math.MaxUint32)
+	assert.Equal(t, int64(5), s.InFlight(), "Waiters at its largest left InFlight alone")
+	assert.Equal(t, int64(math.MaxUint32), s.Waiters())
+	s.AddGauges(-5, -math.MaxUint32)
+	assert.Zero(t, s.InFlight())
+	assert.Zero(t, s.Waiters())
+
+	s.AddGauges(math.MaxUint32, 7)
+	assert.Equal(t, int64(math.MaxUint32), s.InFlight())
+	assert.Equal(t, int64(7), s.Waiters(), "InFlight at its largest left Waiters alone")
+}
+
+// A handler's changes to the two gauges are published together by
+// Env.Publish: before it Stats show them as they were (the shard's own
+// reads, Env.InFlight and Env.Waiters, see them at once), after it they
+// are in Stats, and changes that cancel out publish nothing.
+func TestPublishMakesTheHandlersGaugesVisible(t *testing.T) {
+	s := newShardStub(t)
+	ctx, cancel := context.WithCancel(context.Background()) // fn goes to a worker
+	defer cancel()
+	k := NewOwner("a", &s.env)
+	w := &Waiter[string, int]{Ctx: ctx, Fn: fnReturning(1), Wake: make(chan struct{}, 2)}
+	k.Join(w)
+	require.NoError(t, w.Err)
+	assert.Zero(t, s.stats.InFlight(), "not published before the join's handler is over")
+	assert.Zero(t, s.stats.Waiters())
+	assert.Equal(t, int64(1), s.env.InFlight(), "the shard sees its own change")
+	assert.Equal(t, int64(1), s.env.Waiters())
+	s.env.Publish()
+	assert.Equal(t, int64(1), s.stats.InFlight())
+	assert.Equal(t, int64(1), s.stats.Waiters())
+
+	before := s.stats.gauges.Load()
+	s.env.waiters++
+	s.env.waiters--
+	s.env.Publish()
+	assert.Equal(t, before, s.stats.gauges.Load(), "changes that cancel out publish nothing")
+
+	s.done(t, k)
+	s.env.Publish()
+	assert.Equal(t, 1, w.Val)
+	assert.Zero(t, s.stats.InFlight(), "the flight's end published")
+	assert.Zero(t, s.stats.Waiters())
+}
