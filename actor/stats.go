@@ -21,8 +21,8 @@ type Stats struct {
 	// one shard (each running fn, each waiting caller holds memory of its
 	// own), and neither is negative once a handler is over, so the halves
 	// never carry into each other. Read them with InFlight and Waiters.
-	gauges  atomic.Uint64
-	Flights atomic.Uint64 // fn executions started
+	gauges     atomic.Uint64
+	Flights    atomic.Uint64 // fn executions started
 	Joins      atomic.Uint64 // callers admitted to a flight another caller started
 	Panics     atomic.Uint64 // executions that panicked or called runtime.Goexit
 	Timeouts   atomic.Uint64 // flights answered with the WithTimeout error
