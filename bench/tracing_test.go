@@ -55,7 +55,7 @@ func BenchmarkTracing(b *testing.B) {
 	// call before End): how much of a traced flight is the SDK's work on them.
 	b.Run("span-attrs", func(b *testing.B) {
 		tr := tp.Tracer("bench")
-		attrs := []attribute.KeyValue{attribute.Int("flight.attempt", 1), attribute.Bool("flight.refresh", false), attribute.Int("flight.callers", 1)}
+		attrs := runAttrs
 		b.ReportAllocs()
 		cpu := startCPU()
 		b.RunParallel(func(pb *testing.PB) {
@@ -68,13 +68,7 @@ func BenchmarkTracing(b *testing.B) {
 		})
 		cpu.report(b)
 	})
-	for _, tc := range []struct {
-		name string
-		opts []flight.Option
-	}{
-		{"traced", []flight.Option{flight.WithTracerProvider(tp)}},
-		{"untraced", nil},
-	} {
+	for _, tc := range tracingCases(tp) {
 		b.Run(tc.name, func(b *testing.B) {
 			c := flight.New[string, int](tc.opts...)
 			defer c.Close()
@@ -120,7 +114,7 @@ func BenchmarkTracingSeq(b *testing.B) {
 	}
 	ctx := context.Background()
 	tr := tp.Tracer("bench")
-	attrs := []attribute.KeyValue{attribute.Int("flight.attempt", 1), attribute.Bool("flight.refresh", false), attribute.Int("flight.callers", 1)}
+	attrs := runAttrs
 	b.Run("span", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -136,13 +130,7 @@ func BenchmarkTracingSeq(b *testing.B) {
 			sp.End()
 		}
 	})
-	for _, tc := range []struct {
-		name string
-		opts []flight.Option
-	}{
-		{"traced", []flight.Option{flight.WithTracerProvider(tp)}},
-		{"untraced", nil},
-	} {
+	for _, tc := range tracingCases(tp) {
 		b.Run(tc.name, func(b *testing.B) {
 			c := flight.New[string, int](tc.opts...)
 			defer c.Close()
@@ -154,6 +142,25 @@ func BenchmarkTracingSeq(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// runAttrs are the three attributes flight sets on flight.run, as a
+// distinct-key flight has them.
+var runAttrs = []attribute.KeyValue{attribute.Int("flight.attempt", 1), attribute.Bool("flight.refresh", false), attribute.Int("flight.callers", 1)}
+
+// tracingCase is a coordinator that BenchmarkTracing and
+// BenchmarkTracingSeq measure: made with WithTracerProvider of their
+// provider (traced), or without it (untraced).
+type tracingCase struct {
+	name string
+	opts []flight.Option
+}
+
+func tracingCases(tp *sdktrace.TracerProvider) []tracingCase {
+	return []tracingCase{
+		{"traced", []flight.Option{flight.WithTracerProvider(tp)}},
+		{"untraced", nil},
 	}
 }
 
