@@ -5,9 +5,10 @@ import "sync/atomic"
 // Stats are the counters of one shard. The shard actor writes them from its
 // handlers (and a DoChan caller refused for the shard's backlog adds to
 // Overloaded itself); anyone may read them at any time. Each field is exact on
-// its own; a read of several fields is not one snapshot. InFlight and Waiters
-// change when the handler that moved them is over (Env.Publish): a read
-// never sees the middle of a message.
+// its own; a read of several fields is not one snapshot. A Coordinator's
+// shard publishes its changes to InFlight and Waiters when the handler that
+// made them is over (Env.Publish), so a read never sees the middle of a
+// message; a Batcher's shards add theirs at once (AddGauges).
 //
 // The gauges (Keys, InFlight, Waiters) return to 0 when the shard is idle.
 type Stats struct {
