@@ -260,6 +260,42 @@ func TestAbandonedFlightIsCancelledAndDetached(t *testing.T) {
 	assert.Equal(t, uint64(2), c.Stats().Flights)
 }
 
+// Stats never count a caller that has been answered, nor miss a running fn:
+// read at once after each call returns (no other caller), Waiters and
+// InFlight are 0, whether fn ran on the caller's goroutine (Background), on
+// a worker (a cancellable ctx) or for a DoChan caller; and fn itself finds
+// its execution in InFlight.
+func TestStatsNeverCountAnAnsweredCaller(t *testing.T) {
+	c := newC[int](t)
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 300 {
+		key := fmt.Sprint("k", i)
+		fn := func(context.Context) (int, error) {
+			if st := c.Stats(); st.InFlight != 1 || st.Waiters != 1 {
+				return 0, fmt.Errorf("fn saw InFlight %d, Waiters %d", st.InFlight, st.Waiters)
+			}
+			return i, nil
+		}
+		var v int
+		var err error
+		switch i % 3 {
+		case 0:
+			v, _, err = c.Do(context.Background(), key, fn)
+		case 1:
+			v, _, err = c.Do(cctx, key, fn)
+		case 2:
+			r := <-c.DoChan(cctx, key, fn)
+			v, err = r.Val, r.Err
+		}
+		require.NoError(t, err, "call %d", i)
+		require.Equal(t, i, v)
+		st := c.Stats()
+		require.Zero(t, st.Waiters, "call %d: an answered caller still counted", i)
+		require.Zero(t, st.InFlight, "call %d: a returned fn still counted", i)
+	}
+}
+
 // Rule 3b: WithTimeout cancels the execution's ctx and answers the waiters at
 // the deadline even if fn ignores it.
 func TestTimeout(t *testing.T) {

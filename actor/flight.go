@@ -98,10 +98,11 @@ type Env[K comparable, V any] struct {
 	Closed bool // set by the shard on Close: refuse joins, start nothing
 }
 
-// Publish makes the gauge changes of the handler that just ran visible in
-// Stats, with one atomic add (none if they cancel out). The shard calls it
-// after every message it handles, faulted or not: until then Stats show
-// the gauges as they were before the message.
+// Publish makes the gauge changes made so far by the message being handled
+// visible in Stats, with one atomic add (none if they cancel out). The
+// owner's code calls it before anything lets a caller or fn see the state
+// (a caller answered or signalled, fn handed to a worker), and the shard
+// after every message it handles, faulted or not.
 func (e *Env[K, V]) Publish() {
 	if e.inFlight != 0 || e.waiters != 0 {
 		e.Stats.AddGauges(e.inFlight, e.waiters)
@@ -346,6 +347,9 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 		}
 		f = k.newFlight(w)
 		k.open = f
+		// Counted before fn starts, so that the publish before a worker
+		// runs fn carries it: fn finds its caller in Waiters.
+		env.waiters++
 		if k.exec == nil {
 			// fn runs on the caller's own goroutine when nothing is lost
 			// by it: a Do caller whose ctx can never be done and with no
@@ -365,10 +369,10 @@ func (k *Owner[K, V]) Join(w *Waiter[K, V]) {
 		}
 		env.Stats.Joins.Add(1)
 		f.traceJoin(w) // tracing hook (trace.go)
+		env.waiters++
 	}
 	f.waiters++
 	f.joined++
-	env.waiters++
 	w.Flight, w.gen = f, f.gen
 	if w.Out == nil {
 		switch {
@@ -450,6 +454,7 @@ func (k *Owner[K, V]) start(f *Flight[K, V], byCaller bool) {
 	env.Stats.Flights.Add(1)
 	env.inFlight++
 	if !byCaller {
+		env.Publish() // before fn can run: fn sees itself counted
 		env.Pool.Go(f)
 	}
 }
@@ -470,6 +475,7 @@ func (k *Owner[K, V]) Leave(w *Waiter[K, V]) {
 			moved.(*Waiter[K, V]).slot = w.slot
 		}
 		var zero V
+		k.env.Publish() // before the caller gets its answer
 		w.Out.Deliver(zero, w.Ctx.Err(), false)
 	}
 	if f.waiters == 0 {
@@ -514,9 +520,10 @@ func (k *Owner[K, V]) timeout(f *Flight[K, V]) {
 // next flight if one is waiting.
 func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	again := false
+	counted := false // InFlight counted fn's return out already (see below)
 	defer func() {
 		if !again {
-			k.Retire(f) // runs even if what follows panics: Close counts on it
+			k.retire(f, counted) // runs even if what follows panics: Close counts on it
 		}
 	}()
 	env := k.env
@@ -544,6 +551,13 @@ func (k *Owner[K, V]) Finish(f *Flight[K, V]) {
 	if again {
 		k.runNext() // the wait frees the key's exec
 		return
+	}
+	if !f.backoff {
+		// fn has returned: InFlight counts it out now, so that the one add
+		// that publish makes before it answers the callers carries this
+		// change with theirs to Waiters.
+		env.inFlight--
+		counted = true
 	}
 	answer := !f.abandoned && !f.isPublished()
 	expired := answer && f.ctx.passed()
@@ -688,6 +702,7 @@ func (k *Owner[K, V]) attempt(f *Flight[K, V]) {
 	if env.OnFinish != nil {
 		f.ctx.began = time.Since(epoch)
 	}
+	env.Publish() // before fn can run: fn sees itself counted
 	env.Pool.Go(f)
 }
 
@@ -747,15 +762,20 @@ func (k *Owner[K, V]) Refresh(ctx context.Context, fn func(context.Context) (V, 
 // Retire ends the bookkeeping of f's execution after fn returned: the gauges,
 // the admission unit, the ctx, and the start of the key's next flight. It is
 // idempotent, so that the shard can call it again after a fault in Finish.
-func (k *Owner[K, V]) Retire(f *Flight[K, V]) {
+func (k *Owner[K, V]) Retire(f *Flight[K, V]) { k.retire(f, false) }
+
+// retire is Retire; counted says that InFlight counted f's execution out
+// already (Finish does, before it answers the callers).
+func (k *Owner[K, V]) retire(f *Flight[K, V], counted bool) {
 	if f.finished {
 		return
 	}
 	env := k.env
 	f.finished = true
-	if f.backoff {
+	switch {
+	case f.backoff:
 		f.backoff, f.due = false, false // ended between two attempts: not counted in InFlight
-	} else {
+	case !counted:
 		env.inFlight--
 	}
 	env.Finished()
@@ -874,6 +894,7 @@ func (f *Flight[K, V]) stopTimer() {
 func (k *Owner[K, V]) publish(f *Flight[K, V], val V, err error) {
 	k.env.waiters -= int64(f.waiters)
 	f.waiters = 0
+	k.env.Publish() // before any caller is answered: none sees itself still counted
 	if !f.deliverAll(val, err, f.joined > 1) {
 		return
 	}

@@ -6,9 +6,11 @@ import "sync/atomic"
 // handlers (and a DoChan caller refused for the shard's backlog adds to
 // Overloaded itself); anyone may read them at any time. Each field is exact on
 // its own; a read of several fields is not one snapshot. A Coordinator's
-// shard publishes its changes to InFlight and Waiters when the handler that
-// made them is over (Env.Publish), so a read never sees the middle of a
-// message; a Batcher's shards add theirs at once (AddGauges).
+// shard publishes its changes to InFlight and Waiters (Env.Publish) before
+// it answers a caller, signals one, or hands fn to a worker, and at the end
+// of every message: no caller or fn sees a gauge that does not count it
+// yet, or that still counts an answered caller. A Batcher's shards add
+// theirs at once (AddGauges).
 //
 // The gauges (Keys, InFlight, Waiters) return to 0 when the shard is idle.
 type Stats struct {

@@ -34,10 +34,12 @@ func TestGaugesDoNotCarry(t *testing.T) {
 	assert.Equal(t, int64(7), s.Waiters(), "InFlight at its largest left Waiters alone")
 }
 
-// A handler's changes to the two gauges are published together by
-// Env.Publish: before it Stats show them as they were (the shard's own
-// reads, Env.InFlight and Env.Waiters, see them at once), after it they
-// are in Stats, and changes that cancel out publish nothing.
+// A handler's changes to the two gauges are published by Env.Publish,
+// which the owner's code calls before fn is handed to a worker and before
+// a caller is answered: a worker's fn finds itself in InFlight, an answered
+// caller is no longer in Waiters, and what is still pending shows in the
+// shard's own reads at once.
+// Changes that cancel out publish nothing.
 func TestPublishMakesTheHandlersGaugesVisible(t *testing.T) {
 	s := newShardStub(t)
 	ctx, cancel := context.WithCancel(context.Background()) // fn goes to a worker
@@ -46,13 +48,16 @@ func TestPublishMakesTheHandlersGaugesVisible(t *testing.T) {
 	w := &Waiter[string, int]{Ctx: ctx, Fn: fnReturning(1), Wake: make(chan struct{}, 2)}
 	k.Join(w)
 	require.NoError(t, w.Err)
-	assert.Zero(t, s.stats.InFlight(), "not published before the join's handler is over")
-	assert.Zero(t, s.stats.Waiters())
-	assert.Equal(t, int64(1), s.env.InFlight(), "the shard sees its own change")
-	assert.Equal(t, int64(1), s.env.Waiters())
+	assert.Equal(t, int64(1), s.stats.InFlight(), "published before fn was handed to a worker")
+	assert.Equal(t, int64(1), s.stats.Waiters(), "its caller with it")
+
+	s.env.waiters++ // a change not yet published
+	assert.Equal(t, int64(1), s.stats.Waiters(), "not in Stats before Publish")
+	assert.Equal(t, int64(2), s.env.Waiters(), "the shard sees its own change at once")
 	s.env.Publish()
-	assert.Equal(t, int64(1), s.stats.InFlight())
-	assert.Equal(t, int64(1), s.stats.Waiters())
+	assert.Equal(t, int64(2), s.stats.Waiters())
+	s.env.waiters--
+	s.env.Publish()
 
 	before := s.stats.gauges.Load()
 	s.env.waiters++
@@ -60,9 +65,8 @@ func TestPublishMakesTheHandlersGaugesVisible(t *testing.T) {
 	s.env.Publish()
 	assert.Equal(t, before, s.stats.gauges.Load(), "changes that cancel out publish nothing")
 
-	s.done(t, k)
-	s.env.Publish()
+	s.done(t, k) // Finish: the callers are answered
 	assert.Equal(t, 1, w.Val)
-	assert.Zero(t, s.stats.InFlight(), "the flight's end published")
+	assert.Zero(t, s.stats.InFlight(), "published before the caller was answered")
 	assert.Zero(t, s.stats.Waiters())
 }

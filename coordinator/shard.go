@@ -162,6 +162,7 @@ func (s *shard[K, V, R]) handleRare(msg any) {
 // WaitGroup is touched per flight.
 func (s *shard[K, V, R]) finished() {
 	if s.env.Closed && s.env.InFlight() == 0 && !s.drainedClosed {
+		s.env.Publish() // before Close can return
 		s.drainedClosed = true
 		close(s.drained)
 	}
@@ -216,6 +217,7 @@ func (s *shard[K, V, R]) joinRare(cl *call[K, V, R]) bool {
 func (s *shard[K, V, R]) replyTo(cl *call[K, V, R]) {
 	if cl.ch == nil && !cl.replied && !cl.w.Queued() {
 		cl.replied = true
+		s.env.Publish() // the join's changes to the gauges, before the caller goes on
 		cl.w.Signal()
 	}
 }
