@@ -91,8 +91,8 @@ type Env[K comparable, V any] struct {
 	// execution (trace.go); nil: no tracing.
 	Tracer *tracing.Tracer
 
-	// inFlight and waiters are the changes the current handler made to
-	// Stats' two gauges, published together by Publish when it is over.
+	// inFlight and waiters are the changes to Stats' two gauges that the
+	// message being handled has made and Publish has not yet published.
 	inFlight, waiters int64
 
 	Closed bool // set by the shard on Close: refuse joins, start nothing
@@ -113,10 +113,6 @@ func (e *Env[K, V]) Publish() {
 // InFlight returns the flights whose fn is running, counting the current
 // handler's changes (shard actor only).
 func (e *Env[K, V]) InFlight() int64 { return e.Stats.InFlight() + e.inFlight }
-
-// Waiters returns the callers attached to a flight and not yet answered,
-// counting the current handler's changes (shard actor only).
-func (e *Env[K, V]) Waiters() int64 { return e.Stats.Waiters() + e.waiters }
 
 // Owner is the actor of one key: it exists while the key has a flight and is
 // retired as soon as it has none (Idle), so an idle key costs nothing.
